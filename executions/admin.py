@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from executions.models import Execution, StepResult
+
+
+class StepResultInline(admin.TabularInline):
+    model = StepResult
+    extra = 0
+    can_delete = False
+    readonly_fields = ["index", "type", "status", "output", "error", "started_at", "duration_ms"]
+
+    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(Execution)
+class ExecutionAdmin(admin.ModelAdmin):
+    list_display = ["job", "attempt", "status", "worker", "started_at", "finished_at"]
+    list_filter = ["status"]
+    search_fields = ["job__id", "job__name", "worker"]
+    list_select_related = ["job"]
+    readonly_fields = [f.name for f in Execution._meta.fields]
+    inlines = [StepResultInline]
+
+    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+        return False

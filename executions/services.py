@@ -1,0 +1,297 @@
+"""Running one attempt of a job: claim, run the steps, record every outcome.
+
+Every write below is fenced by ``status = 'running' AND attempts = <this attempt>``: an attempt
+whose job was cancelled (or, later, taken over by another attempt) finds nothing to update, and
+stops instead of overwriting the newer state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from deadletter.models import DeadLetter
+from deadletter.services import dead_letter_record
+from executions.models import Execution, StepResult
+from jobs.retry import RetryPolicy, next_delay
+from jobs.steps import PermanentStepError, StepContext, StepError, get_step
+
+logger = logging.getLogger("jobplatform.executions")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What the Celery task must do after the attempt: nothing, or publish the next attempt."""
+
+    status: str  # "duplicate", or the attempt's Execution.Status
+    retry_in: float | None = None
+    next_attempt: int | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: UUID
+    attempt: int
+    execution_id: int
+    started_at: datetime
+    steps: list[dict[str, Any]]
+    input: Any
+    next_step: int
+    step_outputs: list[Any]
+    policy: RetryPolicy
+    timeout: int
+
+
+_CLAIM_SQL = """
+UPDATE jobs_job
+SET status = 'running', attempts = attempts + 1, next_attempt_at = NULL,
+    started_at = COALESCE(started_at, now()), updated_at = now(), version = version + 1
+WHERE id = %s AND status IN ('queued', 'retrying') AND attempts = %s
+RETURNING steps, input, next_step, step_outputs,
+          max_retries, retry_backoff, retry_backoff_max, retry_jitter, timeout
+"""
+
+
+def _json(value: Any) -> Any:
+    # Django loads jsonb columns as text on raw cursors (JSONField decodes them itself).
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def execution_claim(*, job_id: UUID, attempt: int, delivery_id: str, worker: str) -> Claim | None:
+    """QUEUED|RETRYING -> RUNNING for attempt ``attempt``, with its Execution row; None if taken.
+
+    The message names the attempt it starts, so a second delivery of it — while the attempt runs,
+    after it finished, or after the job moved on to a later attempt — matches no row.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM_SQL, [job_id, attempt - 1])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        execution = Execution.objects.create(
+            job_id=job_id,
+            attempt=attempt,
+            worker=worker,
+            delivery_id=delivery_id,
+            started_at=now,
+            heartbeat_at=now,
+        )
+    steps, job_input, next_step, outputs, max_retries, backoff, backoff_max, jitter, timeout = row
+    return Claim(
+        job_id=job_id,
+        attempt=attempt,
+        execution_id=execution.id,
+        started_at=now,
+        steps=_json(steps),
+        input=_json(job_input),
+        next_step=next_step,
+        step_outputs=_json(outputs),
+        policy=RetryPolicy(
+            max_retries=max_retries, backoff=backoff, backoff_max=backoff_max, jitter=jitter
+        ),
+        timeout=timeout,
+    )
+
+
+def execution_run(*, job_id: UUID, attempt: int, delivery_id: str, worker: str) -> RunOutcome:
+    """Claim attempt ``attempt`` of the job and run its steps from where the last one stopped."""
+    claim = execution_claim(job_id=job_id, attempt=attempt, delivery_id=delivery_id, worker=worker)
+    if claim is None:
+        logger.info(
+            "job %s attempt %d: nothing to claim (duplicate or stale delivery)", job_id, attempt
+        )
+        return RunOutcome(status="duplicate")
+    outputs = list(claim.step_outputs)
+    deadline = time.monotonic() + claim.timeout
+    for index in range(claim.next_step, len(claim.steps)):
+        spec = claim.steps[index]
+        ctx = StepContext(
+            job_id=claim.job_id,
+            attempt=claim.attempt,
+            step_index=index,
+            input=claim.input,
+            outputs=tuple(outputs),
+            timeout=deadline - time.monotonic(),
+        )
+        started_at = timezone.now()
+        began = time.perf_counter()
+        output, error = _run_step(spec, ctx)
+        result = StepResult(
+            execution_id=claim.execution_id,
+            index=index,
+            type=spec["type"],
+            status=StepResult.Status.FAILED if error else StepResult.Status.SUCCEEDED,
+            output=output,
+            error=error,
+            started_at=started_at,
+            duration_ms=(time.perf_counter() - began) * 1000,
+        )
+        if error is not None:
+            return _attempt_failed(claim, result, error)
+        outputs.append(output)
+        if index == len(claim.steps) - 1:
+            return _attempt_succeeded(claim, result, outputs)
+        if not _step_done(claim, result, outputs):
+            return _attempt_cancelled(claim)
+    # A pipeline with nothing left to run (resumed past its last step) succeeds as it is.
+    return _attempt_succeeded(claim, None, outputs)
+
+
+def _run_step(spec: dict[str, Any], ctx: StepContext) -> tuple[Any, dict[str, Any] | None]:
+    """Run one step; return (output, None) or (None, error). Unexpected exceptions are transient."""
+    step_type = get_step(spec["type"])
+    try:
+        if step_type is None:
+            raise PermanentStepError(
+                f"step type {spec['type']!r} is no longer registered", code="STEP.UNKNOWN_TYPE"
+            )
+        output = step_type.run(spec.get("params", {}), ctx)
+        try:
+            json.dumps(output)
+        except (TypeError, ValueError) as exc:
+            raise PermanentStepError(
+                f"step returned an output that is not JSON: {exc}", code="STEP.OUTPUT_NOT_JSON"
+            ) from exc
+    except Exception as exc:
+        return None, _error_record(exc, spec["type"], ctx.step_index)
+    return output, None
+
+
+def _error_record(exc: BaseException, step_type: str, index: int) -> dict[str, Any]:
+    permanent = isinstance(exc, StepError) and exc.permanent
+    return {
+        "type": type(exc).__name__,
+        "code": exc.code if isinstance(exc, StepError) else "STEP.UNEXPECTED_ERROR",
+        "message": str(exc),
+        "permanent": permanent,
+        "step_index": index,
+        "step_type": step_type,
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+_PROGRESS_SQL = """
+UPDATE jobs_job SET next_step = %s, step_outputs = %s, updated_at = now()
+WHERE id = %s AND status = 'running' AND attempts = %s
+"""
+
+
+def _step_done(claim: Claim, result: StepResult, outputs: list[Any]) -> bool:
+    """Record a finished step and move the job's resume point past it. False if cancelled."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        result.save(force_insert=True)
+        cursor.execute(
+            _PROGRESS_SQL, [result.index + 1, json.dumps(outputs), claim.job_id, claim.attempt]
+        )
+        return cursor.rowcount == 1
+
+
+_SUCCEED_SQL = """
+UPDATE jobs_job
+SET status = 'succeeded', result = %s, next_step = %s, step_outputs = %s, last_error = NULL,
+    finished_at = now(), updated_at = now(), version = version + 1
+WHERE id = %s AND status = 'running' AND attempts = %s
+"""
+
+
+def _attempt_succeeded(claim: Claim, result: StepResult | None, outputs: list[Any]) -> RunOutcome:
+    """RUNNING -> SUCCEEDED with the last step's output as the job's result, in one transaction."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        if result is not None:
+            result.save(force_insert=True)
+        cursor.execute(
+            _SUCCEED_SQL,
+            [
+                json.dumps(outputs[-1] if outputs else None),
+                len(claim.steps),
+                json.dumps(outputs),
+                claim.job_id,
+                claim.attempt,
+            ],
+        )
+        if cursor.rowcount == 1:
+            _finish_execution(claim, Execution.Status.SUCCEEDED)
+            return RunOutcome(status=Execution.Status.SUCCEEDED)
+    return _attempt_cancelled(claim)
+
+
+_RETRY_SQL = """
+UPDATE jobs_job
+SET status = 'retrying', next_attempt_at = %s, last_error = %s, updated_at = now(),
+    version = version + 1
+WHERE id = %s AND status = 'running' AND attempts = %s
+"""
+
+_FAIL_SQL = """
+UPDATE jobs_job
+SET status = 'failed', last_error = %s, finished_at = now(), updated_at = now(),
+    version = version + 1
+WHERE id = %s AND status = 'running' AND attempts = %s
+"""
+
+
+def _attempt_failed(claim: Claim, result: StepResult, error: dict[str, Any]) -> RunOutcome:
+    """RUNNING -> RETRYING (attempts left, transient) or FAILED (+ dead letter), in one transaction.
+
+    A retry resumes at the failed step: the job's resume point stays where it is.
+    """
+    delay = next_delay(policy=claim.policy, attempt=claim.attempt, permanent=error["permanent"])
+    last_error = json.dumps({**error, "attempt": claim.attempt})
+    with transaction.atomic(), connection.cursor() as cursor:
+        result.save(force_insert=True)
+        if delay is not None:
+            retry_at = timezone.now() + timedelta(seconds=delay)
+            cursor.execute(_RETRY_SQL, [retry_at, last_error, claim.job_id, claim.attempt])
+            if cursor.rowcount == 1:
+                _finish_execution(claim, Execution.Status.FAILED, error, retry_at=retry_at)
+                return RunOutcome(
+                    status=Execution.Status.FAILED, retry_in=delay, next_attempt=claim.attempt + 1
+                )
+        else:
+            cursor.execute(_FAIL_SQL, [last_error, claim.job_id, claim.attempt])
+            if cursor.rowcount == 1:
+                _finish_execution(claim, Execution.Status.FAILED, error)
+                reason = (
+                    DeadLetter.Reason.PERMANENT
+                    if error["permanent"]
+                    else DeadLetter.Reason.EXHAUSTED
+                )
+                dead_letter_record(
+                    job_id=claim.job_id, reason=reason, error=error, attempts=claim.attempt
+                )
+                return RunOutcome(status=Execution.Status.FAILED)
+    return _attempt_cancelled(claim)
+
+
+def _attempt_cancelled(claim: Claim) -> RunOutcome:
+    """The job left RUNNING under this attempt (it was cancelled): close the attempt as such."""
+    logger.info("job %s attempt %d stopped: the job was cancelled", claim.job_id, claim.attempt)
+    _finish_execution(claim, Execution.Status.CANCELLED)
+    return RunOutcome(status=Execution.Status.CANCELLED)
+
+
+def _finish_execution(
+    claim: Claim,
+    status: str,
+    error: dict[str, Any] | None = None,
+    *,
+    retry_at: datetime | None = None,
+) -> None:
+    Execution.objects.filter(id=claim.execution_id, status=Execution.Status.RUNNING).update(
+        status=status,
+        finished_at=timezone.now(),
+        error=error,
+        will_retry=retry_at is not None,
+        retry_at=retry_at,
+    )

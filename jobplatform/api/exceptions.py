@@ -1,0 +1,78 @@
+"""Renders every API error as ``{"error": {"code", "message", "details"}}``.
+
+DRF alone turns a Django ``ValidationError`` into a 500 and leaves codes un-namespaced; this handler
+maps domain errors, DRF's own exceptions and Django's to one shape with a namespaced code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from jobplatform.errors import DomainError
+
+_DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
+    # Most specific first: the first isinstance match wins.
+    exceptions.ParseError: ("API.MALFORMED_REQUEST", "The request body is not valid JSON."),
+    exceptions.AuthenticationFailed: ("AUTH.INVALID_CREDENTIALS", ""),
+    exceptions.NotAuthenticated: ("AUTH.NOT_AUTHENTICATED", ""),
+    exceptions.PermissionDenied: ("AUTH.PERMISSION_DENIED", ""),
+    exceptions.NotFound: ("API.NOT_FOUND", ""),
+    exceptions.MethodNotAllowed: ("API.METHOD_NOT_ALLOWED", ""),
+    exceptions.NotAcceptable: ("API.NOT_ACCEPTABLE", ""),
+    exceptions.UnsupportedMediaType: ("API.UNSUPPORTED_MEDIA_TYPE", ""),
+    exceptions.Throttled: ("API.THROTTLED", ""),
+    exceptions.ValidationError: ("API.VALIDATION_ERROR", "The request is not valid."),
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DomainError):
+        set_rollback()
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
+    if isinstance(exc, DjangoValidationError):
+        set_rollback()
+        details = exc.message_dict if hasattr(exc, "error_dict") else {"non_field": exc.messages}
+        return Response(
+            error_body("API.VALIDATION_ERROR", "The request is not valid.", details), 400
+        )
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a bug: let Django log it and answer 500
+    set_rollback()
+    code, message = next(
+        ((c, m) for kind, (c, m) in _DRF_CODES.items() if isinstance(exc, kind)),
+        (f"API.{str(exc.default_code).upper()}", ""),
+    )
+    details = exc.detail if isinstance(exc, exceptions.ValidationError) else {}
+    response = Response(
+        error_body(code, message or str(exc.detail), details), status=exc.status_code
+    )
+    if getattr(exc, "auth_header", None):
+        response["WWW-Authenticate"] = exc.auth_header
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        response["Retry-After"] = str(int(exc.wait))
+    return response
+
+
+def not_found(request: HttpRequest, exception: Exception) -> JsonResponse:
+    """handler404 for URLs that match no route: JSON, not Django's HTML page."""
+    return JsonResponse(error_body("API.NOT_FOUND", "No such resource."), status=404)
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    """handler500: the traceback goes to the log, never to the client."""
+    return JsonResponse(error_body("API.INTERNAL_ERROR", "Internal server error."), status=500)

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import CursorPagination
+
+from jobplatform.errors import InvalidInput
+
+
+class CreatedCursorPagination(CursorPagination):
+    """Newest first; stable under inserts (a cursor, not an offset). ``?page_size=`` up to 500."""
+
+    ordering = ("-created_at",)
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+    def decode_cursor(self, request: Any) -> Any:
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise InvalidInput("API.INVALID_CURSOR", "the cursor is not valid") from None

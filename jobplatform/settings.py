@@ -1,0 +1,153 @@
+"""Django settings: every value comes from the environment (see .env.example)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+SECRET_KEY = env("DJANGO_SECRET_KEY")  # required: no default, never a literal
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "django_celery_beat",
+    "jobplatform",
+    "jobs",
+    "deadletter",
+    "executions",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "jobplatform.urls"
+WSGI_APPLICATION = "jobplatform.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": env.db("DATABASE_URL")}
+# Persistent connections for web processes; workers keep theirs via CELERY_DB_REUSE_MAX below.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "jobplatform.api.exceptions.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "jobplatform.api.pagination.CreatedCursorPagination",
+    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": None,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
+}
+
+# --- Celery ------------------------------------------------------------------------------------
+# Every CELERY_* name is checked by tests/jobplatform/test_celery_config.py: a misspelt name is
+# silently ignored by Celery. https://docs.celeryq.dev/en/stable/userguide/configuration.html
+
+JOBPLATFORM_QUEUES = env.list("JOBPLATFORM_QUEUES", default=["default"])
+# Longest job and longest retry backoff a submission may ask for: they bound the visibility timeout.
+JOBPLATFORM_MAX_JOB_TIMEOUT = env.int("JOBPLATFORM_MAX_JOB_TIMEOUT", default=3600)
+JOBPLATFORM_MAX_RETRY_BACKOFF = env.int("JOBPLATFORM_MAX_RETRY_BACKOFF", default=3600)
+
+CELERY_BROKER_URL = env("REDIS_URL")
+CELERY_TASK_DEFAULT_QUEUE = JOBPLATFORM_QUEUES[0]
+# A message is acknowledged only after the task returns, and handed back if the worker process dies,
+# so a crash never loses a job; duplicate deliveries are made harmless by the claim (DESIGN §2).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower shows tasks and retries
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Redis redelivers a message not acknowledged within the visibility timeout. It must outlast the
+# longest job plus the longest retry countdown (a retry message waits, unacknowledged, in a worker).
+# https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": JOBPLATFORM_MAX_JOB_TIMEOUT + JOBPLATFORM_MAX_RETRY_BACKOFF + 300,
+    # Honour message priority within a queue (0 is served first on Redis).
+    "queue_order_strategy": "priority",
+    "priority_steps": list(range(10)),
+    "sep": ":",
+}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Celery's Django fixup closes the database connection around every task unless this is set:
+# a new PostgreSQL session per task halves throughput (measured, see docs/architecture.md).
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
+CELERY_TIMEZONE = "UTC"
+
+# --- jobplatform -------------------------------------------------------------------------------
+JOBPLATFORM_STEP_MODULES = env.list("JOBPLATFORM_STEP_MODULES", default=[])
+JOBPLATFORM_HTTP_ALLOW_PRIVATE = env.bool("JOBPLATFORM_HTTP_ALLOW_PRIVATE", default=False)
+JOBPLATFORM_MAX_STEPS = env.int("JOBPLATFORM_MAX_STEPS", default=50)
+JOBPLATFORM_MAX_INPUT_BYTES = env.int("JOBPLATFORM_MAX_INPUT_BYTES", default=65536)
+JOBPLATFORM_MAX_RETRIES = env.int("JOBPLATFORM_MAX_RETRIES", default=25)
+JOBPLATFORM_DISPATCH_BATCH = env.int("JOBPLATFORM_DISPATCH_BATCH", default=500)
+JOBPLATFORM_DISPATCH_POLL = env.float("JOBPLATFORM_DISPATCH_POLL", default=5.0)

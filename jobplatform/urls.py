@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from jobplatform.api.views import HealthApi
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/health/", HealthApi.as_view(), name="health"),
+    path("api/v1/", include("jobs.api.urls")),
+]
+
+handler404 = "jobplatform.api.exceptions.not_found"
+handler500 = "jobplatform.api.exceptions.server_error"

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from jobs import services
+from jobs.models import Job
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ["name", "status", "owner", "queue", "priority", "attempts", "created_at"]
+    list_filter = ["status", "queue"]
+    search_fields = ["name", "id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["owner"]
+    actions = ["cancel_jobs"]
+    # Operators change jobs through the services (actions), never by editing the row.
+    readonly_fields = [f.name for f in Job._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Cancel the selected jobs")
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        cancelled = sum(
+            services.job_cancel(job_id=job_id) for job_id in queryset.values_list("id", flat=True)
+        )
+        self.message_user(request, f"Cancelled {cancelled} job(s).", messages.SUCCESS)

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.urls import reverse
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from executions.api.serializers import ExecutionOutput
+from executions.selectors import execution_list_for_job
+from jobplatform.api.pagination import CreatedCursorPagination
+from jobplatform.errors import Conflict
+from jobs import services
+from jobs.api.filters import JobFilter
+from jobs.api.serializers import JobOutput, JobSubmitInput, JobSummaryOutput
+from jobs.models import Job
+from jobs.selectors import job_get_visible, job_list
+from jobs.steps import registered_steps
+
+
+def _job_detail(request: Request, job: Job) -> dict:
+    data = JobOutput(job, context={"request": request}).data
+    executions = execution_list_for_job(job_id=job.id)
+    data["executions"] = ExecutionOutput(executions, many=True).data
+    return data
+
+
+class JobListCreateApi(APIView):
+    """GET: the caller's jobs, newest first, filtered. POST: submit a job."""
+
+    def get(self, request: Request) -> Response:
+        jobs = DjangoFilterBackend().filter_queryset(request, job_list(user=request.user), self)
+        paginator = CreatedCursorPagination()
+        page = paginator.paginate_queryset(jobs, request, view=self)
+        return paginator.get_paginated_response(
+            JobSummaryOutput(page, many=True, context={"request": request}).data
+        )
+
+    filterset_class = JobFilter
+
+    def post(self, request: Request) -> Response:
+        payload = JobSubmitInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        job = services.job_submit(owner=request.user, spec=payload.to_spec())
+        return Response(
+            _job_detail(request, job),
+            status=status.HTTP_201_CREATED,
+            headers={"Location": reverse("job-detail", args=[job.id])},
+        )
+
+
+class JobDetailApi(APIView):
+    def get(self, request: Request, job_id: UUID) -> Response:
+        job = job_get_visible(job_id=job_id, user=request.user)
+        return Response(_job_detail(request, job))
+
+
+class JobCancelApi(APIView):
+    """Cancel a job that has not finished; cancelling a cancelled job again is a no-op."""
+
+    def post(self, request: Request, job_id: UUID) -> Response:
+        job = job_get_visible(job_id=job_id, user=request.user)
+        if not services.job_cancel(job_id=job.id):
+            job.refresh_from_db(fields=["status"])
+            if job.status != Job.Status.CANCELLED:
+                raise Conflict(
+                    "JOBS.NOT_CANCELLABLE",
+                    f"the job has already finished ({job.status})",
+                    {"status": job.status},
+                )
+        job = job_get_visible(job_id=job_id, user=request.user)
+        return Response(_job_detail(request, job))
+
+
+class StepTypeListApi(APIView):
+    """The step types a job may use, with the JSON Schema of their parameters."""
+
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "results": [
+                    {"name": s.name, "description": s.description, "params_schema": s.schema}
+                    for s in registered_steps()
+                ]
+            }
+        )

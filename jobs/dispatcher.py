@@ -1,0 +1,140 @@
+"""The dispatcher: releases due jobs from PostgreSQL into the broker (DESIGN §3).
+
+It wakes on LISTEN/NOTIFY when a job is submitted, otherwise sleeps until the next run_at (at most
+``poll`` seconds, which also bounds how long a missed notification can delay a job). Any number of
+dispatchers may run: the release is ``FOR UPDATE SKIP LOCKED``, so none releases a job twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+from django.conf import settings
+from django.db import connections
+from django.utils import timezone
+
+from jobplatform.celery import app as celery_app
+from jobs import services
+from jobs.services import ReleasedJob
+
+logger = logging.getLogger("jobplatform.dispatcher")
+
+# Between slices of a wait the loop checks its stop flag, so SIGTERM is honoured within a second.
+_WAIT_SLICE = 1.0
+
+
+def publish_attempts(released: list[ReleasedJob]) -> list[ReleasedJob]:
+    """Publish one run_job message per job; return the jobs that were published.
+
+    Stops at the first broker error so the caller can hand the rest back to PENDING.
+    """
+    published: list[ReleasedJob] = []
+    try:
+        with celery_app.producer_or_acquire() as producer:
+            for job in released:
+                celery_app.send_task(
+                    services.RUN_JOB_TASK,
+                    args=[str(job.id), job.attempt],
+                    queue=job.queue,
+                    # Redis serves priority 0 first; the API's 9 is the most urgent.
+                    priority=9 - job.priority,
+                    producer=producer,
+                )
+                published.append(job)
+    except Exception:
+        logger.exception("publishing failed after %d of %d jobs", len(published), len(released))
+    return published
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        batch_size: int | None = None,
+        poll: float | None = None,
+        publish: Callable[[list[ReleasedJob]], list[ReleasedJob]] = publish_attempts,
+    ) -> None:
+        self.batch_size = batch_size or settings.JOBPLATFORM_DISPATCH_BATCH
+        self.poll = poll if poll is not None else settings.JOBPLATFORM_DISPATCH_POLL
+        self.publish = publish
+        self._listener: psycopg.Connection | None = None
+
+    def dispatch_once(self) -> int:
+        """Release one batch of due jobs and publish them after the release commits."""
+        released = services.job_release_due(limit=self.batch_size)
+        if not released:
+            return 0
+        published = self.publish(released)
+        if len(published) < len(released):
+            sent = {job.id for job in published}
+            back = services.job_unrelease(job_ids=[j.id for j in released if j.id not in sent])
+            logger.warning("handed %d unpublished jobs back to pending", back)
+        logger.debug("released %d jobs", len(published))
+        return len(published)
+
+    def run(self, stop: threading.Event) -> None:
+        """Dispatch until ``stop`` is set; survive database and broker outages by retrying."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                self._ensure_listening()
+                released = self.dispatch_once()
+                failures = 0
+                if released >= self.batch_size:
+                    continue  # more may be due right now
+                self._wait(stop, self._seconds_until_next_due())
+            except Exception as exc:  # a database or broker outage must not end the dispatcher
+                failures += 1
+                delay = min(30.0, 0.5 * 2 ** min(failures, 6))
+                logger.warning("dispatcher error (%s); retrying in %.1fs", exc, delay)
+                self._close()
+                stop.wait(delay)
+        self._close()
+
+    def _seconds_until_next_due(self) -> float:
+        next_due = services.job_next_due_at()
+        if next_due is None:
+            return self.poll
+        return max(0.0, min(self.poll, (next_due - timezone.now()).total_seconds()))
+
+    def _ensure_listening(self) -> None:
+        if self._listener is not None and not self._listener.closed:
+            return
+        db = settings.DATABASES["default"]
+        self._listener = psycopg.connect(
+            dbname=db["NAME"],
+            user=db.get("USER") or None,
+            password=db.get("PASSWORD") or None,
+            host=db.get("HOST") or None,
+            port=db.get("PORT") or None,
+            autocommit=True,
+        )
+        self._listener.execute(f"LISTEN {services.DISPATCH_CHANNEL}")
+
+    def _wait(self, stop: threading.Event, seconds: float) -> None:
+        """Sleep up to ``seconds``, returning early on a NOTIFY or on stop."""
+        assert self._listener is not None
+        deadline = time.monotonic() + seconds
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            woke = False
+            for _ in self._listener.notifies(timeout=min(remaining, _WAIT_SLICE), stop_after=1):
+                woke = True
+            if woke:
+                # Drain whatever else arrived: one release pass serves every submission so far.
+                for _ in self._listener.notifies(timeout=0):
+                    pass
+                return
+
+    def _close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        # After an error the Django connection may be broken; the next query opens a fresh one.
+        connections.close_all()

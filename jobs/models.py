@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Job(models.Model):
+    """One unit of work: a pipeline of steps with an input, a queue and a retry policy."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # stored in PostgreSQL, waiting for run_at; the dispatcher releases it
+        QUEUED = "queued"  # released: a run_job message for the next attempt is on the broker
+        RUNNING = "running"  # claimed by a worker; exactly one Execution of it is running
+        RETRYING = "retrying"  # an attempt failed transiently; the next is due at next_attempt_at
+        SUCCEEDED = "succeeded"  # every step succeeded; terminal
+        FAILED = "failed"  # permanent error or retries exhausted; terminal, dead-lettered
+        CANCELLED = "cancelled"  # cancelled before it finished; terminal
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs"
+    )
+    name = models.CharField(max_length=200)
+    steps = models.JSONField(help_text="[{type, params}], validated against the step registry")
+    input = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(max_length=64, default="default")
+    priority = models.PositiveSmallIntegerField(default=5, help_text="0 (lowest) to 9 (highest)")
+    max_retries = models.PositiveIntegerField(default=3)
+    retry_backoff = models.FloatField(default=2.0, help_text="seconds before the first retry")
+    retry_backoff_max = models.FloatField(default=300.0)
+    retry_jitter = models.BooleanField(default=True)
+    timeout = models.PositiveIntegerField(default=3600, help_text="seconds per attempt")
+    run_at = models.DateTimeField(default=timezone.now)
+    trace_id = models.CharField(max_length=32, default=new_trace_id)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0, help_text="attempts started so far")
+    next_step = models.PositiveIntegerField(default=0, help_text="where the next attempt resumes")
+    step_outputs = models.JSONField(default=list, blank=True, help_text="outputs of done steps")
+    result = models.JSONField(null=True, blank=True)
+    last_error = models.JSONField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The dispatcher's due scan: only PENDING rows are indexed, so the scan stays small and
+            # index-driven however many finished jobs the table holds.
+            models.Index(
+                fields=["run_at"], condition=Q(status="pending"), name="job_pending_run_at"
+            ),
+            models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
+            models.Index(fields=["-created_at"], name="job_created"),
+            models.Index(fields=["status", "-created_at"], name="job_status_created"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(priority__lte=9), name="job_priority_range"),
+            models.CheckConstraint(condition=Q(retry_backoff__gte=0), name="job_backoff_positive"),
+            models.CheckConstraint(
+                condition=Q(retry_backoff_max__gte=0), name="job_backoff_max_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"

@@ -1,0 +1,21 @@
+"""Transient versus permanent is a type. Anything else a step raises counts as transient."""
+
+from __future__ import annotations
+
+
+class StepError(Exception):
+    permanent = False
+
+    def __init__(self, message: str, *, code: str = "STEP.FAILED") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TransientStepError(StepError):
+    """Worth retrying: a timeout, a 5xx, a connection refused."""
+
+
+class PermanentStepError(StepError):
+    """Retrying cannot help: a 4xx, a bad parameter the schema could not catch."""
+
+    permanent = True

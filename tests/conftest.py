@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from jobplatform.celery import app as celery_app
+from tests.factories import UserFactory
+from tests.support import HttpTarget, wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def user(db: Any) -> Any:
+    return UserFactory()
+
+
+@pytest.fixture
+def staff(db: Any) -> Any:
+    return UserFactory(is_staff=True)
+
+
+def client_for(user: Any) -> APIClient:
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def api(user: Any) -> APIClient:
+    """An API client authenticated with ``user``'s token."""
+    return client_for(user)
+
+
+@pytest.fixture(scope="session")
+def http_target() -> Iterator[HttpTarget]:
+    target = HttpTarget()
+    yield target
+    target.close()
+
+
+@dataclass
+class Platform:
+    """A real Celery worker (prefork, 2 processes) and a real dispatcher, as subprocesses."""
+
+    worker_log: Path
+    dispatcher_log: Path
+
+    def worker_output(self) -> str:
+        return self.worker_log.read_text(errors="replace")
+
+    def await_worker_log(self, text: str, timeout: float = 30.0) -> None:
+        wait_for(lambda: text in self.worker_output(), timeout=timeout, what=f"worker log {text!r}")
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]  # after django_db_setup: the test database
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def platform(
+    django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    logs = tmp_path_factory.mktemp("platform")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": _database_url(),
+        "PYTHONUNBUFFERED": "1",
+    }
+    hostname = f"test-worker-{os.getpid()}@127.0.0.1"
+    plat = Platform(worker_log=logs / "worker.log", dispatcher_log=logs / "dispatcher.log")
+    with plat.worker_log.open("wb") as wlog, plat.dispatcher_log.open("wb") as dlog:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "jobplatform", "worker", "--loglevel", "INFO",
+             "--pool", "prefork", "--concurrency", "2", "--queues", "default",
+             "--hostname", hostname, "--without-gossip", "--without-mingle"],
+            cwd=REPO, env=env, stdout=wlog, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        dispatcher = subprocess.Popen(
+            [sys.executable, "manage.py", "run_dispatcher", "--poll", "1"],
+            cwd=REPO, env=env, stdout=dlog, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for(
+            lambda: worker.poll() is not None or celery_app.control.ping([hostname], timeout=0.5),
+            timeout=60,
+            what="the worker to answer a ping",
+        )
+        assert worker.poll() is None, plat.worker_output()
+        wait_for(
+            lambda: "dispatcher started" in plat.dispatcher_log.read_text(),
+            timeout=30,
+            what="the dispatcher to start",
+        )
+        yield plat
+    finally:
+        _stop(dispatcher)
+        _stop(worker)

@@ -1,0 +1,23 @@
+"""Test settings: the real settings, plus a custom step module and a loopback-friendly http step."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from jobplatform.settings import *  # noqa: F403
+from jobplatform.settings import env
+
+JOBPLATFORM_STEP_MODULES = ["tests.custom_steps"]
+# The tests' HTTP server listens on 127.0.0.1, which production refuses by default.
+JOBPLATFORM_HTTP_ALLOW_PRIVATE = True
+# "dispatch-probe" has no worker: the dispatcher tests read what was published to it from Redis.
+JOBPLATFORM_QUEUES = ["default", "dispatch-probe"]
+
+# Tests use their own Redis database so a dev platform on the same server is not disturbed.
+_redis = urlsplit(env("REDIS_URL"))
+CELERY_BROKER_URL = env(
+    "TEST_REDIS_URL", default=urlunsplit(_redis._replace(path="/" + env("TEST_REDIS_DB", default="9")))
+)
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Static files are collected by `make run`, not by the tests: WhiteNoise would warn of a missing root.
+MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]  # noqa: F405

@@ -1,0 +1,99 @@
+"""Test helpers: awaiting a condition, a real local HTTP server, real platform processes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], *, timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+class HttpTarget:
+    """A real HTTP server on 127.0.0.1 for the http step. Paths (``key`` isolates tests):
+
+    - ``/ok/<key>``: 200 with JSON ``{"key": key, "hits": n}``
+    - ``/status/<code>/<key>``: answers ``code``
+    - ``/flaky/<k>/<key>``: 503 for the first ``k`` hits, then 200
+    - ``/block/<key>``: holds the request until :meth:`release` (or 30 s), then 200
+    Every request is counted per path; the last request's headers are kept per path.
+    """
+
+    def __init__(self) -> None:
+        self.hits: Counter[str] = Counter()
+        self.headers: dict[str, dict[str, str]] = {}
+        self._gates: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                target._handle(self)
+
+            do_POST = do_GET
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def gate(self, key: str) -> threading.Event:
+        with self._lock:
+            return self._gates.setdefault(key, threading.Event())
+
+    def release(self, key: str) -> None:
+        self.gate(key).set()
+
+    def count(self, path: str) -> int:
+        with self._lock:
+            return self.hits[path]
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length") or 0)
+        if length:
+            request.rfile.read(length)
+        path = request.path
+        with self._lock:
+            self.hits[path] += 1
+            hits = self.hits[path]
+            self.headers[path] = dict(request.headers.items())
+        parts = path.strip("/").split("/")
+        status = 200
+        if parts[0] == "status":
+            status = int(parts[1])
+        elif parts[0] == "flaky" and hits <= int(parts[1]):
+            status = 503
+        elif parts[0] == "block":
+            self.gate(parts[-1]).wait(timeout=30)
+        body = json.dumps({"key": parts[-1], "hits": hits}).encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    def close(self) -> None:
+        for gate in self._gates.values():
+            gate.set()
+        self.server.shutdown()
+        self.server.server_close()
