@@ -109,7 +109,7 @@ def execution_run(*, job_id: UUID, attempt: int, delivery_id: str, worker: str) 
     claim = execution_claim(job_id=job_id, attempt=attempt, delivery_id=delivery_id, worker=worker)
     if claim is None:
         logger.info(
-            "job %s attempt %d: nothing to claim (duplicate or stale delivery)", job_id, attempt
+            "job %s attempt %d: nothing to claim (delivery %s)", job_id, attempt, delivery_id
         )
         return RunOutcome(status="duplicate")
     outputs = list(claim.step_outputs)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 import psycopg
+from celery import Celery
 from django.conf import settings
 from django.db import connections
 from django.utils import timezone
@@ -27,16 +28,16 @@ logger = logging.getLogger("jobplatform.dispatcher")
 _WAIT_SLICE = 1.0
 
 
-def publish_attempts(released: list[ReleasedJob]) -> list[ReleasedJob]:
+def publish_attempts(released: list[ReleasedJob], *, app: Celery = celery_app) -> list[ReleasedJob]:
     """Publish one run_job message per job; return the jobs that were published.
 
     Stops at the first broker error so the caller can hand the rest back to PENDING.
     """
     published: list[ReleasedJob] = []
     try:
-        with celery_app.producer_or_acquire() as producer:
+        with app.producer_or_acquire() as producer:
             for job in released:
-                celery_app.send_task(
+                app.send_task(
                     services.RUN_JOB_TASK,
                     args=[str(job.id), job.attempt],
                     queue=job.queue,

@@ -16,8 +16,9 @@ JOBPLATFORM_QUEUES = ["default", "dispatch-probe"]
 # Tests use their own Redis database so a dev platform on the same server is not disturbed.
 _redis = urlsplit(env("REDIS_URL"))
 CELERY_BROKER_URL = env(
-    "TEST_REDIS_URL", default=urlunsplit(_redis._replace(path="/" + env("TEST_REDIS_DB", default="9")))
+    "TEST_REDIS_URL",
+    default=urlunsplit(_redis._replace(path="/" + env("TEST_REDIS_DB", default="9"))),
 )
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-# Static files are collected by `make run`, not by the tests: WhiteNoise would warn of a missing root.
+# Static files are collected by `make run`, not by the tests (WhiteNoise warns of a missing root).
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]  # noqa: F405

@@ -11,7 +11,7 @@ ALL = sorted(Job.Status)
 
 
 def test_every_state_is_either_active_or_terminal():
-    assert lifecycle.ACTIVE | lifecycle.TERMINAL == set(Job.Status)
+    assert set(Job.Status) == lifecycle.ACTIVE | lifecycle.TERMINAL
     assert not lifecycle.ACTIVE & lifecycle.TERMINAL
 
 

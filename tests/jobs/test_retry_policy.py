@@ -36,7 +36,9 @@ def test_jitter_stays_within_the_upper_half_of_the_delay():
     rng = random.Random(7)
     for attempt in range(1, 50):
         base = backoff_delay(policy=policy, attempt=attempt)
-        delays = {next_delay(policy=policy, attempt=attempt, permanent=False, rng=rng) for _ in range(20)}
+        delays = {
+            next_delay(policy=policy, attempt=attempt, permanent=False, rng=rng) for _ in range(20)
+        }
         assert all(base / 2 <= d <= base for d in delays)
         assert len(delays) > 1  # actually jittered
 

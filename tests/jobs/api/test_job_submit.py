@@ -64,7 +64,10 @@ def test_defaults_apply_when_fields_are_left_out(api):
         ({"steps": [{"type": "sleep", "params": {"seconds": -1}}]}, "JOBS.INVALID_STEP_PARAMS"),
         ({"steps": [{"type": "sleep", "params": {}}]}, "JOBS.INVALID_STEP_PARAMS"),
         ({"steps": [{"type": "http", "params": {"url": "ftp://x"}}]}, "JOBS.INVALID_STEP_PARAMS"),
-        ({"steps": [{"type": "log", "params": {"message": "x", "extra": 1}}]}, "JOBS.INVALID_STEP_PARAMS"),
+        (
+            {"steps": [{"type": "log", "params": {"message": "x", "extra": 1}}]},
+            "JOBS.INVALID_STEP_PARAMS",
+        ),
         ({"steps": ["log"]}, "JOBS.INVALID_STEP"),
         ({"steps": [{"type": "log", "parms": {}}]}, "JOBS.INVALID_STEP"),
         ({"steps": []}, "JOBS.NO_STEPS"),

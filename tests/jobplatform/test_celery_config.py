@@ -1,0 +1,31 @@
+"""A misspelt CELERY_* setting is silently ignored by Celery: assert what the app loaded."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from executions.tasks import run_job
+from jobplatform.celery import app
+
+
+def test_workers_acknowledge_late_and_hand_back_lost_work():
+    assert app.conf.task_acks_late is True
+    assert app.conf.task_reject_on_worker_lost is True
+    assert app.conf.worker_prefetch_multiplier == 1
+    assert run_job.acks_late is True and run_job.reject_on_worker_lost is True
+
+
+def test_only_json_crosses_the_broker():
+    assert app.conf.task_serializer == "json"
+    assert app.conf.accept_content == ["json"]
+
+
+def test_visibility_timeout_outlasts_the_longest_job_and_backoff():
+    longest = settings.JOBPLATFORM_MAX_JOB_TIMEOUT + settings.JOBPLATFORM_MAX_RETRY_BACKOFF
+    assert app.conf.broker_transport_options["visibility_timeout"] > longest
+
+
+def test_beat_uses_the_database_scheduler_and_workers_reuse_connections():
+    assert app.conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
+    # Read by Celery's Django fixup under exactly this name.
+    assert app.conf.get("CELERY_DB_REUSE_MAX") >= 100

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from jobs.models import Job
+from tests.conftest import client_for
+from tests.jobs.factories import JobFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def ids(response):
+    assert response.status_code == 200, response.content
+    return [job["id"] for job in response.json()["results"]]
+
+
+def test_a_user_sees_only_their_own_jobs(api, user, staff):
+    mine = JobFactory(owner=user)
+    theirs = JobFactory()
+    assert ids(api.get("/api/v1/jobs/")) == [str(mine.id)]
+    for response in (
+        api.get(f"/api/v1/jobs/{theirs.id}/"),
+        api.post(f"/api/v1/jobs/{theirs.id}/cancel/"),
+    ):
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "JOBS.NOT_FOUND"
+    theirs.refresh_from_db()
+    assert theirs.status == Job.Status.PENDING  # the refused cancel changed nothing
+    assert set(ids(client_for(staff).get("/api/v1/jobs/"))) == {str(mine.id), str(theirs.id)}
+
+
+def test_filters_by_status_queue_name_and_creation_time(api, user):
+    now = timezone.now()
+    old = JobFactory(owner=user, name="report", created_at=now - timedelta(days=2))
+    running = JobFactory(owner=user, name="sync", status=Job.Status.RUNNING)
+    probe = JobFactory(owner=user, name="sync", queue="dispatch-probe", status=Job.Status.FAILED)
+    get = lambda query: set(ids(api.get(f"/api/v1/jobs/?{query}")))  # noqa: E731
+    assert get("status=running") == {str(running.id)}
+    assert get("status=running,failed") == {str(running.id), str(probe.id)}
+    assert get("queue=dispatch-probe") == {str(probe.id)}
+    assert get("name=sync") == {str(running.id), str(probe.id)}
+    assert get("name_contains=REP") == {str(old.id)}
+    cut = (now - timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    assert get(f"created_before={cut}") == {str(old.id)}
+    assert get(f"created_after={cut}") == {str(running.id), str(probe.id)}
+
+
+@pytest.mark.parametrize("query", ["status=bogus", "created_after=yesterday"])
+def test_an_invalid_filter_is_a_400(api, query):
+    response = api.get(f"/api/v1/jobs/?{query}")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "API.VALIDATION_ERROR"
+
+
+def test_cursor_pagination_walks_every_job_once_newest_first(api, user):
+    now = timezone.now()
+    jobs = [JobFactory(owner=user, created_at=now - timedelta(seconds=i)) for i in range(7)]
+    seen, url = [], "/api/v1/jobs/?page_size=3"
+    while url:
+        page = api.get(url).json()
+        seen += [job["id"] for job in page["results"]]
+        url = page["next"]
+    assert seen == [str(job.id) for job in jobs]
+
+
+def test_an_invalid_cursor_is_a_400(api):
+    response = api.get("/api/v1/jobs/?cursor=garbage")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "API.INVALID_CURSOR"
+
+
+def test_cancel_of_a_finished_job_is_a_409_and_of_a_cancelled_one_a_no_op(api, user):
+    done = JobFactory(owner=user, status=Job.Status.SUCCEEDED)
+    response = api.post(f"/api/v1/jobs/{done.id}/cancel/")
+    assert response.status_code == 409
+    assert response.json()["error"] == {
+        "code": "JOBS.NOT_CANCELLABLE",
+        "message": "the job has already finished (succeeded)",
+        "details": {"status": "succeeded"},
+    }
+    cancelled = JobFactory(owner=user, status=Job.Status.CANCELLED)
+    response = api.post(f"/api/v1/jobs/{cancelled.id}/cancel/")
+    assert (response.status_code, response.json()["status"]) == (200, "cancelled")
+
+
+def test_listing_costs_a_fixed_number_of_queries(api, user, django_assert_max_num_queries):
+    JobFactory.create_batch(20, owner=user)
+    with django_assert_max_num_queries(3):  # token lookup, the page; no query per job
+        assert len(ids(api.get("/api/v1/jobs/"))) == 20
