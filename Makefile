@@ -1,0 +1,104 @@
+# jobplatform development tasks (GNU make).
+#
+#   make run      virtualenv + PostgreSQL/Redis, migrate, demo operator, then every process
+#                 (web, dispatcher, worker, beat, flower) under honcho. Ctrl-C stops them all.
+#   make test     ruff check, ruff format --check, pytest (PYTEST_ARGS="-k foo -x" passes through)
+#   make lint     ruff check + ruff format --check;   make fmt   reformat and autofix
+#   make services start PostgreSQL and Redis (scripts/services.sh);  make stop   stop them
+#   make clean    stop the services and delete .run (database, redis files, static files, keys)
+#
+# The servers live under $(RUN_DIR) and keep running after `make run`/`make test` so the next
+# run starts fast; `make stop` stops them. scripts/env.sh supplies the environment (DATABASE_URL,
+# REDIS_URL, DJANGO_SECRET_KEY, ...); anything already exported in your shell wins. The .env file
+# is for docker compose and is not read here.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.ONESHELL:
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+RUN_DIR ?= $(CURDIR)/.run
+PYTEST_ARGS ?=
+export RUN_DIR
+
+VENV_BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed
+# Every recipe that runs the application: the development environment and the virtualenv first.
+APP_ENV := source scripts/env.sh; export PATH="$(VENV_BIN):$$PATH"
+
+.PHONY: help venv services run stop test lint fmt clean
+
+help:
+	@echo "targets: run test lint fmt services stop clean venv (see the top of the Makefile)"
+
+venv: $(STAMP)
+
+# Reinstalls only when a requirements file is newer than the stamp.
+$(STAMP): requirements.txt requirements-dev.txt
+	@if [ ! -x "$(VENV_BIN)/python" ]; then
+	  echo "creating virtualenv $(VENV)"
+	  $(PYTHON) -m venv "$(VENV)"
+	fi
+	echo "installing requirements-dev.txt into $(VENV)"
+	"$(VENV_BIN)/python" -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch "$@"
+
+services:
+	scripts/services.sh start
+
+# honcho stops every process it started on Ctrl-C; PostgreSQL and Redis keep running for the
+# next run (`make stop` stops them).
+run: venv services
+	@$(APP_ENV)
+	export PYTHONUNBUFFERED=1
+	python manage.py migrate --noinput
+	python manage.py collectstatic --noinput -v0
+	if [ -z "$${DEMO_PASSWORD:-}" ]; then
+	  if [ ! -s "$$RUN_DIR/demo-password" ]; then
+	    (umask 077; python -c 'import secrets; print(secrets.token_urlsafe(12))' > "$$RUN_DIR/demo-password")
+	  fi
+	  DEMO_PASSWORD="$$(cat "$$RUN_DIR/demo-password")"
+	fi
+	python manage.py issue_token demo --staff --password "$$DEMO_PASSWORD"
+	web_port="$${WEB_PORT:-8000}"
+	printf '\n%s\n' "jobplatform is starting: Ctrl-C stops it, then \`make stop\` stops PostgreSQL and Redis"
+	printf '  %-7s %s\n' \
+	  API "http://127.0.0.1:$$web_port/api/v1/  (header 'Authorization: Token <the token above>')" \
+	  Admin "http://127.0.0.1:$$web_port/admin/  (user demo, password $$DEMO_PASSWORD)" \
+	  Flower "http://127.0.0.1:$${FLOWER_PORT:-5555}/"
+	echo
+	# -e /dev/null: honcho would otherwise load .env, which is meant for docker compose.
+	exec honcho start -f Procfile -e /dev/null
+
+stop:
+	scripts/services.sh stop
+
+test: venv services
+	@$(APP_ENV)
+	status=0
+	echo "== ruff check"
+	ruff check . || status=1
+	echo "== ruff format --check"
+	ruff format --check . || status=1
+	echo "== pytest"
+	python -m pytest $(PYTEST_ARGS) || status=1
+	exit $$status
+
+lint: venv
+	export PATH="$(VENV_BIN):$$PATH"
+	status=0
+	ruff check . || status=1
+	ruff format --check . || status=1
+	exit $$status
+
+fmt: venv
+	export PATH="$(VENV_BIN):$$PATH"
+	ruff format .
+	ruff check --fix .
+
+clean:
+	scripts/services.sh stop
+	rm -rf .run staticfiles .pytest_cache .ruff_cache
+	if [ "$(RUN_DIR)" != "$(CURDIR)/.run" ]; then echo "left RUN_DIR=$(RUN_DIR) in place"; fi
