@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from executions.models import Execution, StepResult
 
@@ -11,7 +12,7 @@ class StepResultInline(admin.TabularInline):
     can_delete = False
     readonly_fields = ["index", "type", "status", "output", "error", "started_at", "duration_ms"]
 
-    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
 
@@ -24,5 +25,5 @@ class ExecutionAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Execution._meta.fields]
     inlines = [StepResultInline]
 
-    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

@@ -54,7 +54,7 @@ class Claim:
 _CLAIM_SQL = """
 UPDATE jobs_job
 SET status = 'running', attempts = attempts + 1, next_attempt_at = NULL,
-    started_at = COALESCE(started_at, now()), updated_at = now(), version = version + 1
+    started_at = COALESCE(started_at, %s), updated_at = %s, version = version + 1
 WHERE id = %s AND status IN ('queued', 'retrying') AND attempts = %s
 RETURNING steps, input, next_step, step_outputs,
           max_retries, retry_backoff, retry_backoff_max, retry_jitter, timeout
@@ -75,7 +75,7 @@ def execution_claim(*, job_id: UUID, attempt: int, delivery_id: str, worker: str
     now = timezone.now()
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(_CLAIM_SQL, [job_id, attempt - 1])
+            cursor.execute(_CLAIM_SQL, [now, now, job_id, attempt - 1])
             row = cursor.fetchone()
         if row is None:
             return None

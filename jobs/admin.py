@@ -4,8 +4,23 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from executions.models import Execution
 from jobs import services
 from jobs.models import Job
+
+
+class ExecutionInline(admin.TabularInline):
+    """Every attempt of the job; each links to its page with the step results."""
+
+    model = Execution
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["attempt", "status", "worker", "started_at", "finished_at", "will_retry", "error"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 @admin.register(Job)
@@ -16,6 +31,7 @@ class JobAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
     actions = ["cancel_jobs"]
+    inlines = [ExecutionInline]
     # Operators change jobs through the services (actions), never by editing the row.
     readonly_fields = [f.name for f in Job._meta.fields]
 

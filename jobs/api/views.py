@@ -31,6 +31,8 @@ def _job_detail(request: Request, job: Job) -> dict:
 class JobListCreateApi(APIView):
     """GET: the caller's jobs, newest first, filtered. POST: submit a job."""
 
+    filterset_class = JobFilter
+
     def get(self, request: Request) -> Response:
         jobs = DjangoFilterBackend().filter_queryset(request, job_list(user=request.user), self)
         paginator = CreatedCursorPagination()
@@ -38,8 +40,6 @@ class JobListCreateApi(APIView):
         return paginator.get_paginated_response(
             JobSummaryOutput(page, many=True, context={"request": request}).data
         )
-
-    filterset_class = JobFilter
 
     def post(self, request: Request) -> Response:
         payload = JobSubmitInput(data=request.data)
