@@ -22,3 +22,5 @@ CELERY_BROKER_URL = env(
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Static files are collected by `make run`, not by the tests (WhiteNoise warns of a missing root).
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]  # noqa: F405
+# Two test runs on one machine (two work trees, say) each need their own database and broker DB.
+DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_jobplatform")}  # noqa: F405
