@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -21,9 +22,11 @@ from django.utils import timezone
 
 from deadletter.models import DeadLetter
 from deadletter.services import dead_letter_record
+from executions.heartbeat import heartbeat
 from executions.models import Execution, StepResult
+from executions.timeouts import step_deadline
 from jobs.retry import RetryPolicy, next_delay
-from jobs.steps import PermanentStepError, StepContext, StepError, get_step
+from jobs.steps import PermanentStepError, StepContext, StepError, StepStopped, get_step
 
 logger = logging.getLogger("jobplatform.executions")
 
@@ -112,21 +115,34 @@ def execution_run(*, job_id: UUID, attempt: int, delivery_id: str, worker: str) 
             "job %s attempt %d: nothing to claim (delivery %s)", job_id, attempt, delivery_id
         )
         return RunOutcome(status="duplicate")
+    stop = heartbeat().track(claim.execution_id)
+    try:
+        return _run_steps(claim, stop)
+    finally:
+        heartbeat().untrack(claim.execution_id)
+
+
+def _run_steps(claim: Claim, stop: threading.Event) -> RunOutcome:
     outputs = list(claim.step_outputs)
     deadline = time.monotonic() + claim.timeout
     for index in range(claim.next_step, len(claim.steps)):
         spec = claim.steps[index]
+        left = deadline - time.monotonic()
         ctx = StepContext(
             job_id=claim.job_id,
             attempt=claim.attempt,
             step_index=index,
             input=claim.input,
             outputs=tuple(outputs),
-            timeout=deadline - time.monotonic(),
+            timeout=min(left, spec.get("timeout") or left),
+            stop=stop,
         )
         started_at = timezone.now()
         began = time.perf_counter()
-        output, error = _run_step(spec, ctx)
+        try:
+            output, error = _run_step(spec, ctx)
+        except StepStopped:
+            return _attempt_cancelled(claim)
         result = StepResult(
             execution_id=claim.execution_id,
             index=index,
@@ -149,20 +165,26 @@ def execution_run(*, job_id: UUID, attempt: int, delivery_id: str, worker: str) 
 
 
 def _run_step(spec: dict[str, Any], ctx: StepContext) -> tuple[Any, dict[str, Any] | None]:
-    """Run one step; return (output, None) or (None, error). Unexpected exceptions are transient."""
+    """Run one step; return (output, None) or (None, error). Unexpected exceptions are transient.
+
+    StepStopped (the job was cancelled while the step ran) propagates: it is not a failure.
+    """
     step_type = get_step(spec["type"])
     try:
         if step_type is None:
             raise PermanentStepError(
                 f"step type {spec['type']!r} is no longer registered", code="STEP.UNKNOWN_TYPE"
             )
-        output = step_type.run(spec.get("params", {}), ctx)
+        with step_deadline(ctx.timeout):
+            output = step_type.run(spec.get("params", {}), ctx)
         try:
             json.dumps(output)
         except (TypeError, ValueError) as exc:
             raise PermanentStepError(
                 f"step returned an output that is not JSON: {exc}", code="STEP.OUTPUT_NOT_JSON"
             ) from exc
+    except StepStopped:
+        raise
     except Exception as exc:
         return None, _error_record(exc, spec["type"], ctx.step_index)
     return output, None

@@ -151,3 +151,11 @@ JOBPLATFORM_MAX_INPUT_BYTES = env.int("JOBPLATFORM_MAX_INPUT_BYTES", default=655
 JOBPLATFORM_MAX_RETRIES = env.int("JOBPLATFORM_MAX_RETRIES", default=25)
 JOBPLATFORM_DISPATCH_BATCH = env.int("JOBPLATFORM_DISPATCH_BATCH", default=500)
 JOBPLATFORM_DISPATCH_POLL = env.float("JOBPLATFORM_DISPATCH_POLL", default=5.0)
+# Workers refresh heartbeat_at of running attempts this often; an attempt silent for
+# JOBPLATFORM_LOST_AFTER seconds is declared lost by the reaper (in the dispatcher process).
+JOBPLATFORM_HEARTBEAT_INTERVAL = env.float("JOBPLATFORM_HEARTBEAT_INTERVAL", default=5.0)
+JOBPLATFORM_LOST_AFTER = env.float("JOBPLATFORM_LOST_AFTER", default=60.0)
+# A QUEUED or RETRYING job whose message has not started it this long after it was due is
+# published again (its message was lost: a restarted Redis, a worker killed with a retry in hand).
+JOBPLATFORM_REDELIVER_AFTER = env.float("JOBPLATFORM_REDELIVER_AFTER", default=300.0)
+JOBPLATFORM_REAPER_INTERVAL = env.float("JOBPLATFORM_REAPER_INTERVAL", default=5.0)

@@ -12,13 +12,21 @@ and names the module in ``JOBPLATFORM_STEP_MODULES``.
 
 from __future__ import annotations
 
-from jobs.steps.errors import PermanentStepError, StepError, TransientStepError
+from jobs.steps.errors import (
+    PermanentStepError,
+    StepError,
+    StepStopped,
+    StepTimeout,
+    TransientStepError,
+)
 from jobs.steps.registry import StepContext, StepType, get_step, registered_steps, step
 
 __all__ = [
     "PermanentStepError",
     "StepContext",
     "StepError",
+    "StepStopped",
+    "StepTimeout",
     "StepType",
     "TransientStepError",
     "get_step",

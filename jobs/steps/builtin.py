@@ -6,14 +6,13 @@ import ipaddress
 import logging
 import socket
 import threading
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
 
-from jobs.steps.errors import PermanentStepError, TransientStepError
+from jobs.steps.errors import PermanentStepError, StepStopped, TransientStepError
 from jobs.steps.registry import StepContext, step
 
 logger = logging.getLogger("jobplatform.steps")
@@ -33,8 +32,9 @@ MAX_HTTP_BODY_CHARS = 65536
     },
 )
 def sleep_step(params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
-    """Wait for a number of seconds."""
-    time.sleep(params["seconds"])
+    """Wait for a number of seconds (stops early if the job is cancelled)."""
+    if ctx.stop.wait(params["seconds"]):
+        raise StepStopped("the job was cancelled while sleeping")
     return {"slept": params["seconds"]}
 
 
@@ -77,6 +77,8 @@ def compute_step(params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     sieve = bytearray([1]) * size
     sieve[0:2] = b"\x00\x00"
     for n in range(2, int(size**0.5) + 1):
+        if n % 64 == 0 and ctx.stop.is_set():
+            raise StepStopped("the job was cancelled while computing")
         if sieve[n]:
             sieve[n * n :: n] = bytes(len(range(n * n, size, n)))
     return {"size": size, "primes": sum(sieve)}

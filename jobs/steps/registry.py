@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,10 @@ class StepContext:
     step_index: int  # 0-based position of this step in the pipeline
     input: Any
     outputs: Sequence[Any]
-    timeout: float  # seconds left of the job's per-attempt budget, as a hint for blocking calls
+    timeout: float  # seconds this step may still take (its own timeout or the job's, enforced)
+    # Set when the attempt must stop (the job was cancelled): long steps check it and raise
+    # StepStopped, so a running job stops promptly rather than at the next step boundary.
+    stop: threading.Event = field(default_factory=threading.Event, compare=False)
 
     @property
     def idempotency_key(self) -> str:
