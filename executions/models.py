@@ -13,7 +13,8 @@ class Execution(models.Model):
         RUNNING = "running"  # a worker is running this attempt's steps
         SUCCEEDED = "succeeded"  # every remaining step succeeded; the job succeeded
         FAILED = "failed"  # a step failed; the job retries or is FAILED, per `will_retry`
-        CANCELLED = "cancelled"  # the job was cancelled; the attempt stopped at a step boundary
+        CANCELLED = "cancelled"  # the job was cancelled; the attempt stopped early
+        LOST = "lost"  # its heartbeat stopped (worker killed): the reaper ended it
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="executions")
     attempt = models.PositiveIntegerField()

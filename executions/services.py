@@ -25,7 +25,9 @@ from deadletter.services import dead_letter_record
 from executions.heartbeat import heartbeat
 from executions.models import Execution, StepResult
 from executions.timeouts import step_deadline
+from jobs.dispatcher import publish_attempts
 from jobs.retry import RetryPolicy, next_delay
+from jobs.services import ReleasedJob
 from jobs.steps import PermanentStepError, StepContext, StepError, StepStopped, get_step
 
 logger = logging.getLogger("jobplatform.executions")
@@ -317,3 +319,94 @@ def _finish_execution(
         will_retry=retry_at is not None,
         retry_at=retry_at,
     )
+
+
+_STALE_SQL = """
+SELECT e.id, e.job_id, e.attempt, e.worker, e.heartbeat_at,
+       j.max_retries, j.retry_backoff, j.retry_backoff_max, j.retry_jitter,
+       j.queue, j.priority, j.timeout
+FROM executions_execution AS e
+JOIN jobs_job AS j ON j.id = e.job_id
+WHERE e.status = 'running' AND e.heartbeat_at < %s
+ORDER BY e.heartbeat_at
+LIMIT %s
+FOR UPDATE OF e SKIP LOCKED  -- several reapers (dispatchers) never reap one attempt twice
+"""
+
+
+def execution_reap_lost(*, lost_after: float, limit: int = 100) -> int:
+    """RUNNING attempts silent for ``lost_after`` seconds -> LOST; their jobs -> RETRYING or FAILED.
+
+    A lost attempt counts against the retry budget like a failed one; a job out of attempts ends
+    FAILED with a dead letter. The next attempt's message is published after the commit; if that
+    publish is lost too, the dispatcher publishes it again once it is overdue.
+    """
+    now = timezone.now()
+    retries: list[ReleasedJob] = []
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_STALE_SQL, [now - timedelta(seconds=lost_after), limit])
+        stale = cursor.fetchall()
+        for row in stale:
+            retry = _reap(now, *row)
+            if retry is not None:
+                retries.append(retry)
+    if retries:
+        publish_attempts(retries)
+    return len(stale)
+
+
+def _reap(
+    now: datetime,
+    execution_id: int,
+    job_id: UUID,
+    attempt: int,
+    worker: str,
+    heartbeat_at: datetime,
+    max_retries: int,
+    backoff: float,
+    backoff_max: float,
+    jitter: bool,
+    queue: str,
+    priority: int,
+    timeout: int,
+) -> ReleasedJob | None:
+    silent = (now - heartbeat_at).total_seconds()
+    error = {
+        "type": "AttemptLost",
+        "code": "EXECUTION.LOST",
+        "message": f"no heartbeat from worker {worker or '?'} for {silent:.0f}s",
+        "permanent": False,
+        "attempt": attempt,
+    }
+    logger.warning("job %s attempt %d lost: %s", job_id, attempt, error["message"])
+    policy = RetryPolicy(
+        max_retries=max_retries, backoff=backoff, backoff_max=backoff_max, jitter=jitter
+    )
+    delay = next_delay(policy=policy, attempt=attempt, permanent=False)
+    retry_at = now + timedelta(seconds=delay) if delay is not None else None
+    Execution.objects.filter(id=execution_id, status=Execution.Status.RUNNING).update(
+        status=Execution.Status.LOST,
+        finished_at=now,
+        error=error,
+        will_retry=retry_at is not None,
+        retry_at=retry_at,
+    )
+    with connection.cursor() as cursor:
+        if retry_at is not None:
+            cursor.execute(_RETRY_SQL, [retry_at, json.dumps(error), job_id, attempt])
+            if cursor.rowcount == 1:
+                return ReleasedJob(
+                    id=job_id,
+                    queue=queue,
+                    priority=priority,
+                    attempt=attempt + 1,
+                    timeout=timeout,
+                    countdown=delay,
+                )
+        else:
+            cursor.execute(_FAIL_SQL, [json.dumps(error), job_id, attempt])
+            if cursor.rowcount == 1:
+                dead_letter_record(
+                    job_id=job_id, reason=DeadLetter.Reason.LOST, error=error, attempts=attempt
+                )
+    return None

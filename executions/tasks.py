@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import logging
 from uuid import UUID
 
 from celery import Task, shared_task
+from django.db import InterfaceError, OperationalError, close_old_connections
 
 from executions.services import execution_run
+
+logger = logging.getLogger("jobplatform.executions")
 
 
 @shared_task(
@@ -17,11 +21,22 @@ from executions.services import execution_run
 )
 def run_job(self: Task, job_id: str, attempt: int) -> None:
     """Run attempt ``attempt`` of a job; on a transient failure, publish the next attempt."""
-    outcome = execution_run(
-        job_id=UUID(job_id),
-        attempt=attempt,
-        delivery_id=self.request.id or "",
-        worker=self.request.hostname or "",
-    )
+    try:
+        outcome = execution_run(
+            job_id=UUID(job_id),
+            attempt=attempt,
+            delivery_id=self.request.id or "",
+            worker=self.request.hostname or "",
+        )
+    except (OperationalError, InterfaceError) as exc:
+        # PostgreSQL is unreachable. Drop the broken connection and deliver this same message
+        # again later: if the attempt was never claimed it starts then; if it was, the claim finds
+        # nothing and the reaper hands the silent attempt back to the retry path.
+        close_old_connections()
+        delay = min(30, 2 ** min(self.request.retries, 5))
+        logger.warning(
+            "job %s attempt %d: database unavailable, again in %ds", job_id, attempt, delay
+        )
+        raise self.retry(exc=exc, countdown=delay) from exc
     if outcome.retry_in is not None:
         raise self.retry(args=[job_id, outcome.next_attempt], countdown=outcome.retry_in)

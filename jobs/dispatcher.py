@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import psycopg
 from celery import Celery
@@ -23,6 +24,8 @@ from jobs import services
 from jobs.services import ReleasedJob
 
 logger = logging.getLogger("jobplatform.dispatcher")
+
+HARD_TIME_LIMIT_MARGIN = 30  # seconds past a job's timeout before Celery kills the attempt
 
 # Between slices of a wait the loop checks its stop flag, so SIGTERM is honoured within a second.
 _WAIT_SLICE = 1.0
@@ -43,12 +46,26 @@ def publish_attempts(released: list[ReleasedJob], *, app: Celery = celery_app) -
                     queue=job.queue,
                     # Redis serves priority 0 first; the API's 9 is the most urgent.
                     priority=9 - job.priority,
+                    countdown=job.countdown,
+                    # The backstop for a step that never yields to its own deadline: the child
+                    # is killed, and the reaper sees the attempt's heartbeat stop.
+                    time_limit=job.timeout + HARD_TIME_LIMIT_MARGIN,
                     producer=producer,
                 )
                 published.append(job)
     except Exception:
         logger.exception("publishing failed after %d of %d jobs", len(published), len(released))
     return published
+
+
+@dataclass
+class Chore:
+    """Periodic work the dispatcher process does between releases (finding lost work)."""
+
+    name: str
+    every: float  # seconds
+    run: Callable[[], object]
+    next_at: float = 0.0  # time.monotonic() of the next run
 
 
 class Dispatcher:
@@ -58,11 +75,35 @@ class Dispatcher:
         batch_size: int | None = None,
         poll: float | None = None,
         publish: Callable[[list[ReleasedJob]], list[ReleasedJob]] = publish_attempts,
+        chores: Sequence[Chore] = (),
     ) -> None:
         self.batch_size = batch_size or settings.JOBPLATFORM_DISPATCH_BATCH
         self.poll = poll if poll is not None else settings.JOBPLATFORM_DISPATCH_POLL
         self.publish = publish
+        self.chores = [
+            Chore("release-lost", settings.JOBPLATFORM_REAPER_INTERVAL, self.release_lost),
+            *chores,
+        ]
         self._listener: psycopg.Connection | None = None
+
+    def release_lost(self) -> int:
+        """Publish again the QUEUED and RETRYING jobs whose message never started them."""
+        lost = services.job_release_lost(
+            older_than=settings.JOBPLATFORM_REDELIVER_AFTER, limit=self.batch_size
+        )
+        if not lost:
+            return 0
+        published = self.publish(lost)
+        logger.warning("published %d of %d jobs whose message was lost", len(published), len(lost))
+        return len(published)
+
+    def run_chores(self) -> float:
+        """Run the chores that are due; return the seconds until the next one is."""
+        for chore in self.chores:
+            if time.monotonic() >= chore.next_at:
+                chore.next_at = time.monotonic() + chore.every
+                chore.run()
+        return max(0.0, min(c.next_at for c in self.chores) - time.monotonic())
 
     def dispatch_once(self) -> int:
         """Release one batch of due jobs and publish them after the release commits."""
@@ -85,9 +126,10 @@ class Dispatcher:
                 self._ensure_listening()
                 released = self.dispatch_once()
                 failures = 0
+                until_chore = self.run_chores()
                 if released >= self.batch_size:
                     continue  # more may be due right now
-                self._wait(stop, self._seconds_until_next_due())
+                self._wait(stop, min(until_chore, self._seconds_until_next_due()))
             except Exception as exc:  # a database or broker outage must not end the dispatcher
                 failures += 1
                 delay = min(30.0, 0.5 * 2 ** min(failures, 6))

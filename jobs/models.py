@@ -40,6 +40,10 @@ class Job(models.Model):
     timeout = models.PositiveIntegerField(default=3600, help_text="seconds per attempt")
     run_at = models.DateTimeField(default=timezone.now)
     trace_id = models.CharField(max_length=32, default=new_trace_id)
+    # A client's key for safe resubmission: the same key and body return the same job.
+    # NULL, not "": jobs without a key stay out of the unique constraint below.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    request_fingerprint = models.CharField(max_length=64, blank=True)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0, help_text="attempts started so far")
@@ -64,11 +68,22 @@ class Job(models.Model):
             models.Index(
                 fields=["run_at"], condition=Q(status="pending"), name="job_pending_run_at"
             ),
+            # The dispatcher's scans for jobs whose message was lost, as small as the one above.
+            models.Index(fields=["queued_at"], condition=Q(status="queued"), name="job_queued_at"),
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(status="retrying"), name="job_retrying_due"
+            ),
             models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
             models.Index(fields=["-created_at"], name="job_created"),
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
         ]
         constraints = [
+            # Two concurrent submissions with one key: the database lets exactly one in.
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="one_job_per_idempotency_key",
+            ),
             models.CheckConstraint(condition=Q(priority__lte=9), name="job_priority_range"),
             models.CheckConstraint(condition=Q(retry_backoff__gte=0), name="job_backoff_positive"),
             models.CheckConstraint(

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from jobplatform.errors import InvalidInput
+from jobplatform.errors import Conflict, InvalidInput
 from jobs import lifecycle
 from jobs.models import Job
 from jobs.steps import get_step, registered_steps
@@ -48,10 +49,14 @@ class JobSpec:
 
 @dataclass(frozen=True)
 class ReleasedJob:
+    """A run_job message to publish."""
+
     id: UUID
     queue: str
     priority: int
     attempt: int  # the attempt number the published message will start
+    timeout: int  # the job's per-attempt timeout: the message's hard time limit is set from it
+    countdown: float | None = None  # seconds the broker holds the message (a retry's backoff)
 
 
 def job_validate(*, spec: JobSpec) -> None:
@@ -101,12 +106,23 @@ def _validate_steps(steps: list[Any]) -> None:
                 f"step {index} must be an object with a string 'type' and optional 'params'",
                 {"index": index},
             )
-        unknown_keys = set(spec) - {"type", "params"}
+        unknown_keys = set(spec) - {"type", "params", "timeout"}
         if unknown_keys:
             raise InvalidInput(
                 "JOBS.INVALID_STEP",
                 f"step {index} has unknown keys {sorted(unknown_keys)}",
                 {"index": index, "keys": sorted(unknown_keys)},
+            )
+        step_timeout = spec.get("timeout")
+        if step_timeout is not None and (
+            isinstance(step_timeout, bool)
+            or not isinstance(step_timeout, int | float)
+            or not 0 < step_timeout <= settings.JOBPLATFORM_MAX_JOB_TIMEOUT
+        ):
+            raise InvalidInput(
+                "JOBS.INVALID_STEP",
+                f"step {index} timeout must be a number of seconds above 0",
+                {"index": index},
             )
         step_type = get_step(spec["type"])
         if step_type is None:
@@ -144,33 +160,93 @@ def _validate_retry_policy(spec: JobSpec) -> None:
         )
 
 
-def job_submit(*, owner: AbstractBaseUser, spec: JobSpec) -> Job:
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    created: bool  # False: an earlier submission with the same idempotency key is answered
+
+
+def job_submit(
+    *, owner: AbstractBaseUser, spec: JobSpec, idempotency_key: str | None = None
+) -> Submission:
     """Store a new PENDING job and wake the dispatchers when the transaction commits.
 
     Nothing is published to the broker here: the dispatcher releases the job once it is due, so a
-    rolled-back submission never reaches a worker.
+    rolled-back submission never reaches a worker. With an idempotency key, a repeat of the same
+    body returns the original job (created=False) and a different body raises Conflict.
     """
     job_validate(spec=spec)
+    fingerprint = _fingerprint(spec) if idempotency_key else ""
+    for _ in range(3):  # a concurrent submission or an expiring key may need another look
+        if idempotency_key:
+            earlier = _earlier_submission(owner, idempotency_key, fingerprint)
+            if earlier is not None:
+                return Submission(job=earlier, created=False)
+        try:
+            with transaction.atomic():
+                job = _create(owner, spec, idempotency_key, fingerprint)
+                _notify_dispatchers()
+            return Submission(job=job, created=True)
+        except IntegrityError:
+            if not idempotency_key:
+                raise
+            # Another request with this key committed first: answer with its job.
+    raise Conflict("JOBS.IDEMPOTENCY_KEY_BUSY", "the idempotency key is in use; try again")
+
+
+def _create(
+    owner: AbstractBaseUser, spec: JobSpec, idempotency_key: str | None, fingerprint: str
+) -> Job:
     now = timezone.now()
-    with transaction.atomic():
-        job = Job.objects.create(
-            owner=owner,
-            name=spec.name,
-            steps=[{"type": s["type"], "params": s.get("params", {})} for s in spec.steps],
-            input=spec.input,
-            queue=spec.queue,
-            priority=spec.priority,
-            max_retries=spec.max_retries,
-            retry_backoff=spec.retry_backoff,
-            retry_backoff_max=spec.retry_backoff_max,
-            retry_jitter=spec.retry_jitter,
-            timeout=spec.timeout,
-            run_at=spec.run_at or now,
-            created_at=now,
-            updated_at=now,
+    return Job.objects.create(
+        owner=owner,
+        name=spec.name,
+        steps=[
+            {"type": s["type"], "params": s.get("params", {})} | _step_extras(s) for s in spec.steps
+        ],
+        input=spec.input,
+        queue=spec.queue,
+        priority=spec.priority,
+        max_retries=spec.max_retries,
+        retry_backoff=spec.retry_backoff,
+        retry_backoff_max=spec.retry_backoff_max,
+        retry_jitter=spec.retry_jitter,
+        timeout=spec.timeout,
+        run_at=spec.run_at or now,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _step_extras(step: dict[str, Any]) -> dict[str, Any]:
+    return {"timeout": step["timeout"]} if step.get("timeout") is not None else {}
+
+
+def _fingerprint(spec: JobSpec) -> str:
+    body = asdict(spec)
+    body["run_at"] = spec.run_at.isoformat() if spec.run_at else None
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _earlier_submission(owner: AbstractBaseUser, key: str, fingerprint: str) -> Job | None:
+    """The live job submitted with ``key``; an expired key is released for reuse."""
+    earlier = Job.objects.filter(owner=owner, idempotency_key=key).first()
+    if earlier is None:
+        return None
+    ttl = timedelta(hours=settings.JOBPLATFORM_IDEMPOTENCY_TTL_HOURS)
+    if earlier.created_at < timezone.now() - ttl:
+        Job.objects.filter(id=earlier.id, idempotency_key=key).update(idempotency_key=None)
+        return None
+    if earlier.request_fingerprint != fingerprint:
+        raise Conflict(
+            "JOBS.IDEMPOTENCY_KEY_REUSED",
+            "this idempotency key was used for a different request",
+            {"job_id": str(earlier.id)},
         )
-        _notify_dispatchers()
-    return job
+    return earlier
 
 
 def _notify_dispatchers() -> None:
@@ -209,7 +285,7 @@ UPDATE jobs_job AS j
 SET status = 'queued', queued_at = now(), updated_at = now(), version = j.version + 1
 FROM due
 WHERE j.id = due.id AND j.status = 'pending'
-RETURNING j.id, j.queue, j.priority, j.attempts
+RETURNING j.id, j.queue, j.priority, j.attempts, j.timeout
 """
 
 
@@ -222,9 +298,48 @@ def job_release_due(*, limit: int) -> list[ReleasedJob]:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_RELEASE_SQL, [timezone.now(), limit])
         rows = cursor.fetchall()
-    return [
-        ReleasedJob(id=row[0], queue=row[1], priority=row[2], attempt=row[3] + 1) for row in rows
-    ]
+    return [_released(row) for row in rows]
+
+
+def _released(row: tuple[Any, ...]) -> ReleasedJob:
+    job_id, queue, priority, attempts, timeout = row
+    return ReleasedJob(
+        id=job_id, queue=queue, priority=priority, attempt=attempts + 1, timeout=timeout
+    )
+
+
+_RELEASE_LOST_SQL = """
+WITH lost AS (
+    SELECT id FROM jobs_job
+    WHERE (status = 'queued' AND queued_at < %(cutoff)s)
+       OR (status = 'retrying' AND next_attempt_at < %(cutoff)s)
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED  -- several dispatchers: each lost job is published again once
+)
+UPDATE jobs_job AS j
+SET queued_at = CASE WHEN j.status = 'queued' THEN %(now)s ELSE j.queued_at END,
+    next_attempt_at = CASE WHEN j.status = 'retrying' THEN %(now)s ELSE j.next_attempt_at END,
+    updated_at = %(now)s
+FROM lost
+WHERE j.id = lost.id AND j.status IN ('queued', 'retrying')
+RETURNING j.id, j.queue, j.priority, j.attempts, j.timeout
+"""
+
+
+def job_release_lost(*, older_than: float, limit: int) -> list[ReleasedJob]:
+    """Publish again the jobs whose message should have started them ``older_than`` seconds ago.
+
+    A QUEUED job not claimed since it was queued, or a RETRYING job not claimed since its retry
+    was due, has lost its message (Redis restarted empty, a worker died holding a retry). The
+    clock restarts, so a job is published again at most once per ``older_than``; if the old
+    message does turn up, one of the two claims the attempt and the other finds nothing.
+    """
+    now = timezone.now()
+    params = {"cutoff": now - timedelta(seconds=older_than), "limit": limit, "now": now}
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_RELEASE_LOST_SQL, params)
+        rows = cursor.fetchall()
+    return [_released(row) for row in rows]
 
 
 def job_unrelease(*, job_ids: list[UUID]) -> int:

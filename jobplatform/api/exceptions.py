@@ -6,16 +6,20 @@ maps domain errors, DRF's own exceptions and Django's to one shape with a namesp
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from jobplatform.errors import DomainError
+
+logger = logging.getLogger("jobplatform.api")
 
 _DRF_CODES: dict[type[exceptions.APIException], tuple[str, str]] = {
     # Most specific first: the first isinstance match wins.
@@ -40,6 +44,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, DomainError):
         set_rollback()
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
+    if isinstance(exc, OperationalError | InterfaceError):
+        # PostgreSQL is down or restarting: a clear, retryable answer, never a traceback.
+        logger.warning("database unavailable: %s", exc)
+        return Response(
+            error_body("API.DATABASE_UNAVAILABLE", "The database is unavailable; retry shortly."),
+            status=503,
+            headers={"Retry-After": "5"},
+        )
     if isinstance(exc, DjangoValidationError):
         set_rollback()
         details = exc.message_dict if hasattr(exc, "error_dict") else {"non_field": exc.messages}

@@ -32,6 +32,7 @@ class JobSubmitInput(serializers.Serializer):
     retry_jitter = serializers.BooleanField(required=False)
     timeout = serializers.IntegerField(required=False)
     run_at = OffsetDateTimeField(required=False, allow_null=True)
+    idempotency_key = serializers.CharField(max_length=255, required=False)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(self.initial_data, dict):
@@ -42,7 +43,8 @@ class JobSubmitInput(serializers.Serializer):
         return attrs
 
     def to_spec(self) -> JobSpec:
-        return JobSpec(**self.validated_data)
+        fields = {k: v for k, v in self.validated_data.items() if k != "idempotency_key"}
+        return JobSpec(**fields)
 
 
 class JobSummaryOutput(serializers.ModelSerializer):

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from executions.api.serializers import ExecutionOutput
 from executions.selectors import execution_list_for_job
 from jobplatform.api.pagination import CreatedCursorPagination
-from jobplatform.errors import Conflict
+from jobplatform.errors import Conflict, InvalidInput
 from jobs import services
 from jobs.api.filters import JobFilter
 from jobs.api.serializers import JobOutput, JobSubmitInput, JobSummaryOutput
@@ -44,12 +44,30 @@ class JobListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         payload = JobSubmitInput(data=request.data)
         payload.is_valid(raise_exception=True)
-        job = services.job_submit(owner=request.user, spec=payload.to_spec())
+        key = _idempotency_key(request, payload.validated_data.get("idempotency_key"))
+        submission = services.job_submit(
+            owner=request.user, spec=payload.to_spec(), idempotency_key=key
+        )
+        job = submission.job
         return Response(
             _job_detail(request, job),
-            status=status.HTTP_201_CREATED,
+            status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK,
             headers={"Location": reverse("job-detail", args=[job.id])},
         )
+
+
+def _idempotency_key(request: Request, in_body: str | None) -> str | None:
+    """The ``Idempotency-Key`` header or the ``idempotency_key`` field; both must agree."""
+    in_header = request.headers.get("Idempotency-Key")
+    if in_header and in_body and in_header != in_body:
+        raise InvalidInput(
+            "JOBS.IDEMPOTENCY_KEY_MISMATCH",
+            "the Idempotency-Key header and the idempotency_key field differ",
+        )
+    key = in_header or in_body
+    if key is not None and not 1 <= len(key) <= 255:
+        raise InvalidInput("JOBS.INVALID_IDEMPOTENCY_KEY", "an idempotency key has 1-255 chars")
+    return key
 
 
 class JobDetailApi(APIView):

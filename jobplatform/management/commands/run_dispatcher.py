@@ -5,15 +5,20 @@ import signal
 import threading
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from jobs.dispatcher import Dispatcher
+from executions.services import execution_reap_lost
+from jobs.dispatcher import Chore, Dispatcher
 
 logger = logging.getLogger("jobplatform.dispatcher")
 
 
 class Command(BaseCommand):
-    help = "Release due jobs from PostgreSQL into the broker until SIGTERM or Ctrl-C."
+    help = (
+        "Release due jobs from PostgreSQL into the broker, publish again jobs whose message was "
+        "lost, and reap attempts whose worker died; until SIGTERM or Ctrl-C."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--batch-size", type=int, default=None)
@@ -23,7 +28,15 @@ class Command(BaseCommand):
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        dispatcher = Dispatcher(batch_size=options["batch_size"], poll=options["poll"])
+        # The reaper lives in `executions`, which `jobs` must not import: it is composed here.
+        reaper = Chore(
+            "reap-lost",
+            settings.JOBPLATFORM_REAPER_INTERVAL,
+            lambda: execution_reap_lost(lost_after=settings.JOBPLATFORM_LOST_AFTER),
+        )
+        dispatcher = Dispatcher(
+            batch_size=options["batch_size"], poll=options["poll"], chores=[reaper]
+        )
         logger.info(
             "dispatcher started (batch %d, poll %.1fs)", dispatcher.batch_size, dispatcher.poll
         )
