@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -327,14 +328,16 @@ SELECT e.id, e.job_id, e.attempt, e.worker, e.heartbeat_at,
        j.queue, j.priority, j.timeout
 FROM executions_execution AS e
 JOIN jobs_job AS j ON j.id = e.job_id
-WHERE e.status = 'running' AND e.heartbeat_at < %s
+WHERE e.status = 'running' AND e.heartbeat_at < %(cutoff)s {queues}
 ORDER BY e.heartbeat_at
-LIMIT %s
+LIMIT %(limit)s
 FOR UPDATE OF e SKIP LOCKED  -- several reapers (dispatchers) never reap one attempt twice
 """
 
 
-def execution_reap_lost(*, lost_after: float, limit: int = 100) -> int:
+def execution_reap_lost(
+    *, lost_after: float, limit: int = 100, queues: Sequence[str] | None = None
+) -> int:
     """RUNNING attempts silent for ``lost_after`` seconds -> LOST; their jobs -> RETRYING or FAILED.
 
     A lost attempt counts against the retry budget like a failed one; a job out of attempts ends
@@ -344,7 +347,15 @@ def execution_reap_lost(*, lost_after: float, limit: int = 100) -> int:
     now = timezone.now()
     retries: list[ReleasedJob] = []
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_STALE_SQL, [now - timedelta(seconds=lost_after), limit])
+        queue_filter = "AND j.queue = ANY(%(queues)s)" if queues else ""
+        cursor.execute(
+            _STALE_SQL.format(queues=queue_filter),
+            {
+                "cutoff": now - timedelta(seconds=lost_after),
+                "limit": limit,
+                "queues": list(queues or []),
+            },
+        )
         stale = cursor.fetchall()
         for row in stale:
             retry = _reap(now, *row)

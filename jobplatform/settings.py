@@ -161,3 +161,10 @@ JOBPLATFORM_REDELIVER_AFTER = env.float("JOBPLATFORM_REDELIVER_AFTER", default=3
 JOBPLATFORM_REAPER_INTERVAL = env.float("JOBPLATFORM_REAPER_INTERVAL", default=5.0)
 # How long an Idempotency-Key keeps answering with its job; after that it may be reused.
 JOBPLATFORM_IDEMPOTENCY_TTL_HOURS = env.float("JOBPLATFORM_IDEMPOTENCY_TTL_HOURS", default=24.0)
+# Dead letters: closed (retried or dismissed) entries are purged this many days after they were
+# closed, by the beat task deadletter.purge; open entries are never purged automatically.
+JOBPLATFORM_DEADLETTER_RETENTION_DAYS = env.int("JOBPLATFORM_DEADLETTER_RETENTION_DAYS", default=30)
+# When set, every new dead letter is POSTed there as JSON, signed with HMAC-SHA256 of the raw body
+# under the secret (header X-Jobplatform-Signature: sha256=<hex>). The secret is then required.
+JOBPLATFORM_DEADLETTER_WEBHOOK_URL = env("JOBPLATFORM_DEADLETTER_WEBHOOK_URL", default="")
+JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET = env("JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET", default="")

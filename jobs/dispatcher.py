@@ -76,10 +76,12 @@ class Dispatcher:
         poll: float | None = None,
         publish: Callable[[list[ReleasedJob]], list[ReleasedJob]] = publish_attempts,
         chores: Sequence[Chore] = (),
+        queues: Sequence[str] | None = None,
     ) -> None:
         self.batch_size = batch_size or settings.JOBPLATFORM_DISPATCH_BATCH
         self.poll = poll if poll is not None else settings.JOBPLATFORM_DISPATCH_POLL
         self.publish = publish
+        self.queues = list(queues) if queues else None  # None: every queue
         self.chores = [
             Chore("release-lost", settings.JOBPLATFORM_REAPER_INTERVAL, self.release_lost),
             *chores,
@@ -89,7 +91,9 @@ class Dispatcher:
     def release_lost(self) -> int:
         """Publish again the QUEUED and RETRYING jobs whose message never started them."""
         lost = services.job_release_lost(
-            older_than=settings.JOBPLATFORM_REDELIVER_AFTER, limit=self.batch_size
+            older_than=settings.JOBPLATFORM_REDELIVER_AFTER,
+            limit=self.batch_size,
+            queues=self.queues,
         )
         if not lost:
             return 0
@@ -107,7 +111,7 @@ class Dispatcher:
 
     def dispatch_once(self) -> int:
         """Release one batch of due jobs and publish them after the release commits."""
-        released = services.job_release_due(limit=self.batch_size)
+        released = services.job_release_due(limit=self.batch_size, queues=self.queues)
         if not released:
             return 0
         published = self.publish(released)
@@ -139,7 +143,7 @@ class Dispatcher:
         self._close()
 
     def _seconds_until_next_due(self) -> float:
-        next_due = services.job_next_due_at()
+        next_due = services.job_next_due_at(queues=self.queues)
         if next_due is None:
             return self.poll
         return max(0.0, min(self.poll, (next_due - timezone.now()).total_seconds()))

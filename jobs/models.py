@@ -59,6 +59,11 @@ class Job(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # A manual retry (from the dead-letter) gives the job a fresh attempt budget while its attempt
+    # numbering continues: the retry policy counts attempts from here.
+    retry_base = models.PositiveIntegerField(
+        default=0, help_text="attempts made before the current retry budget"
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -274,9 +275,9 @@ _RELEASE_SQL = """
 WITH due AS (
     SELECT id FROM jobs_job
     -- Due by the application's clock, the one that wrote run_at (not the transaction's start).
-    WHERE status = 'pending' AND run_at <= %s
+    WHERE status = 'pending' AND run_at <= %(now)s {queues}
     ORDER BY run_at
-    LIMIT %s
+    LIMIT %(limit)s
     -- Two dispatchers never release one job twice: each skips the rows the other has locked,
     -- and the status re-check below sees the other's committed release.
     FOR UPDATE SKIP LOCKED
@@ -289,14 +290,22 @@ RETURNING j.id, j.queue, j.priority, j.attempts, j.timeout
 """
 
 
-def job_release_due(*, limit: int) -> list[ReleasedJob]:
+def _queue_filter(queues: Sequence[str] | None, column: str = "queue") -> str:
+    """SQL narrowing a scan to some queues: a dispatcher may serve only its own."""
+    return f"AND {column} = ANY(%(queues)s)" if queues else ""
+
+
+def job_release_due(*, limit: int, queues: Sequence[str] | None = None) -> list[ReleasedJob]:
     """PENDING (due) -> QUEUED for up to ``limit`` jobs, oldest run_at first.
 
     The caller publishes one run_job message per released job after this commits (and hands
     the jobs back with :func:`job_unrelease` if it cannot).
     """
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_RELEASE_SQL, [timezone.now(), limit])
+        cursor.execute(
+            _RELEASE_SQL.format(queues=_queue_filter(queues)),
+            {"now": timezone.now(), "limit": limit, "queues": list(queues or [])},
+        )
         rows = cursor.fetchall()
     return [_released(row) for row in rows]
 
@@ -311,8 +320,8 @@ def _released(row: tuple[Any, ...]) -> ReleasedJob:
 _RELEASE_LOST_SQL = """
 WITH lost AS (
     SELECT id FROM jobs_job
-    WHERE (status = 'queued' AND queued_at < %(cutoff)s)
-       OR (status = 'retrying' AND next_attempt_at < %(cutoff)s)
+    WHERE ((status = 'queued' AND queued_at < %(cutoff)s)
+       OR (status = 'retrying' AND next_attempt_at < %(cutoff)s)) {queues}
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED  -- several dispatchers: each lost job is published again once
 )
@@ -326,7 +335,9 @@ RETURNING j.id, j.queue, j.priority, j.attempts, j.timeout
 """
 
 
-def job_release_lost(*, older_than: float, limit: int) -> list[ReleasedJob]:
+def job_release_lost(
+    *, older_than: float, limit: int, queues: Sequence[str] | None = None
+) -> list[ReleasedJob]:
     """Publish again the jobs whose message should have started them ``older_than`` seconds ago.
 
     A QUEUED job not claimed since it was queued, or a RETRYING job not claimed since its retry
@@ -335,9 +346,14 @@ def job_release_lost(*, older_than: float, limit: int) -> list[ReleasedJob]:
     message does turn up, one of the two claims the attempt and the other finds nothing.
     """
     now = timezone.now()
-    params = {"cutoff": now - timedelta(seconds=older_than), "limit": limit, "now": now}
+    params = {
+        "cutoff": now - timedelta(seconds=older_than),
+        "limit": limit,
+        "now": now,
+        "queues": list(queues or []),
+    }
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_RELEASE_LOST_SQL, params)
+        cursor.execute(_RELEASE_LOST_SQL.format(queues=_queue_filter(queues)), params)
         rows = cursor.fetchall()
     return [_released(row) for row in rows]
 
@@ -349,11 +365,75 @@ def job_unrelease(*, job_ids: list[UUID]) -> int:
     )
 
 
-def job_next_due_at() -> datetime | None:
+def job_next_due_at(*, queues: Sequence[str] | None = None) -> datetime | None:
     """The earliest run_at among PENDING jobs (the partial index answers it)."""
-    return (
-        Job.objects.filter(status=Job.Status.PENDING)
-        .order_by("run_at")
-        .values_list("run_at", flat=True)
-        .first()
-    )
+    pending = Job.objects.filter(status=Job.Status.PENDING)
+    if queues:
+        pending = pending.filter(queue__in=queues)
+    return pending.order_by("run_at").values_list("run_at", flat=True).first()
+
+
+_RETRY_FAILED_SQL = """
+UPDATE jobs_job
+SET status = 'pending', run_at = %(now)s, finished_at = NULL, next_attempt_at = NULL,
+    queued_at = NULL, updated_at = %(now)s, version = version + 1,
+    -- A fresh budget: the retry policy counts attempts from here, the numbering goes on.
+    retry_base = attempts,
+    max_retries = COALESCE(%(max_retries)s, max_retries),
+    input = COALESCE(%(input)s::jsonb, input),
+    next_step = COALESCE(%(from_step)s, next_step),
+    -- Retrying from step k keeps the stored outputs of steps 0..k-1, which later steps read.
+    step_outputs = CASE WHEN %(from_step)s::integer IS NULL THEN step_outputs ELSE (
+        SELECT COALESCE(jsonb_agg(done.output ORDER BY done.n), '[]'::jsonb)
+        FROM jsonb_array_elements(step_outputs) WITH ORDINALITY AS done(output, n)
+        WHERE done.n <= %(from_step)s
+    ) END
+WHERE id = ANY(%(ids)s) AND status = 'failed'
+  AND (%(from_step)s::integer IS NULL OR next_step >= %(from_step)s)
+RETURNING id
+"""
+
+
+def job_retry(
+    *,
+    job_ids: list[UUID],
+    max_retries: int | None = None,
+    input: Any = None,
+    from_step: int | None = None,
+) -> list[UUID]:
+    """FAILED -> PENDING (due now) for each of ``job_ids``; returns the ids that were FAILED.
+
+    One set-based UPDATE however many jobs. The job keeps its history: ``attempts`` is not reset,
+    so the next attempt continues the numbering, and ``retry_base`` gives it a fresh retry budget.
+    It resumes at the step that failed, or at ``from_step`` (only for jobs that got that far: the
+    earlier steps' stored outputs are reused). ``max_retries`` and ``input`` (None: keep) replace
+    the job's own. The dispatchers are woken in the caller's transaction, so at its commit.
+    """
+    limit = settings.JOBPLATFORM_MAX_RETRIES
+    if max_retries is not None and not 0 <= max_retries <= limit:
+        raise InvalidInput("JOBS.INVALID_RETRY_POLICY", f"max_retries must be 0 to {limit}")
+    if from_step is not None and from_step < 0:
+        raise InvalidInput("JOBS.INVALID_FROM_STEP", "from_step must be 0 or more")
+    new_input = None if input is None else json.dumps(input, separators=(",", ":"))
+    if new_input is not None and len(new_input.encode()) > settings.JOBPLATFORM_MAX_INPUT_BYTES:
+        raise InvalidInput(
+            "JOBS.INPUT_TOO_LARGE",
+            f"input is {len(new_input.encode())} bytes; "
+            f"the limit is {settings.JOBPLATFORM_MAX_INPUT_BYTES}",
+            {"size": len(new_input.encode()), "limit": settings.JOBPLATFORM_MAX_INPUT_BYTES},
+        )
+    if not job_ids:
+        return []
+    params = {
+        "now": timezone.now(),
+        "ids": list(job_ids),
+        "max_retries": max_retries,
+        "input": new_input,
+        "from_step": from_step,
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_RETRY_FAILED_SQL, params)
+        retried = [row[0] for row in cursor.fetchall()]
+        if retried:
+            _notify_dispatchers()
+    return retried

@@ -102,7 +102,7 @@ def platform(
             cwd=REPO, env=env, stdout=wlog, stderr=subprocess.STDOUT,
         )  # fmt: skip
         dispatcher = subprocess.Popen(
-            [sys.executable, "manage.py", "run_dispatcher", "--poll", "1"],
+            [sys.executable, "manage.py", "run_dispatcher", "--poll", "1", "--queues", "default"],
             cwd=REPO, env=env, stdout=dlog, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

@@ -24,3 +24,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]  # noqa: F405
 # Two test runs on one machine (two work trees, say) each need their own database and broker DB.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_jobplatform")}  # noqa: F405
+
+# Reliability timings shrunk so that tests observe recovery in seconds, not minutes.
+JOBPLATFORM_HEARTBEAT_INTERVAL = 0.2
+JOBPLATFORM_LOST_AFTER = 2.0
+JOBPLATFORM_REAPER_INTERVAL = 0.5
+JOBPLATFORM_REDELIVER_AFTER = 4.0

@@ -23,22 +23,29 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--batch-size", type=int, default=None)
         parser.add_argument("--poll", type=float, default=None, help="max seconds between scans")
+        parser.add_argument(
+            "--queues", default="", help="comma-separated queues to serve (default: every queue)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+        queues = [q for q in options["queues"].split(",") if q] or None
         # The reaper lives in `executions`, which `jobs` must not import: it is composed here.
         reaper = Chore(
             "reap-lost",
             settings.JOBPLATFORM_REAPER_INTERVAL,
-            lambda: execution_reap_lost(lost_after=settings.JOBPLATFORM_LOST_AFTER),
+            lambda: execution_reap_lost(lost_after=settings.JOBPLATFORM_LOST_AFTER, queues=queues),
         )
         dispatcher = Dispatcher(
-            batch_size=options["batch_size"], poll=options["poll"], chores=[reaper]
+            batch_size=options["batch_size"], poll=options["poll"], chores=[reaper], queues=queues
         )
         logger.info(
-            "dispatcher started (batch %d, poll %.1fs)", dispatcher.batch_size, dispatcher.poll
+            "dispatcher started (queues %s, batch %d, poll %.1fs)",
+            ",".join(queues or ["*"]),
+            dispatcher.batch_size,
+            dispatcher.poll,
         )
         dispatcher.run(stop)
         logger.info("dispatcher stopped")

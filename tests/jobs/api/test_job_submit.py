@@ -136,3 +136,85 @@ def test_step_types_are_listed_with_their_schemas(api):
     assert {"sleep", "log", "compute", "http", "fail", "reverse"} <= set(steps)
     assert steps["http"]["params_schema"]["required"] == ["url"]
     assert steps["reverse"]["description"].startswith("Reverse a text")
+
+
+def test_the_same_idempotency_key_and_body_return_the_original_job(api):
+    first = submit(api, name="once", idempotency_key="k-1")
+    body = {"name": "once", "steps": [{"type": "log", "params": {"message": "hello"}}]}
+    again = api.post(URL, body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    assert Job.objects.count() == 1
+
+
+def test_the_same_idempotency_key_with_another_body_is_a_409(api):
+    first = submit(api, name="once", idempotency_key="k-2")
+    other = submit(api, name="twice", idempotency_key="k-2")
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "JOBS.IDEMPOTENCY_KEY_REUSED"
+    assert other.json()["error"]["details"] == {"job_id": first.json()["id"]}
+
+
+def test_idempotency_keys_are_per_owner(api, staff):
+    from tests.conftest import client_for
+
+    mine = submit(api, idempotency_key="shared").json()["id"]
+    theirs = submit(client_for(staff), idempotency_key="shared").json()["id"]
+    assert mine != theirs
+
+
+def test_an_expired_idempotency_key_makes_a_new_job(api):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    old = submit(api, idempotency_key="k-3").json()["id"]
+    Job.objects.filter(id=old).update(created_at=timezone.now() - timedelta(days=2))
+    new = submit(api, idempotency_key="k-3")
+    assert new.status_code == 201 and new.json()["id"] != old
+
+
+def test_header_and_field_keys_must_agree(api):
+    response = api.post(
+        URL,
+        {
+            "name": "x",
+            "steps": [{"type": "log", "params": {"message": "x"}}],
+            "idempotency_key": "a",
+        },
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="b",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "JOBS.IDEMPOTENCY_KEY_MISMATCH"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_submissions_with_one_key_make_one_job(user):
+    import threading
+
+    from django.db import connection
+
+    from tests.conftest import client_for
+
+    results = []
+
+    def post():
+        try:
+            results.append(submit(client_for(user), idempotency_key="race").json()["id"])
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 8 and len(set(results)) == 1
+    assert Job.objects.count() == 1
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "soon", True])
+def test_a_bad_step_timeout_is_rejected(api, timeout):
+    response = submit(api, steps=[{"type": "log", "params": {"message": "x"}, "timeout": timeout}])
+    assert response.json()["error"]["code"] == "JOBS.INVALID_STEP"
