@@ -375,7 +375,7 @@ lock() {
 }
 
 usage() {
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|restart-postgres" >&2
     exit 2
 }
 
@@ -407,6 +407,12 @@ stop)
 status)
     status_pg
     status_redis
+    ;;
+restart-postgres)
+    # For the chaos tests: the platform must carry on across a database restart.
+    lock
+    stop_pg
+    start_pg
     ;;
 *) usage ;;
 esac

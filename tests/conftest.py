@@ -65,7 +65,7 @@ class Platform:
         wait_for(lambda: text in self.worker_output(), timeout=timeout, what=f"worker log {text!r}")
 
 
-def _database_url() -> str:
+def database_url() -> str:
     db = settings.DATABASES["default"]  # after django_db_setup: the test database
     auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
     return f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
@@ -89,7 +89,7 @@ def platform(
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "PYTHONUNBUFFERED": "1",
     }
     hostname = f"test-worker-{os.getpid()}@127.0.0.1"

@@ -11,7 +11,7 @@ JOBPLATFORM_STEP_MODULES = ["tests.custom_steps"]
 # The tests' HTTP server listens on 127.0.0.1, which production refuses by default.
 JOBPLATFORM_HTTP_ALLOW_PRIVATE = True
 # "dispatch-probe" has no worker: the dispatcher tests read what was published to it from Redis.
-JOBPLATFORM_QUEUES = ["default", "dispatch-probe"]
+JOBPLATFORM_QUEUES = ["default", "dispatch-probe", "chaos"]
 
 # Tests use their own Redis database so a dev platform on the same server is not disturbed.
 _redis = urlsplit(env("REDIS_URL"))

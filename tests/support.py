@@ -38,6 +38,7 @@ class HttpTarget:
     def __init__(self) -> None:
         self.hits: Counter[str] = Counter()
         self.headers: dict[str, dict[str, str]] = {}
+        self.bodies: dict[str, list[Any]] = {}  # JSON bodies received, per path
         self._gates: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         target = self
@@ -70,13 +71,14 @@ class HttpTarget:
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length") or 0)
-        if length:
-            request.rfile.read(length)
+        body = request.rfile.read(length) if length else b""
         path = request.path
         with self._lock:
             self.hits[path] += 1
             hits = self.hits[path]
             self.headers[path] = dict(request.headers.items())
+            if body:
+                self.bodies.setdefault(path, []).append(json.loads(body))
         parts = path.strip("/").split("/")
         status = 200
         if parts[0] == "status":
@@ -85,12 +87,12 @@ class HttpTarget:
             status = 503
         elif parts[0] == "block":
             self.gate(parts[-1]).wait(timeout=30)
-        body = json.dumps({"key": parts[-1], "hits": hits}).encode()
+        answer = json.dumps({"key": parts[-1], "hits": hits}).encode()
         request.send_response(status)
         request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(body)))
+        request.send_header("Content-Length", str(len(answer)))
         request.end_headers()
-        request.wfile.write(body)
+        request.wfile.write(answer)
 
     def close(self) -> None:
         for gate in self._gates.values():

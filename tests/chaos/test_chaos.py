@@ -1,0 +1,128 @@
+"""Faults injected into a running platform of real processes (DESIGN §2-§3, issue #5).
+
+Every test submits jobs of two ``tick`` steps (each reports (job, step, attempt) to a local HTTP
+server, then sleeps), breaks something while they run, and then checks the invariants in
+``conftest.assert_invariants``: every job succeeded, attempts never overlapped, every step was
+completed once, and every side effect came from a recorded attempt.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+from django.db import connections
+
+from jobplatform.celery import app as celery_app
+from jobs.models import Job
+from tests.chaos.conftest import QUEUE, REPO
+from tests.support import wait_for
+
+pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
+
+JOBS = 120
+
+
+def started(chaos, count: int) -> None:
+    wait_for(lambda: len(chaos.ticks()) >= count, timeout=60, what=f"{count} steps to start")
+
+
+def test_kill_9_of_a_worker_mid_step(chaos, user):
+    chaos.start_dispatcher()
+    chaos.start_worker("worker-a")
+    chaos.start_worker("worker-b")
+    jobs = chaos.submit(user, JOBS, seconds=0.3)
+    started(chaos, 30)
+    chaos.signal("worker-a", signal.SIGKILL)  # the worker and its pool processes, at once
+    fault_at = time.monotonic()
+    chaos.await_all_finished(jobs, fault="kill -9 of a worker mid-step", since=fault_at)
+    chaos.assert_invariants(jobs)
+    lost = Job.objects.filter(id__in=jobs, executions__status="lost").distinct().count()
+    assert lost >= 1  # the kill did interrupt attempts, and they were recovered
+
+
+def test_redis_restarted_empty_while_jobs_queue_and_run(chaos, user):
+    chaos.start_dispatcher()
+    chaos.start_worker("worker-a")
+    chaos.start_worker("worker-b")
+    jobs = chaos.submit(user, JOBS, seconds=0.2)
+    started(chaos, 30)
+    chaos.signal("redis", signal.SIGKILL)
+    chaos.processes["redis"].wait()
+    fault_at = time.monotonic()
+    chaos.start_redis()  # empty: every queued message is gone
+    chaos.await_all_finished(jobs, fault="Redis restarted empty", since=fault_at)
+    chaos.assert_invariants(jobs)
+
+
+def test_postgresql_restarted_while_workers_run(chaos, user):
+    chaos.start_dispatcher()
+    chaos.start_worker("worker-a")
+    chaos.start_worker("worker-b")
+    jobs = chaos.submit(user, JOBS, seconds=0.2)
+    started(chaos, 30)
+    connections.close_all()
+    fault_at = time.monotonic()
+    restart = subprocess.run(
+        [str(REPO / "scripts/services.sh"), "restart-postgres"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert restart.returncode == 0, restart.stderr
+    chaos.await_all_finished(jobs, fault="PostgreSQL restarted", since=fault_at)
+    chaos.assert_invariants(jobs)
+
+
+def test_the_same_message_published_twice_for_a_batch(chaos, user):
+    chaos.start_dispatcher()
+    chaos.start_worker("worker-a")
+    chaos.start_worker("worker-b")
+    jobs = chaos.submit(user, JOBS, seconds=0.05, delay=1)
+    wait_for(
+        lambda: not Job.objects.filter(id__in=jobs, status="pending").exists(),
+        what="the batch to be released",
+    )
+    fault_at = time.monotonic()
+    broker = chaos.env["TEST_REDIS_URL"]
+    with celery_app.connection_for_write(broker) as conn, conn.Producer() as producer:
+        for job_id in jobs:
+            celery_app.send_task(
+                "executions.run_job", args=[str(job_id), 1], queue=QUEUE, producer=producer
+            )
+    chaos.await_all_finished(jobs, fault="every message published twice", since=fault_at)
+    chaos.assert_invariants(jobs)
+    assert len(chaos.ticks()) == 2 * JOBS  # each step of each job ran exactly once
+
+
+def test_two_dispatchers_and_two_beats_at_once(chaos, user):
+    for name in ("dispatcher-1", "dispatcher-2"):
+        chaos.start_dispatcher(name)
+    chaos.start_beat("beat-1")
+    chaos.start_beat("beat-2")
+    chaos.start_worker("worker-a")
+    chaos.start_worker("worker-b")
+    fault_at = time.monotonic()
+    jobs = chaos.submit(user, JOBS, seconds=0.05)
+    chaos.await_all_finished(jobs, fault="two dispatchers and two beats", since=fault_at)
+    chaos.assert_invariants(jobs)
+    assert len(chaos.ticks()) == 2 * JOBS  # nothing was released or run twice
+    assert all(p.poll() is None for n, p in chaos.processes.items() if n.startswith("beat"))
+
+
+def test_sigterm_to_a_worker_during_jobs(chaos, user):
+    chaos.start_dispatcher()
+    chaos.start_worker("worker-a")
+    chaos.start_worker("worker-b")
+    jobs = chaos.submit(user, JOBS, seconds=0.3)
+    started(chaos, 30)
+    chaos.processes["worker-a"].send_signal(signal.SIGTERM)  # warm shutdown of the main process
+    fault_at = time.monotonic()
+    assert chaos.processes["worker-a"].wait(timeout=60) == 0
+    # It finished what it had started: nothing of it is left running or lost.
+    assert not Job.objects.filter(
+        id__in=jobs, executions__worker__startswith="worker-a", executions__status="running"
+    ).exists()
+    assert not Job.objects.filter(id__in=jobs, executions__status="lost").exists()
+    chaos.await_all_finished(jobs, fault="SIGTERM to a worker", since=fault_at)
+    chaos.assert_invariants(jobs)
