@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -18,6 +19,7 @@ from django.db import connections
 from jobplatform.celery import app as celery_app
 from jobs.models import Job
 from tests.chaos.conftest import QUEUE, REPO
+from tests.conftest import client_for
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
@@ -59,19 +61,43 @@ def test_redis_restarted_empty_while_jobs_queue_and_run(chaos, user):
 
 def test_postgresql_restarted_while_workers_run(chaos, user):
     chaos.start_dispatcher()
+    chaos.start_beat("beat")
     chaos.start_worker("worker-a")
     chaos.start_worker("worker-b")
     jobs = chaos.submit(user, JOBS, seconds=0.2)
     started(chaos, 30)
-    connections.close_all()
+    answers: list[tuple[int, str | None]] = []
+    polling = threading.Event()
+    poller = threading.Thread(target=poll_api, args=(client_for(user), polling, answers))
+    connections.close_all()  # this thread's session would not survive the restart
+    poller.start()
     fault_at = time.monotonic()
-    restart = subprocess.run(
-        [str(REPO / "scripts/services.sh"), "restart-postgres"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    try:
+        restart = subprocess.run(
+            [str(REPO / "scripts/services.sh"), "restart-postgres"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        polling.set()
+        poller.join()
     assert restart.returncode == 0, restart.stderr
     chaos.await_all_finished(jobs, fault="PostgreSQL restarted", since=fault_at)
     chaos.assert_invariants(jobs)
+    # While it was down the API answered 503 with a code, never a 500 or a traceback.
+    assert {status for status, _ in answers} <= {200, 503}, answers
+    assert {code for status, code in answers if status == 503} == {"API.DATABASE_UNAVAILABLE"}
+    assert chaos.processes["beat"].poll() is None  # beat carried on
+
+
+def poll_api(client, stop: threading.Event, answers: list) -> None:
+    """Ask the API for jobs every 10 ms until ``stop``; keep (status, error code) of each answer."""
+    try:
+        while not stop.wait(0.01):
+            response = client.get("/api/v1/jobs/?page_size=1")
+            code = response.json()["error"]["code"] if response.status_code != 200 else None
+            answers.append((response.status_code, code))
+    finally:
+        connections.close_all()
 
 
 def test_the_same_message_published_twice_for_a_batch(chaos, user):
