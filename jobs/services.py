@@ -185,7 +185,8 @@ def job_submit(
                 return Submission(job=earlier, created=False)
         try:
             with transaction.atomic():
-                job = _create(owner, spec, idempotency_key, fingerprint)
+                job = _new_job(owner, spec, idempotency_key, fingerprint)
+                job.save(force_insert=True)
                 _notify_dispatchers()
             return Submission(job=job, created=True)
         except IntegrityError:
@@ -195,11 +196,35 @@ def job_submit(
     raise Conflict("JOBS.IDEMPOTENCY_KEY_BUSY", "the idempotency key is in use; try again")
 
 
-def _create(
+def job_submit_many(*, owner: AbstractBaseUser, specs: list[JobSpec]) -> list[Job]:
+    """Store many PENDING jobs in one transaction, one multi-row INSERT, one NOTIFY.
+
+    All or nothing: the first invalid spec rejects the batch, naming its index.
+    """
+    limit = settings.JOBPLATFORM_MAX_BULK_JOBS
+    if not 1 <= len(specs) <= limit:
+        raise InvalidInput(
+            "JOBS.INVALID_BULK_SIZE", f"a bulk submission holds 1 to {limit} jobs", {"limit": limit}
+        )
+    for index, spec in enumerate(specs):
+        try:
+            job_validate(spec=spec)
+        except InvalidInput as exc:
+            raise InvalidInput(
+                exc.code, f"job {index}: {exc.message}", {"job_index": index, **exc.details}
+            ) from None
+    jobs = [_new_job(owner, spec, None, "") for spec in specs]
+    with transaction.atomic():
+        Job.objects.bulk_create(jobs, batch_size=1000)
+        _notify_dispatchers()
+    return jobs
+
+
+def _new_job(
     owner: AbstractBaseUser, spec: JobSpec, idempotency_key: str | None, fingerprint: str
 ) -> Job:
     now = timezone.now()
-    return Job.objects.create(
+    return Job(
         owner=owner,
         name=spec.name,
         steps=[

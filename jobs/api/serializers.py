@@ -47,6 +47,23 @@ class JobSubmitInput(serializers.Serializer):
         return JobSpec(**fields)
 
 
+class JobBulkSubmitInput(serializers.Serializer):
+    jobs = serializers.ListField(child=serializers.DictField(), allow_empty=True)
+
+    def to_specs(self) -> list[JobSpec]:
+        specs = []
+        for index, data in enumerate(self.validated_data["jobs"]):
+            one = JobSubmitInput(data=data)
+            if not one.is_valid():
+                raise serializers.ValidationError({"jobs": {index: one.errors}})
+            if "idempotency_key" in one.validated_data:
+                raise serializers.ValidationError(
+                    {"jobs": {index: {"idempotency_key": "not supported in bulk submissions"}}}
+                )
+            specs.append(one.to_spec())
+        return specs
+
+
 class JobSummaryOutput(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.get_username")
     links = serializers.SerializerMethodField()

@@ -15,7 +15,12 @@ from jobplatform.api.pagination import CreatedCursorPagination
 from jobplatform.errors import Conflict, InvalidInput
 from jobs import services
 from jobs.api.filters import JobFilter
-from jobs.api.serializers import JobOutput, JobSubmitInput, JobSummaryOutput
+from jobs.api.serializers import (
+    JobBulkSubmitInput,
+    JobOutput,
+    JobSubmitInput,
+    JobSummaryOutput,
+)
 from jobs.models import Job
 from jobs.selectors import job_get_visible, job_list
 from jobs.steps import registered_steps
@@ -54,6 +59,16 @@ class JobListCreateApi(APIView):
             status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK,
             headers={"Location": reverse("job-detail", args=[job.id])},
         )
+
+
+class JobBulkCreateApi(APIView):
+    """POST {"jobs": [submission, ...]}: up to JOBPLATFORM_MAX_BULK_JOBS jobs, all or none."""
+
+    def post(self, request: Request) -> Response:
+        payload = JobBulkSubmitInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        jobs = services.job_submit_many(owner=request.user, specs=payload.to_specs())
+        return Response({"count": len(jobs), "ids": [str(job.id) for job in jobs]}, status=201)
 
 
 def _idempotency_key(request: Request, in_body: str | None) -> str | None:

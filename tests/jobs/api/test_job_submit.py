@@ -218,3 +218,37 @@ def test_concurrent_submissions_with_one_key_make_one_job(user):
 def test_a_bad_step_timeout_is_rejected(api, timeout):
     response = submit(api, steps=[{"type": "log", "params": {"message": "x"}, "timeout": timeout}])
     assert response.json()["error"]["code"] == "JOBS.INVALID_STEP"
+
+
+def test_a_bulk_submission_stores_every_job_in_one_round(api, user, django_assert_max_num_queries):
+    jobs = [
+        {"name": f"b{i}", "steps": [{"type": "sleep", "params": {"seconds": 0}}]}
+        for i in range(300)
+    ]
+    with django_assert_max_num_queries(8):  # token, savepoint, one INSERT, NOTIFY: not one per job
+        response = api.post("/api/v1/jobs/bulk/", {"jobs": jobs}, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["count"] == 300 and len(set(body["ids"])) == 300
+    assert Job.objects.filter(owner=user, status="pending").count() == 300
+
+
+@pytest.mark.parametrize(
+    ("jobs", "code", "index"),
+    [
+        ([{"name": "ok", "steps": [{"type": "log", "params": {"message": "x"}}]},
+          {"name": "bad", "steps": [{"type": "nope"}]}], "JOBS.UNKNOWN_STEP_TYPE", 1),
+        ([], "JOBS.INVALID_BULK_SIZE", None),
+        ([{"name": "x", "steps": [{"type": "log", "params": {"message": "x"}}]}] * 1001,
+         "JOBS.INVALID_BULK_SIZE", None),
+        ([{"steps": []}], "API.VALIDATION_ERROR", None),
+    ],
+)  # fmt: skip
+def test_a_bulk_submission_with_one_bad_job_stores_none(api, jobs, code, index):
+    response = api.post("/api/v1/jobs/bulk/", {"jobs": jobs}, format="json")
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == code
+    if index is not None:
+        assert error["details"]["job_index"] == index
+    assert not Job.objects.exists()
