@@ -1,0 +1,337 @@
+"""``python -m bench``: each scenario side by side with its baseline, medians of several runs.
+
+Scenarios (issue #6): throughput against bare Celery, submission (single and bulk), latency,
+scale (list/filter and release rate with 1,000,000 jobs in the table) and worker memory.
+Results are printed as a table and written to bench/results/<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.baseline import app as baseline_app
+from bench.stack import REPO, Stack, rss_kib
+
+NOOP = [{"type": "sleep", "params": {"seconds": 0}}]
+
+
+def median_of(runs: int, measure: Callable[[], dict[str, float]]) -> dict[str, Any]:
+    samples = [measure() for _ in range(runs)]
+    return {key: statistics.median(sample[key] for sample in samples) for key in samples[0]} | {
+        "runs": samples
+    }
+
+
+# --- throughput ------------------------------------------------------------------------------
+
+
+def submit_bulk(stack: Stack, count: int, steps: list[dict[str, Any]] = NOOP) -> None:
+    for start in range(0, count, 1000):
+        batch = [{"name": "bench", "steps": steps} for _ in range(min(1000, count - start))]
+        response = stack.http.post("/api/v1/jobs/bulk/", json={"jobs": batch})
+        response.raise_for_status()
+
+
+def await_succeeded(stack: Stack, count: int, timeout: float = 1800) -> float:
+    """Epoch seconds of the last finish, once ``count`` jobs have succeeded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        [(done, failed, last)] = stack.sql(
+            "SELECT count(*) FILTER (WHERE status = 'succeeded'),"
+            " count(*) FILTER (WHERE status = 'failed'), max(finished_at) FROM jobs_job"
+        )
+        if failed:
+            raise RuntimeError(f"{failed} benchmark jobs failed")
+        if done >= count:
+            return last.timestamp()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {done} of {count} jobs succeeded in time")
+        time.sleep(0.05)
+
+
+def platform_throughput(stack: Stack, count: int) -> dict[str, float]:
+    stack.reset()
+    stack.start_dispatcher()
+    stack.start_worker()
+    try:
+        began = time.time()
+        submit_bulk(stack, count)
+        ended = await_succeeded(stack, count)
+    finally:
+        stack.stop("worker")
+        stack.stop("dispatcher")
+    return {"jobs_per_s": count / (ended - began), "seconds": ended - began}
+
+
+def baseline_throughput(stack: Stack, count: int) -> dict[str, float]:
+    stack.reset()
+    stack.start_baseline_worker()
+    noop = baseline_app.tasks["baseline.noop"]
+    try:
+        began = time.time()
+        with baseline_app.producer_or_acquire() as producer:
+            for _ in range(count):
+                noop.apply_async(queue="baseline", producer=producer)
+        ended = await_drained(stack)
+    finally:
+        stack.stop("baseline-worker")
+    return {"jobs_per_s": count / (ended - began), "seconds": ended - began}
+
+
+def await_drained(stack: Stack, timeout: float = 1800) -> float:
+    """When no baseline message is queued or unacknowledged: every task has run."""
+    client = stack.baseline_redis
+    deadline = time.monotonic() + timeout
+    while True:
+        queued = sum(client.llen(key) for key in client.scan_iter("baseline*"))
+        if queued == 0 and client.hlen("unacked") == 0:
+            return time.time()
+        if time.monotonic() > deadline:
+            raise RuntimeError("the baseline did not drain")
+        time.sleep(0.02)
+
+
+# --- submission ------------------------------------------------------------------------------
+
+
+def single_submissions(stack: Stack, count: int, clients: int = 8) -> dict[str, float]:
+    stack.reset()
+    errors: list[str] = []
+
+    def client(n: int) -> None:
+        import httpx
+
+        with httpx.Client(base_url=stack.http.base_url, headers=stack.http.headers) as http:
+            for _ in range(n):
+                response = http.post("/api/v1/jobs/", json={"name": "one", "steps": NOOP})
+                if response.status_code != 201:
+                    errors.append(response.text)
+
+    threads = [threading.Thread(target=client, args=(count // clients,)) for _ in range(clients)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    if errors:
+        raise RuntimeError(f"{len(errors)} submissions failed: {errors[0]}")
+    return {"jobs_per_s": (count // clients * clients) / elapsed}
+
+
+def bulk_submissions(stack: Stack, count: int) -> dict[str, float]:
+    stack.reset()
+    began = time.perf_counter()
+    submit_bulk(stack, count)
+    return {"jobs_per_s": count / (time.perf_counter() - began)}
+
+
+# --- latency ---------------------------------------------------------------------------------
+
+
+def latency(stack: Stack, count: int) -> dict[str, float]:
+    """Submit-commit to execution start, one job at a time on an idle platform."""
+    stack.reset()
+    stack.start_dispatcher()
+    stack.start_worker()
+    lags = []
+    try:
+        for _ in range(count):
+            job = stack.http.post("/api/v1/jobs/", json={"name": "lat", "steps": NOOP}).json()
+            await_succeeded(stack, len(lags) + 1)
+            [(lag,)] = stack.sql(
+                "SELECT extract(epoch FROM e.started_at - j.created_at) FROM executions_execution e"
+                " JOIN jobs_job j ON j.id = e.job_id WHERE j.id = %s",
+                [job["id"]],
+            )
+            lags.append(float(lag) * 1000)
+    finally:
+        stack.stop("worker")
+        stack.stop("dispatcher")
+    lags.sort()
+    return {"p50_ms": percentile(lags, 50), "p99_ms": percentile(lags, 99)}
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    index = min(len(sorted_values) - 1, round(p / 100 * (len(sorted_values) - 1)))
+    return sorted_values[index]
+
+
+# --- scale -----------------------------------------------------------------------------------
+
+LIST_QUERIES = [
+    "/api/v1/jobs/?page_size=50",
+    "/api/v1/jobs/?status=failed&page_size=50",
+    "/api/v1/jobs/?queue=default&name=bench-42&page_size=50",
+    "/api/v1/jobs/?status=succeeded&created_after=2020-01-01T00:00:00Z&page_size=50",
+]
+
+
+def list_p95(stack: Stack, rounds: int = 50) -> float:
+    timings = []
+    for _ in range(rounds):
+        for query in LIST_QUERIES:
+            began = time.perf_counter()
+            stack.http.get(query).raise_for_status()
+            timings.append((time.perf_counter() - began) * 1000)
+    timings.sort()
+    return percentile(timings, 95)
+
+
+def release_rate(stack: Stack, count: int) -> float:
+    """Jobs per second the dispatcher releases (and publishes) from ``count`` due jobs."""
+    owner = stack.sql("SELECT id FROM auth_user WHERE username = 'bench'")[0][0]
+    stack.sql(FILL_SQL, {"owner": owner, "n": count, "status": "pending"})
+    began = time.time()
+    stack.start_dispatcher()
+    try:
+        while stack.sql("SELECT 1 FROM jobs_job WHERE status = 'pending' LIMIT 1"):
+            time.sleep(0.02)
+        [(last,)] = stack.sql("SELECT max(queued_at) FROM jobs_job WHERE status = 'queued'")
+    finally:
+        stack.stop("dispatcher")
+    stack.sql("DELETE FROM jobs_job WHERE status = 'queued'")
+    stack.redis.flushdb()
+    return count / (last.timestamp() - began)
+
+
+FILL_SQL = """
+INSERT INTO jobs_job (id, owner_id, name, steps, input, queue, priority, max_retries,
+    retry_backoff, retry_backoff_max, retry_jitter, timeout, run_at, trace_id, status, attempts,
+    next_step, step_outputs, version, created_at, updated_at, retry_base, request_fingerprint,
+    finished_at)
+SELECT gen_random_uuid(), %(owner)s, 'bench-' || (i % 1000),
+    '[{"type": "sleep", "params": {"seconds": 0}}]', '{}', 'default', 5, 3, 2, 300, true, 3600,
+    now() - interval '1 day', md5(i::text),
+    %(status)s, 1, 1, '[]', 1, now() - (i || ' seconds')::interval, now(), 0, '',
+    CASE WHEN %(status)s = 'pending' THEN NULL ELSE now() END
+FROM generate_series(1, %(n)s) AS i
+"""
+
+
+def scale(stack: Stack, rows: int, due: int) -> dict[str, float]:
+    stack.reset()
+    stack.sql("ANALYZE jobs_job")
+    empty = {"list_p95_ms": list_p95(stack), "release_per_s": release_rate(stack, due)}
+    owner = stack.sql("SELECT id FROM auth_user WHERE username = 'bench'")[0][0]
+    stack.sql(FILL_SQL, {"owner": owner, "n": rows, "status": "succeeded"})
+    stack.sql("UPDATE jobs_job SET status = 'failed' WHERE random() < 0.01")
+    stack.sql("ANALYZE jobs_job")
+    full = {"list_p95_ms": list_p95(stack), "release_per_s": release_rate(stack, due)}
+    return {
+        "empty_list_p95_ms": empty["list_p95_ms"],
+        "full_list_p95_ms": full["list_p95_ms"],
+        "empty_release_per_s": empty["release_per_s"],
+        "full_release_per_s": full["release_per_s"],
+    }
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+
+def memory(stack: Stack, count: int) -> dict[str, float]:
+    stack.reset()
+    stack.start_dispatcher()
+    stack.start_worker()
+    try:
+        submit_bulk(stack, 2000)  # warm up: imports, connections, caches
+        await_succeeded(stack, 2000)
+        before = sum(rss_kib(pid) for pid in stack.pool_pids("worker"))
+        submit_bulk(stack, count)
+        await_succeeded(stack, 2000 + count)
+        after = sum(rss_kib(pid) for pid in stack.pool_pids("worker"))
+    finally:
+        stack.stop("worker")
+        stack.stop("dispatcher")
+    return {"rss_before_mib": before / 1024, "rss_after_mib": after / 1024,
+            "growth_pct": 100 * (after - before) / before}  # fmt: skip
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=20_000, help="jobs per throughput run")
+    parser.add_argument("--scale-rows", type=int, default=1_000_000)
+    parser.add_argument("--memory-jobs", type=int, default=50_000)
+    parser.add_argument(
+        "--only", default="throughput,submission,latency,scale,memory", help="comma list"
+    )
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    stack = Stack()
+    results: dict[str, Any] = {"args": vars(args), "started": datetime.now(UTC).isoformat()}
+    stack.up()
+    stack.start_web()
+    try:
+        if "throughput" in only:
+            results["throughput"] = {
+                "platform": median_of(args.runs, lambda: platform_throughput(stack, args.jobs)),
+                "baseline": median_of(args.runs, lambda: baseline_throughput(stack, args.jobs)),
+            }
+        if "submission" in only:
+            results["submission"] = {
+                "single": median_of(args.runs, lambda: single_submissions(stack, 2000)),
+                "bulk": median_of(args.runs, lambda: bulk_submissions(stack, args.jobs)),
+            }
+        if "latency" in only:
+            results["latency"] = median_of(args.runs, lambda: latency(stack, 200))
+        if "scale" in only:
+            results["scale"] = scale(stack, args.scale_rows, due=20_000)
+        if "memory" in only:
+            results["memory"] = memory(stack, args.memory_jobs)
+    finally:
+        stack.down()
+    report(results)
+
+
+def report(results: dict[str, Any]) -> None:
+    rows = []
+    if "throughput" in results:
+        platform = results["throughput"]["platform"]["jobs_per_s"]
+        baseline = results["throughput"]["baseline"]["jobs_per_s"]
+        rows.append(("throughput, platform (jobs/s)", platform, ">= 0.5 x baseline"))
+        rows.append(("throughput, bare Celery (tasks/s)", baseline, ""))
+        rows.append(("throughput ratio platform / baseline", platform / baseline, ">= 0.5"))
+    if "submission" in results:
+        rows.append(
+            ("single submissions (jobs/s)", results["submission"]["single"]["jobs_per_s"], ">= 300")
+        )
+        rows.append(
+            ("bulk submissions (jobs/s)", results["submission"]["bulk"]["jobs_per_s"], ">= 5000")
+        )
+    if "latency" in results:
+        rows.append(("latency p50 (ms)", results["latency"]["p50_ms"], "<= 10"))
+        rows.append(("latency p99 (ms)", results["latency"]["p99_ms"], "<= 50"))
+    if "scale" in results:
+        s = results["scale"]
+        rows.append(("list/filter p95, empty table (ms)", s["empty_list_p95_ms"], ""))
+        rows.append(("list/filter p95, 1M jobs (ms)", s["full_list_p95_ms"], "<= 50, <= 2x empty"))
+        rows.append(("release rate, empty table (jobs/s)", s["empty_release_per_s"], ""))
+        rows.append(("release rate, 1M jobs (jobs/s)", s["full_release_per_s"], ">= 0.5 x empty"))
+    if "memory" in results:
+        m = results["memory"]
+        rows.append(("worker RSS before (MiB)", m["rss_before_mib"], ""))
+        rows.append(("worker RSS after (MiB)", m["rss_after_mib"], ""))
+        rows.append(("worker RSS growth (%)", m["growth_pct"], "< 10"))
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'scenario':<{width}}  {'median':>10}  target")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>10.2f}  {target}")
+    out = REPO / "bench" / "results" / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nwritten to {out.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""The baseline: bare Celery with the platform's broker settings and a task that does nothing."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+app = Celery("baseline", broker=os.environ.get("BASELINE_BROKER_URL", "redis://127.0.0.1:6379/0"))
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    broker_transport_options={
+        "visibility_timeout": 7500,
+        "queue_order_strategy": "priority",
+        "priority_steps": list(range(10)),
+        "sep": ":",
+    },
+)
+
+
+@app.task(name="baseline.noop")
+def noop() -> None:
+    """Nothing: what the platform adds on top is what the benchmark measures."""

@@ -1,0 +1,175 @@
+"""A PostgreSQL, a Redis and the platform's processes of the benchmark's own (under .run/bench)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import redis
+from celery import Celery
+
+from bench.baseline import app as baseline_app
+
+REPO = Path(__file__).resolve().parent.parent
+RUN_DIR = REPO / ".run" / "bench"
+PGPORT, REDIS_PORT, WEB_PORT = 55532, 56479, 18000
+
+
+class Stack:
+    def __init__(self) -> None:
+        self.env = {
+            **os.environ,
+            "RUN_DIR": str(RUN_DIR),
+            "PGPORT": str(PGPORT),
+            "REDIS_PORT": str(REDIS_PORT),
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:{PGPORT}/jobplatform",
+            "REDIS_URL": f"redis://127.0.0.1:{REDIS_PORT}/0",
+            "BASELINE_BROKER_URL": f"redis://127.0.0.1:{REDIS_PORT}/1",
+            "DJANGO_SECRET_KEY": "benchmark-only-" + os.urandom(16).hex(),
+            "DJANGO_DEBUG": "0",
+            "DJANGO_LOG_LEVEL": "WARNING",
+            "JOBPLATFORM_QUEUES": "default",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs = RUN_DIR / "logs"
+
+    # --- services ----------------------------------------------------------------------------
+
+    def up(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(REPO / "scripts/services.sh"), "start"], env=self.env, check=True)
+        self.manage("migrate", "--noinput", "-v0")
+        out = self.manage("issue_token", "bench", "--staff")
+        self.token = re.search(r"API token: (\w+)", out).group(1)  # type: ignore[union-attr]
+        self.db = psycopg.connect(self.env["DATABASE_URL"], autocommit=True)
+        self.redis = redis.Redis.from_url(self.env["REDIS_URL"])
+        self.baseline_redis = redis.Redis.from_url(self.env["BASELINE_BROKER_URL"])
+        baseline_app.conf.broker_url = self.env["BASELINE_BROKER_URL"]  # this process publishes
+        self.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{WEB_PORT}",
+            headers={"Authorization": f"Token {self.token}"},
+            timeout=60,
+        )
+
+    def down(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+        subprocess.run([str(REPO / "scripts/services.sh"), "stop"], env=self.env, check=False)
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=REPO, env=self.env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return result.stdout
+
+    def sql(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with self.db.cursor() as cursor:
+            cursor.execute(query, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def reset(self) -> None:
+        """Empty the job tables and both broker databases."""
+        self.sql("TRUNCATE jobs_job, executions_execution, executions_stepresult CASCADE")
+        self.redis.flushdb()
+        self.baseline_redis.flushdb()
+
+    # --- processes ---------------------------------------------------------------------------
+
+    def start(self, name: str, argv: list[str], ready: str | None = None) -> None:
+        log = (self.logs / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(
+            argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        if ready:
+            deadline = time.monotonic() + 60
+            while ready not in (self.logs / f"{name}.log").read_text(errors="replace"):
+                if time.monotonic() > deadline or self.processes[name].poll() is not None:
+                    raise RuntimeError(f"{name} did not start: see {self.logs / name}.log")
+                time.sleep(0.1)
+
+    def stop(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def start_web(self) -> None:
+        self.start(
+            "web",
+            [sys.executable, "-m", "gunicorn", "jobplatform.wsgi:application",
+             "--bind", f"127.0.0.1:{WEB_PORT}", "--workers", "2", "--log-level", "warning"],
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self.http.get("/api/v1/health/").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("gunicorn did not answer")
+            time.sleep(0.1)
+
+    def start_dispatcher(self) -> None:
+        self.start("dispatcher", [sys.executable, "manage.py", "run_dispatcher"])
+
+    def start_worker(self) -> None:
+        self.start(
+            "worker",
+            [sys.executable, "-m", "celery", "-A", "jobplatform", "worker", "--pool", "prefork",
+             "--concurrency", "2", "--queues", "default", "--loglevel", "WARNING",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        )  # fmt: skip
+        self.await_celery_ready("worker")
+
+    def start_baseline_worker(self) -> None:
+        self.start(
+            "baseline-worker",
+            [sys.executable, "-m", "celery", "-A", "bench.baseline", "worker", "--pool", "prefork",
+             "--concurrency", "2", "--queues", "baseline", "--loglevel", "WARNING",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        )  # fmt: skip
+        self.await_celery_ready("baseline-worker")
+
+    def await_celery_ready(self, name: str) -> None:
+        """Until the worker answers a broadcast ping: its consumer is connected and serving."""
+        broker = self.env["BASELINE_BROKER_URL" if name == "baseline-worker" else "REDIS_URL"]
+        app = Celery(broker=broker, set_as_current=False)
+        # The same key separator as the workers, or the reply binding cannot be parsed.
+        app.conf.broker_transport_options = baseline_app.conf.broker_transport_options
+        control = app.control
+        deadline = time.monotonic() + 60
+        while not (len(self.pool_pids(name)) >= 2 and control.ping(timeout=0.5)):
+            if time.monotonic() > deadline or self.processes[name].poll() is not None:
+                raise RuntimeError(f"{name} did not start: see {self.logs / name}.log")
+
+    def pool_pids(self, name: str) -> list[int]:
+        main = self.processes[name].pid
+        children = Path(f"/proc/{main}/task/{main}/children")
+        try:
+            return [int(pid) for pid in children.read_text().split()]
+        except FileNotFoundError:
+            return []
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
