@@ -9,6 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/health/", HealthApi.as_view(), name="health"),
     path("api/v1/", include("jobs.api.urls")),
+    path("api/v1/", include("deadletter.api.urls")),
 ]
 
 handler404 = "jobplatform.api.exceptions.not_found"

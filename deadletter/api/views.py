@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import QueryDict
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from deadletter import selectors, services
+from deadletter.api.filters import DeadLetterFilter
+from deadletter.api.serializers import (
+    ActionOutput,
+    BulkInput,
+    DeadLetterOutput,
+    DeadLetterSummaryOutput,
+    DismissInput,
+    GroupOutput,
+    RetryInput,
+)
+from deadletter.models import DeadLetter
+from executions.api.serializers import ExecutionOutput
+from executions.selectors import execution_list_for_job
+from jobplatform.api.pagination import CreatedCursorPagination
+
+OPEN = DeadLetter.State.OPEN
+
+
+class DeadLetterPagination(CreatedCursorPagination):
+    # The id breaks ties between entries recorded in the same microsecond (bulk failures).
+    ordering = ("-created_at", "-id")
+
+
+def _detail(request: Request, dead_letter_id: int) -> dict[str, Any]:
+    """The entry, its audit trail and its job's whole attempt history (each attempt's steps)."""
+    dead = selectors.dead_letter_get_visible(dead_letter_id=dead_letter_id, user=request.user)
+    data = DeadLetterOutput(dead, context={"request": request}).data
+    data["actions"] = ActionOutput(
+        selectors.dead_letter_actions(dead_letter_id=dead.id), many=True
+    ).data
+    data["executions"] = ExecutionOutput(execution_list_for_job(job_id=dead.job_id), many=True).data
+    return data
+
+
+def _filtered(
+    params: dict[str, Any] | QueryDict, user: Any, *, default_state: str | None = None
+) -> QuerySet[DeadLetter]:
+    """The visible entries matching list parameters; a bad value is a 400 API.VALIDATION_ERROR."""
+    data = QueryDict(mutable=True)
+    for name, value in params.items():
+        if isinstance(params, QueryDict):
+            data.setlist(name, params.getlist(name))
+        else:  # a bulk request's JSON ``filter``: lists become the comma form of the query string
+            data[name] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    if default_state and "state" not in data:
+        data["state"] = default_state
+    filterset = DeadLetterFilter(data, queryset=selectors.dead_letter_list(user=user))
+    if not filterset.is_valid():
+        raise serializers.ValidationError(filterset.errors)
+    return filterset.qs
+
+
+class DeadLetterListApi(APIView):
+    """Dead letters of the caller's jobs (staff: all), newest first, filtered, cursor-paginated."""
+
+    filterset_class = DeadLetterFilter
+
+    def get(self, request: Request) -> Response:
+        entries = DjangoFilterBackend().filter_queryset(
+            request, selectors.dead_letter_list(user=request.user), self
+        )
+        paginator = DeadLetterPagination()
+        page = paginator.paginate_queryset(entries, request, view=self)
+        return paginator.get_paginated_response(
+            DeadLetterSummaryOutput(page, many=True, context={"request": request}).data
+        )
+
+
+class DeadLetterDetailApi(APIView):
+    def get(self, request: Request, dead_letter_id: int) -> Response:
+        return Response(_detail(request, dead_letter_id))
+
+
+class DeadLetterRetryApi(APIView):
+    """Send the job back to the queue, optionally with a new max_retries, input or from_step."""
+
+    def post(self, request: Request, dead_letter_id: int) -> Response:
+        dead = selectors.dead_letter_get_visible(dead_letter_id=dead_letter_id, user=request.user)
+        payload = RetryInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        services.dead_letter_retry(
+            dead_letter_id=dead.id,
+            actor=request.user,
+            note=payload.validated_data["note"],
+            overrides=payload.overrides(),
+        )
+        return Response(_detail(request, dead.id))
+
+
+class DeadLetterDismissApi(APIView):
+    def post(self, request: Request, dead_letter_id: int) -> Response:
+        dead = selectors.dead_letter_get_visible(dead_letter_id=dead_letter_id, user=request.user)
+        payload = DismissInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        services.dead_letter_dismiss(
+            dead_letter_id=dead.id, actor=request.user, note=payload.validated_data["note"]
+        )
+        return Response(_detail(request, dead.id))
+
+
+def _bulk_selection(request: Request) -> tuple[QuerySet[DeadLetter], str]:
+    payload = BulkInput(data=request.data)
+    payload.is_valid(raise_exception=True)
+    data = payload.validated_data
+    visible = selectors.dead_letter_list(user=request.user)
+    if "ids" in data:
+        selection = visible.filter(id__in=data["ids"])
+    elif "group" in data:
+        selection = visible.filter(fingerprint=data["group"], state=OPEN)
+    else:
+        selection = _filtered(data["filter"], request.user, default_state=OPEN)
+    return selection, data["note"]
+
+
+class DeadLetterBulkRetryApi(APIView):
+    """Retry many entries, by ids, group or filter, in batches; answers with counts."""
+
+    def post(self, request: Request) -> Response:
+        selection, note = _bulk_selection(request)
+        outcome = services.dead_letter_retry_bulk(
+            selection=selection, actor=request.user, note=note
+        )
+        return Response(
+            {"selected": outcome.selected, "retried": outcome.done, "skipped": outcome.skipped}
+        )
+
+
+class DeadLetterBulkDismissApi(APIView):
+    """Dismiss many open entries, by ids, group or filter; answers with counts."""
+
+    def post(self, request: Request) -> Response:
+        selection, note = _bulk_selection(request)
+        outcome = services.dead_letter_dismiss_bulk(
+            selection=selection, actor=request.user, note=note
+        )
+        return Response(
+            {"selected": outcome.selected, "dismissed": outcome.done, "skipped": outcome.skipped}
+        )
+
+
+class DeadLetterGroupsApi(APIView):
+    """Entries grouped by fingerprint, largest group first. Open entries unless ?state= says."""
+
+    MAX_LIMIT = 1000
+
+    def get(self, request: Request) -> Response:
+        params = request.query_params.copy()
+        limit = _limit(params.pop("limit", ["100"])[-1], self.MAX_LIMIT)
+        entries = _filtered(params, request.user, default_state=OPEN)
+        groups = selectors.dead_letter_groups(entries=entries, limit=limit)
+        return Response(
+            {"results": GroupOutput(groups, many=True, context={"request": request}).data}
+        )
+
+
+def _limit(raw: str, maximum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise serializers.ValidationError({"limit": "an integer"}) from None
+    if not 1 <= value <= maximum:
+        raise serializers.ValidationError({"limit": f"between 1 and {maximum}"})
+    return value
+
+
+class DeadLetterStatsApi(APIView):
+    """Open dead letters by reason and by queue (the caller's jobs; staff: all)."""
+
+    def get(self, request: Request) -> Response:
+        entries = selectors.dead_letter_list(user=request.user)
+        return Response(selectors.dead_letter_stats(entries=entries))

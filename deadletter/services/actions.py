@@ -1,0 +1,271 @@
+"""Operator actions: retry and dismiss, one entry or many, each kept in the audit trail.
+
+A state change of an entry is one conditional UPDATE (``… WHERE state IN (…)``) whose row count is
+the answer; a retry moves the job FAILED -> PENDING in the same transaction through
+:func:`jobs.services.job_retry`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from deadletter.models import DeadLetter, DeadLetterAction
+from jobplatform.errors import Conflict, InvalidInput, NotFound
+from jobs.models import Job
+from jobs.services import job_retry
+
+State = DeadLetter.State
+Kind = DeadLetterAction.Kind
+
+# A dismissed entry may still be retried (the operator changed their mind); a retried one is done:
+# if the job fails again, that is a new entry.
+RETRYABLE = frozenset({State.OPEN, State.DISMISSED})
+DISMISSABLE = frozenset({State.OPEN})
+BULK_BATCH = 500
+
+
+@dataclass(frozen=True)
+class RetryOverrides:
+    """What an operator may change for one retry. None keeps the job's own value."""
+
+    max_retries: int | None = None
+    input: Any = None
+    from_step: int | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.max_retries, self.input, self.from_step))
+
+
+@dataclass(frozen=True)
+class BulkOutcome:
+    selected: int  # entries the selection matched (and the actor may act on)
+    done: int  # entries retried, or dismissed
+
+    @property
+    def skipped(self) -> int:
+        """Selected but not in a state for the action (already retried, dismissed, …)."""
+        return self.selected - self.done
+
+
+def dead_letter_retry(
+    *,
+    dead_letter_id: int,
+    actor: AbstractBaseUser,
+    note: str = "",
+    overrides: RetryOverrides | None = None,
+) -> None:
+    """OPEN|DISMISSED -> RETRIED, and its job FAILED -> PENDING, in one transaction.
+
+    The job keeps its history and attempt numbering, gets a fresh retry budget and resumes at the
+    failed step (or ``overrides.from_step``). Overrides are recorded as an ``edit`` action with
+    the values before and after. Raises Conflict (DEADLETTER.JOB_NOT_FAILED,
+    DEADLETTER.ALREADY_RETRIED) when there is nothing to retry: a second retry changes nothing.
+    """
+    overrides = overrides or RetryOverrides()
+    now = timezone.now()
+    with transaction.atomic():
+        # This UPDATE's row lock serialises two operators acting on one entry: the second waits,
+        # then matches nothing and is told why below.
+        updated = DeadLetter.objects.filter(id=dead_letter_id, state__in=RETRYABLE).update(
+            state=State.RETRIED, resolved_at=now, resolved_by=actor, note=note
+        )
+        if not updated:
+            raise _not_retryable(dead_letter_id)
+        dead = DeadLetter.objects.select_related("job").get(id=dead_letter_id)
+        job = dead.job
+        if overrides.from_step is not None and overrides.from_step > job.next_step:
+            raise InvalidInput(
+                "DEADLETTER.INVALID_FROM_STEP",
+                f"the job can be retried from step 0 to {job.next_step} (the step that failed); "
+                "a later step has no stored outputs before it",
+                {"from_step": overrides.from_step, "max": job.next_step},
+            )
+        retried = job_retry(
+            job_ids=[job.id],
+            max_retries=overrides.max_retries,
+            input=overrides.input,
+            from_step=overrides.from_step,
+        )
+        if not retried:
+            # Raising rolls the entry's update back with it.
+            raise Conflict(
+                "DEADLETTER.JOB_NOT_FAILED",
+                f"the job is {job.status}, not failed",
+                {"job_status": job.status},
+            )
+        if overrides:
+            _audit(dead.id, Kind.EDIT, actor, note, _changes(job, overrides), now)
+        _audit(dead.id, Kind.RETRY, actor, note, {"attempts_before": job.attempts}, now)
+
+
+def _changes(job: Job, overrides: RetryOverrides) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if overrides.max_retries is not None:
+        changes["max_retries"] = {"from": job.max_retries, "to": overrides.max_retries}
+    if overrides.input is not None:
+        changes["input"] = {"from": job.input, "to": overrides.input}
+    if overrides.from_step is not None:
+        changes["from_step"] = {"from": job.next_step, "to": overrides.from_step}
+    return changes
+
+
+def _not_retryable(dead_letter_id: int) -> Exception:
+    dead = DeadLetter.objects.select_related("job").filter(id=dead_letter_id).first()
+    if dead is None:  # purged since the caller looked it up
+        return NotFound("DEADLETTER.NOT_FOUND", f"no dead letter {dead_letter_id}")
+    if dead.job.status != Job.Status.FAILED:
+        return Conflict(
+            "DEADLETTER.JOB_NOT_FAILED",
+            f"the job is {dead.job.status}, not failed: it was retried already",
+            {"job_status": dead.job.status, "state": dead.state},
+        )
+    newer = dead.job.dead_letters.filter(state__in=RETRYABLE).values_list("id", flat=True).first()
+    return Conflict(
+        "DEADLETTER.ALREADY_RETRIED",
+        "this entry was retried already and the job failed again"
+        + (f": retry dead letter {newer}" if newer else ""),
+        {"state": dead.state, "job_status": dead.job.status, "current_dead_letter": newer},
+    )
+
+
+def dead_letter_retry_bulk(
+    *,
+    selection: QuerySet[DeadLetter],
+    actor: AbstractBaseUser,
+    note: str = "",
+    batch_size: int = BULK_BATCH,
+) -> BulkOutcome:
+    """Retry every retryable entry of ``selection`` (a selector's queryset), in batches.
+
+    Each batch is one transaction of set-based statements — lock the batch's entries, one
+    :func:`job_retry` UPDATE for their jobs (which wakes the dispatchers at commit), one UPDATE of
+    the entries whose job was FAILED, one INSERT of their audit rows — so thousands of entries
+    cost a few statements per batch and no lock is held for long. Entries not retryable, or whose
+    job is not FAILED, are counted as skipped.
+    """
+    selected = done = last_id = 0
+    while True:
+        with transaction.atomic():
+            batch = _lock_batch(selection, after=last_id, size=batch_size)
+            now = timezone.now()
+            candidates = {dl_id: job_id for dl_id, job_id, state in batch if state in RETRYABLE}
+            retried_jobs = set(job_retry(job_ids=list(set(candidates.values()))))
+            ids = [dl_id for dl_id, job_id in candidates.items() if job_id in retried_jobs]
+            DeadLetter.objects.filter(id__in=ids, state__in=RETRYABLE).update(
+                state=State.RETRIED, resolved_at=now, resolved_by=actor, note=note
+            )
+            _audit_many(ids, Kind.RETRY, actor, note, {"bulk": True}, now)
+        selected += len(batch)
+        done += len(ids)
+        if len(batch) < batch_size:
+            return BulkOutcome(selected=selected, done=done)
+        last_id = batch[-1][0]
+
+
+def dead_letter_dismiss(*, dead_letter_id: int, actor: AbstractBaseUser, note: str = "") -> None:
+    """OPEN -> DISMISSED: the job stays FAILED. Raises Conflict if the entry is not open."""
+    now = timezone.now()
+    with transaction.atomic():
+        updated = DeadLetter.objects.filter(id=dead_letter_id, state__in=DISMISSABLE).update(
+            state=State.DISMISSED, resolved_at=now, resolved_by=actor, note=note
+        )
+        if not updated:
+            state = (
+                DeadLetter.objects.filter(id=dead_letter_id).values_list("state", flat=True).first()
+            )
+            if state is None:  # purged since the caller looked it up
+                raise NotFound("DEADLETTER.NOT_FOUND", f"no dead letter {dead_letter_id}")
+            code = (
+                "DEADLETTER.ALREADY_DISMISSED"
+                if state == State.DISMISSED
+                else "DEADLETTER.ALREADY_RETRIED"
+            )
+            raise Conflict(code, f"the dead letter is {state}, not open", {"state": state})
+        _audit(dead_letter_id, Kind.DISMISS, actor, note, {}, now)
+
+
+def dead_letter_dismiss_bulk(
+    *,
+    selection: QuerySet[DeadLetter],
+    actor: AbstractBaseUser,
+    note: str = "",
+    batch_size: int = BULK_BATCH,
+) -> BulkOutcome:
+    """Dismiss every open entry of ``selection``, in batches of set-based statements."""
+    selected = done = last_id = 0
+    while True:
+        with transaction.atomic():
+            batch = _lock_batch(selection, after=last_id, size=batch_size)
+            now = timezone.now()
+            ids = [dl_id for dl_id, _job_id, state in batch if state in DISMISSABLE]
+            DeadLetter.objects.filter(id__in=ids, state__in=DISMISSABLE).update(
+                state=State.DISMISSED, resolved_at=now, resolved_by=actor, note=note
+            )
+            _audit_many(ids, Kind.DISMISS, actor, note, {"bulk": True}, now)
+        selected += len(batch)
+        done += len(ids)
+        if len(batch) < batch_size:
+            return BulkOutcome(selected=selected, done=done)
+        last_id = batch[-1][0]
+
+
+def _lock_batch(
+    selection: QuerySet[DeadLetter], *, after: int, size: int
+) -> list[tuple[int, UUID, str]]:
+    """The next ``size`` entries of ``selection`` with an id above ``after``, locked, as
+    ``(id, job_id, state)``. Call it inside the batch's transaction.
+
+    Keyset (``id > after``), not offset: entries an earlier batch changed may leave a filtered
+    selection while skipped ones stay in it, and neither shifts what the next batch sees.
+    """
+    # The selection (visibility, filters: joins, maybe DISTINCT) picks the ids; the outer query
+    # locks those rows alone, in id order, so a concurrent retry or dismissal of one of them
+    # waits, then finds it done, and the state read here is the locked row's.
+    ids = selection.filter(id__gt=after).order_by("id").values("id")[:size]
+    return list(
+        DeadLetter.objects.filter(id__in=ids)
+        .order_by("id")
+        .select_for_update()
+        .values_list("id", "job_id", "state")
+    )
+
+
+def _audit(
+    dead_letter_id: int,
+    kind: str,
+    actor: AbstractBaseUser,
+    note: str,
+    details: dict[str, Any],
+    at: datetime,
+) -> None:
+    _audit_many([dead_letter_id], kind, actor, note, details, at)
+
+
+def _audit_many(
+    ids: list[int],
+    kind: str,
+    actor: AbstractBaseUser,
+    note: str,
+    details: dict[str, Any],
+    at: datetime,
+) -> None:
+    DeadLetterAction.objects.bulk_create(
+        DeadLetterAction(
+            dead_letter_id=dl_id,
+            kind=kind,
+            actor=actor,
+            actor_name=actor.get_username(),
+            note=note,
+            details=details,
+            created_at=at,
+        )
+        for dl_id in ids
+    )

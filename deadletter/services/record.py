@@ -1,0 +1,111 @@
+"""Recording a dead letter (in the worker's transaction) and notifying the webhook about it."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from deadletter import webhooks
+from deadletter.fingerprints import fingerprint, normalise_message
+from deadletter.models import DeadLetter
+from jobplatform.celery import app as celery_app
+from jobs.models import Job
+
+logger = logging.getLogger("jobplatform.deadletter")
+
+State = DeadLetter.State
+
+NOTIFY_TASK = "deadletter.notify_webhook"
+
+
+def dead_letter_record(
+    *,
+    job_id: UUID,
+    reason: str,
+    error: dict[str, Any],
+    attempts: int,
+    worker: str = "",
+) -> DeadLetter:
+    """Keep a job that just ended FAILED, with its final error and a snapshot of the job.
+
+    The caller holds the transaction of the FAILED transition: the entry exists if and only if the
+    transition committed. The webhook, if configured, is published only after that commit.
+    """
+    policy_fields = ("max_retries", "retry_backoff", "retry_backoff_max", "retry_jitter", "timeout")
+    job = Job.objects.values("steps", "input", *policy_fields).get(id=job_id)
+    message = str(error.get("message") or "")
+    step_type = str(error.get("step_type") or "")
+    error_type = str(error.get("type") or "")
+    pattern = normalise_message(message)
+    now = timezone.now()
+    # The job left FAILED without a dead-letter retry (some other path): its old entry is settled,
+    # and the job keeps one open entry.
+    DeadLetter.objects.filter(job_id=job_id, state=State.OPEN).update(
+        state=State.RETRIED, resolved_at=now, note="the job failed again"
+    )
+    dead = DeadLetter.objects.create(
+        job_id=job_id,
+        reason=reason,
+        error=error,
+        error_type=error_type[:200],
+        error_code=str(error.get("code") or "")[:100],
+        error_message=message,
+        step_type=step_type[:100],
+        step_index=error.get("step_index"),
+        message_pattern=pattern,
+        fingerprint=fingerprint(step_type=step_type, error_type=error_type, pattern=pattern),
+        attempts=attempts,
+        worker=worker[:255],
+        steps=job["steps"],
+        input=job["input"],
+        retry_policy={key: job[key] for key in policy_fields},
+        created_at=now,
+    )
+    if settings.JOBPLATFORM_DEADLETTER_WEBHOOK_URL:
+        # After commit: a rolled-back failure is never announced, and the worker does not wait for
+        # the receiver. robust: a broker error here is logged, it does not fail the job's task.
+        transaction.on_commit(partial(_publish_notification, dead.id), robust=True)
+    return dead
+
+
+def _publish_notification(dead_letter_id: int) -> None:
+    celery_app.send_task(NOTIFY_TASK, args=[dead_letter_id])
+
+
+def dead_letter_notify(*, dead_letter_id: int) -> bool:
+    """POST the entry to the configured webhook; True if the receiver accepted it now.
+
+    Raises webhooks.WebhookDeliveryError when a retry may succeed (the task retries it with
+    backoff); a refusal (4xx) is logged and not retried. An entry already delivered (a redelivered
+    message) or purged since is skipped.
+    """
+    url = settings.JOBPLATFORM_DEADLETTER_WEBHOOK_URL
+    if not url:
+        return False
+    dead = (
+        DeadLetter.objects.select_related("job", "job__owner")
+        .filter(id=dead_letter_id, notified_at__isnull=True)
+        .first()
+    )
+    if dead is None:
+        return False
+    try:
+        webhooks.deliver(
+            url=url,
+            secret=settings.JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET,
+            delivery_id=str(dead.id),
+            body=webhooks.payload(dead),
+        )
+    except webhooks.WebhookRejected as exc:
+        logger.error("dead letter %s: webhook refused, not retried: %s", dead.id, exc)
+        return False
+    DeadLetter.objects.filter(id=dead.id, notified_at__isnull=True).update(
+        notified_at=timezone.now()
+    )
+    return True
