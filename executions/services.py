@@ -55,15 +55,30 @@ class Claim:
     step_outputs: list[Any]
     policy: RetryPolicy
     timeout: int
+    retry_base: int = 0  # attempts before the current retry budget (a manual retry resets it)
+    worker: str = ""
 
 
+# One statement, so one round trip and one commit: the claim of the job and the attempt's row
+# are atomic without a transaction block (the hot path: every attempt pays for it).
 _CLAIM_SQL = """
-UPDATE jobs_job
-SET status = 'running', attempts = attempts + 1, next_attempt_at = NULL,
-    started_at = COALESCE(started_at, %s), updated_at = %s, version = version + 1
-WHERE id = %s AND status IN ('queued', 'retrying') AND attempts = %s
-RETURNING steps, input, next_step, step_outputs,
-          max_retries, retry_backoff, retry_backoff_max, retry_jitter, timeout
+WITH claimed AS (
+    UPDATE jobs_job
+    SET status = 'running', attempts = attempts + 1, next_attempt_at = NULL,
+        started_at = COALESCE(started_at, %(now)s), updated_at = %(now)s, version = version + 1
+    WHERE id = %(job)s AND status IN ('queued', 'retrying') AND attempts = %(attempt)s - 1
+    RETURNING id, steps, input, next_step, step_outputs,
+              max_retries, retry_backoff, retry_backoff_max, retry_jitter, timeout, retry_base
+), execution AS (
+    INSERT INTO executions_execution
+        (job_id, attempt, status, worker, delivery_id, started_at, heartbeat_at, will_retry)
+    SELECT id, %(attempt)s, 'running', %(worker)s, %(delivery)s, %(now)s, %(now)s, false
+    FROM claimed
+    RETURNING id
+)
+SELECT execution.id, steps, input, next_step, step_outputs,
+       max_retries, retry_backoff, retry_backoff_max, retry_jitter, timeout, retry_base
+FROM claimed, execution
 """
 
 
@@ -79,25 +94,35 @@ def execution_claim(*, job_id: UUID, attempt: int, delivery_id: str, worker: str
     after it finished, or after the job moved on to a later attempt — matches no row.
     """
     now = timezone.now()
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_CLAIM_SQL, [now, now, job_id, attempt - 1])
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        execution = Execution.objects.create(
-            job_id=job_id,
-            attempt=attempt,
-            worker=worker,
-            delivery_id=delivery_id,
-            started_at=now,
-            heartbeat_at=now,
-        )
-    steps, job_input, next_step, outputs, max_retries, backoff, backoff_max, jitter, timeout = row
+    params = {
+        "now": now,
+        "job": job_id,
+        "attempt": attempt,
+        "worker": worker,
+        "delivery": delivery_id,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    (
+        execution_id,
+        steps,
+        job_input,
+        next_step,
+        outputs,
+        max_retries,
+        backoff,
+        backoff_max,
+        jitter,
+        timeout,
+        retry_base,
+    ) = row
     return Claim(
         job_id=job_id,
         attempt=attempt,
-        execution_id=execution.id,
+        execution_id=execution_id,
         started_at=now,
         steps=_json(steps),
         input=_json(job_input),
@@ -107,6 +132,8 @@ def execution_claim(*, job_id: UUID, attempt: int, delivery_id: str, worker: str
             max_retries=max_retries, backoff=backoff, backoff_max=backoff_max, jitter=jitter
         ),
         timeout=timeout,
+        retry_base=retry_base,
+        worker=worker,
     )
 
 
@@ -146,8 +173,7 @@ def _run_steps(claim: Claim, stop: threading.Event) -> RunOutcome:
             output, error = _run_step(spec, ctx)
         except StepStopped:
             return _attempt_cancelled(claim)
-        result = StepResult(
-            execution_id=claim.execution_id,
+        result = StepRecord(
             index=index,
             type=spec["type"],
             status=StepResult.Status.FAILED if error else StepResult.Status.SUCCEEDED,
@@ -206,47 +232,97 @@ def _error_record(exc: BaseException, step_type: str, index: int) -> dict[str, A
     }
 
 
-_PROGRESS_SQL = """
-UPDATE jobs_job SET next_step = %s, step_outputs = %s, updated_at = now()
-WHERE id = %s AND status = 'running' AND attempts = %s
+@dataclass(frozen=True)
+class StepRecord:
+    """What one step of an attempt did, on its way into executions_stepresult."""
+
+    index: int
+    type: str
+    status: str
+    output: Any
+    error: dict[str, Any] | None
+    started_at: datetime
+    duration_ms: float
+
+    def params(self, claim: Claim) -> dict[str, Any]:
+        return {
+            "execution": claim.execution_id,
+            "index": self.index,
+            "type": self.type,
+            "step_status": self.status,
+            "output": None if self.output is None else json.dumps(self.output),
+            "error": None if self.error is None else json.dumps(self.error),
+            "step_started_at": self.started_at,
+            "duration_ms": self.duration_ms,
+        }
+
+
+# The step's result and the job's resume point in one statement: one round trip, one commit.
+_INSERT_STEP = """
+INSERT INTO executions_stepresult
+    (execution_id, index, type, status, output, error, started_at, duration_ms)
+VALUES (%(execution)s, %(index)s, %(type)s, %(step_status)s, %(output)s, %(error)s,
+        %(step_started_at)s, %(duration_ms)s)
 """
 
+_PROGRESS_JOB = """
+UPDATE jobs_job SET next_step = %(next_step)s, step_outputs = %(outputs)s, updated_at = %(now)s
+WHERE id = %(job)s AND status = 'running' AND attempts = %(attempt)s
+"""
+_STEP_DONE_SQL = f"WITH step AS ({_INSERT_STEP}) {_PROGRESS_JOB}"
 
-def _step_done(claim: Claim, result: StepResult, outputs: list[Any]) -> bool:
+
+def _fence(claim: Claim) -> dict[str, Any]:
+    """Parameters naming this attempt: every write of it matches only while it owns the job."""
+    return {"job": claim.job_id, "attempt": claim.attempt, "now": timezone.now()}
+
+
+def _step_done(claim: Claim, result: StepRecord, outputs: list[Any]) -> bool:
     """Record a finished step and move the job's resume point past it. False if cancelled."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        result.save(force_insert=True)
-        cursor.execute(
-            _PROGRESS_SQL, [result.index + 1, json.dumps(outputs), claim.job_id, claim.attempt]
-        )
+    params = {
+        **result.params(claim),
+        **_fence(claim),
+        "next_step": result.index + 1,
+        "outputs": json.dumps(outputs),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_STEP_DONE_SQL, params)
         return cursor.rowcount == 1
 
 
-_SUCCEED_SQL = """
+_SUCCEED_JOB = """
 UPDATE jobs_job
-SET status = 'succeeded', result = %s, next_step = %s, step_outputs = %s, last_error = NULL,
-    finished_at = now(), updated_at = now(), version = version + 1
-WHERE id = %s AND status = 'running' AND attempts = %s
+SET status = 'succeeded', result = %(result)s, next_step = %(next_step)s,
+    step_outputs = %(outputs)s, last_error = NULL, finished_at = %(now)s, updated_at = %(now)s,
+    version = version + 1
+WHERE id = %(job)s AND status = 'running' AND attempts = %(attempt)s
+RETURNING id
 """
 
+_FINISH_SUCCEEDED = """
+UPDATE executions_execution SET status = 'succeeded', finished_at = %(now)s
+WHERE id = %(execution)s AND status = 'running' AND EXISTS (SELECT FROM job)
+"""
 
-def _attempt_succeeded(claim: Claim, result: StepResult | None, outputs: list[Any]) -> RunOutcome:
-    """RUNNING -> SUCCEEDED with the last step's output as the job's result, in one transaction."""
-    with transaction.atomic(), connection.cursor() as cursor:
-        if result is not None:
-            result.save(force_insert=True)
-        cursor.execute(
-            _SUCCEED_SQL,
-            [
-                json.dumps(outputs[-1] if outputs else None),
-                len(claim.steps),
-                json.dumps(outputs),
-                claim.job_id,
-                claim.attempt,
-            ],
-        )
+# Last step, job and attempt in one statement: the hot path's second and final round trip.
+_SUCCEED_SQL = f"WITH step AS ({_INSERT_STEP}), job AS ({_SUCCEED_JOB}) {_FINISH_SUCCEEDED}"
+_SUCCEED_NO_STEP_SQL = f"WITH job AS ({_SUCCEED_JOB}) {_FINISH_SUCCEEDED}"
+
+
+def _attempt_succeeded(claim: Claim, result: StepRecord | None, outputs: list[Any]) -> RunOutcome:
+    """RUNNING -> SUCCEEDED with the last step's output as the job's result, in one statement."""
+    params = {
+        **_fence(claim),
+        "execution": claim.execution_id,
+        "result": json.dumps(outputs[-1] if outputs else None),
+        "next_step": len(claim.steps),
+        "outputs": json.dumps(outputs),
+    }
+    if result is not None:
+        params |= result.params(claim)
+    with connection.cursor() as cursor:
+        cursor.execute(_SUCCEED_SQL if result is not None else _SUCCEED_NO_STEP_SQL, params)
         if cursor.rowcount == 1:
-            _finish_execution(claim, Execution.Status.SUCCEEDED)
             return RunOutcome(status=Execution.Status.SUCCEEDED)
     return _attempt_cancelled(claim)
 
@@ -266,15 +342,19 @@ WHERE id = %s AND status = 'running' AND attempts = %s
 """
 
 
-def _attempt_failed(claim: Claim, result: StepResult, error: dict[str, Any]) -> RunOutcome:
+def _attempt_failed(claim: Claim, result: StepRecord, error: dict[str, Any]) -> RunOutcome:
     """RUNNING -> RETRYING (attempts left, transient) or FAILED (+ dead letter), in one transaction.
 
     A retry resumes at the failed step: the job's resume point stays where it is.
     """
-    delay = next_delay(policy=claim.policy, attempt=claim.attempt, permanent=error["permanent"])
+    delay = next_delay(
+        policy=claim.policy,
+        attempt=claim.attempt - claim.retry_base,
+        permanent=error["permanent"],
+    )
     last_error = json.dumps({**error, "attempt": claim.attempt})
     with transaction.atomic(), connection.cursor() as cursor:
-        result.save(force_insert=True)
+        cursor.execute(_INSERT_STEP, result.params(claim))
         if delay is not None:
             retry_at = timezone.now() + timedelta(seconds=delay)
             cursor.execute(_RETRY_SQL, [retry_at, last_error, claim.job_id, claim.attempt])
@@ -287,16 +367,23 @@ def _attempt_failed(claim: Claim, result: StepResult, error: dict[str, Any]) -> 
             cursor.execute(_FAIL_SQL, [last_error, claim.job_id, claim.attempt])
             if cursor.rowcount == 1:
                 _finish_execution(claim, Execution.Status.FAILED, error)
-                reason = (
-                    DeadLetter.Reason.PERMANENT
-                    if error["permanent"]
-                    else DeadLetter.Reason.EXHAUSTED
-                )
                 dead_letter_record(
-                    job_id=claim.job_id, reason=reason, error=error, attempts=claim.attempt
+                    job_id=claim.job_id,
+                    reason=_dead_letter_reason(error),
+                    error=error,
+                    attempts=claim.attempt,
+                    worker=claim.worker,
                 )
                 return RunOutcome(status=Execution.Status.FAILED)
     return _attempt_cancelled(claim)
+
+
+def _dead_letter_reason(error: dict[str, Any]) -> str:
+    if error["permanent"]:
+        return DeadLetter.Reason.PERMANENT
+    if error["code"] == "STEP.TIMEOUT":
+        return DeadLetter.Reason.TIMEOUT
+    return DeadLetter.Reason.EXHAUSTED
 
 
 def _attempt_cancelled(claim: Claim) -> RunOutcome:
@@ -325,7 +412,7 @@ def _finish_execution(
 _STALE_SQL = """
 SELECT e.id, e.job_id, e.attempt, e.worker, e.heartbeat_at,
        j.max_retries, j.retry_backoff, j.retry_backoff_max, j.retry_jitter,
-       j.queue, j.priority, j.timeout
+       j.queue, j.priority, j.timeout, j.retry_base
 FROM executions_execution AS e
 JOIN jobs_job AS j ON j.id = e.job_id
 WHERE e.status = 'running' AND e.heartbeat_at < %(cutoff)s {queues}
@@ -380,6 +467,7 @@ def _reap(
     queue: str,
     priority: int,
     timeout: int,
+    retry_base: int,
 ) -> ReleasedJob | None:
     silent = (now - heartbeat_at).total_seconds()
     error = {
@@ -393,7 +481,7 @@ def _reap(
     policy = RetryPolicy(
         max_retries=max_retries, backoff=backoff, backoff_max=backoff_max, jitter=jitter
     )
-    delay = next_delay(policy=policy, attempt=attempt, permanent=False)
+    delay = next_delay(policy=policy, attempt=attempt - retry_base, permanent=False)
     retry_at = now + timedelta(seconds=delay) if delay is not None else None
     Execution.objects.filter(id=execution_id, status=Execution.Status.RUNNING).update(
         status=Execution.Status.LOST,
@@ -418,6 +506,10 @@ def _reap(
             cursor.execute(_FAIL_SQL, [json.dumps(error), job_id, attempt])
             if cursor.rowcount == 1:
                 dead_letter_record(
-                    job_id=job_id, reason=DeadLetter.Reason.LOST, error=error, attempts=attempt
+                    job_id=job_id,
+                    reason=DeadLetter.Reason.LOST,
+                    error=error,
+                    attempts=attempt,
+                    worker=worker,
                 )
     return None

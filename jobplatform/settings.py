@@ -124,8 +124,11 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower shows tasks and retries
-CELERY_TASK_SEND_SENT_EVENT = True
+# Task events cost the worker's event loop a Redis round trip each (three per task): off by
+# default, and switched on at run time by Flower (its --enable-events, on by default) while it
+# watches. Measured: events on halved the worker's throughput (docs/performance.md).
+CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_WORKER_SEND_TASK_EVENTS", default=False)
+CELERY_TASK_SEND_SENT_EVENT = env.bool("CELERY_TASK_SEND_SENT_EVENT", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Redis redelivers a message not acknowledged within the visibility timeout. It must outlast the
 # longest job plus the longest retry countdown (a retry message waits, unacknowledged, in a worker).
