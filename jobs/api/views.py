@@ -16,10 +16,10 @@ from jobplatform.errors import Conflict, InvalidInput
 from jobs import services
 from jobs.api.filters import JobFilter
 from jobs.api.serializers import (
-    JobBulkSubmitInput,
     JobOutput,
-    JobSubmitInput,
     JobSummaryOutput,
+    parse_bulk_submission,
+    parse_submission,
 )
 from jobs.models import Job
 from jobs.selectors import job_get_visible, job_list
@@ -47,12 +47,9 @@ class JobListCreateApi(APIView):
         )
 
     def post(self, request: Request) -> Response:
-        payload = JobSubmitInput(data=request.data)
-        payload.is_valid(raise_exception=True)
-        key = _idempotency_key(request, payload.validated_data.get("idempotency_key"))
-        submission = services.job_submit(
-            owner=request.user, spec=payload.to_spec(), idempotency_key=key
-        )
+        spec, in_body = parse_submission(request.data)
+        key = _idempotency_key(request, in_body)
+        submission = services.job_submit(owner=request.user, spec=spec, idempotency_key=key)
         job = submission.job
         return Response(
             _job_detail(request, job),
@@ -65,10 +62,10 @@ class JobBulkCreateApi(APIView):
     """POST {"jobs": [submission, ...]}: up to JOBPLATFORM_MAX_BULK_JOBS jobs, all or none."""
 
     def post(self, request: Request) -> Response:
-        payload = JobBulkSubmitInput(data=request.data)
-        payload.is_valid(raise_exception=True)
-        jobs = services.job_submit_many(owner=request.user, specs=payload.to_specs())
-        return Response({"count": len(jobs), "ids": [str(job.id) for job in jobs]}, status=201)
+        ids = services.job_submit_many(
+            owner=request.user, specs=parse_bulk_submission(request.data)
+        )
+        return Response({"count": len(ids), "ids": [str(i) for i in ids]}, status=201)
 
 
 def _idempotency_key(request: Request, in_body: str | None) -> str | None:
