@@ -123,7 +123,7 @@ def test_a_dispatcher_serves_only_its_queues(broker, user):
 
 
 def test_heartbeats_refresh_running_attempts_and_signal_cancellation(user):
-    job = JobFactory(owner=user)
+    job = JobFactory(owner=user, queue=PROBE)  # the session platform's reaper serves 'default'
     execution = running(job, attempt=1, silent_for=60)
     heartbeat = Heartbeat(interval=3600)  # driven by hand below
     stop = heartbeat.track(execution.id)
@@ -139,7 +139,7 @@ def test_heartbeats_refresh_running_attempts_and_signal_cancellation(user):
 
 
 def test_the_heartbeat_thread_beats_on_its_own(user):
-    job = JobFactory(owner=user)
+    job = JobFactory(owner=user, queue=PROBE)  # the session platform's reaper serves 'default'
     execution = running(job, attempt=1, silent_for=60)
     heartbeat = Heartbeat(interval=0.05)
     heartbeat.track(execution.id)
