@@ -1,12 +1,10 @@
-"""Writes on jobs: submit, cancel, release. Each transition is one conditional UPDATE."""
+"""Submitting jobs: one, or many at once, validated against the step registry."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import uuid
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,21 +13,13 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, JSONField
-from django.db.models.functions import Now
+from django.db.models import JSONField
 from django.utils import timezone
 
 from jobplatform.errors import Conflict, InvalidInput
-from jobs import lifecycle
 from jobs.models import Job
+from jobs.services.common import notify_dispatchers
 from jobs.steps import get_step, registered_steps
-
-logger = logging.getLogger(__name__)
-
-# Submissions NOTIFY this channel in their transaction; PostgreSQL delivers it at commit, so the
-# dispatcher never wakes for a row it cannot see yet.
-DISPATCH_CHANNEL = "jobplatform_dispatch"
-RUN_JOB_TASK = "executions.run_job"
 
 
 @dataclass(frozen=True)
@@ -47,18 +37,6 @@ class JobSpec:
     retry_jitter: bool = True
     timeout: int = 3600
     run_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class ReleasedJob:
-    """A run_job message to publish."""
-
-    id: UUID
-    queue: str
-    priority: int
-    attempt: int  # the attempt number the published message will start
-    timeout: int  # the job's per-attempt timeout: the message's hard time limit is set from it
-    countdown: float | None = None  # seconds the broker holds the message (a retry's backoff)
 
 
 def job_validate(*, spec: JobSpec, valid_steps: set[str] | None = None) -> None:
@@ -197,7 +175,7 @@ def job_submit(
             with transaction.atomic():
                 job = _new_job(owner, spec, idempotency_key, fingerprint)
                 job.save(force_insert=True)
-                _notify_dispatchers()
+                notify_dispatchers()
             return Submission(job=job, created=True)
         except IntegrityError:
             if not idempotency_key:
@@ -227,7 +205,7 @@ def job_submit_many(*, owner: AbstractBaseUser, specs: list[JobSpec]) -> list[UU
     rows = [_job_values(owner, spec, None, "") for spec in specs]
     with transaction.atomic():
         _copy_jobs(rows)
-        _notify_dispatchers()
+        notify_dispatchers()
     return [row["id"] for row in rows]
 
 
@@ -315,192 +293,3 @@ def _earlier_submission(owner: AbstractBaseUser, key: str, fingerprint: str) -> 
             {"job_id": str(earlier.id)},
         )
     return earlier
-
-
-def _notify_dispatchers() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, '')", [DISPATCH_CHANNEL])
-
-
-def job_cancel(*, job_id: UUID) -> bool:
-    """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED. False if the job had already finished.
-
-    A queued message that arrives later finds nothing to claim; a running attempt sees the
-    cancellation at its next step boundary and stops there.
-    """
-    updated = Job.objects.filter(id=job_id, status__in=lifecycle.CANCELLABLE).update(
-        status=Job.Status.CANCELLED,
-        finished_at=Now(),
-        updated_at=Now(),
-        next_attempt_at=None,
-        version=F("version") + 1,
-    )
-    return updated == 1
-
-
-_RELEASE_SQL = """
-WITH due AS (
-    SELECT id FROM jobs_job
-    -- Due by the application's clock, the one that wrote run_at (not the transaction's start).
-    WHERE status = 'pending' AND run_at <= %(now)s {queues}
-    ORDER BY run_at
-    LIMIT %(limit)s
-    -- Two dispatchers never release one job twice: each skips the rows the other has locked,
-    -- and the status re-check below sees the other's committed release.
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE jobs_job AS j
-SET status = 'queued', queued_at = now(), updated_at = now(), version = j.version + 1
-FROM due
-WHERE j.id = due.id AND j.status = 'pending'
-RETURNING j.id, j.queue, j.priority, j.attempts, j.timeout
-"""
-
-
-def _queue_filter(queues: Sequence[str] | None, column: str = "queue") -> str:
-    """SQL narrowing a scan to some queues: a dispatcher may serve only its own."""
-    return f"AND {column} = ANY(%(queues)s)" if queues else ""
-
-
-def job_release_due(*, limit: int, queues: Sequence[str] | None = None) -> list[ReleasedJob]:
-    """PENDING (due) -> QUEUED for up to ``limit`` jobs, oldest run_at first.
-
-    The caller publishes one run_job message per released job after this commits (and hands
-    the jobs back with :func:`job_unrelease` if it cannot).
-    """
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            _RELEASE_SQL.format(queues=_queue_filter(queues)),
-            {"now": timezone.now(), "limit": limit, "queues": list(queues or [])},
-        )
-        rows = cursor.fetchall()
-    return [_released(row) for row in rows]
-
-
-def _released(row: tuple[Any, ...]) -> ReleasedJob:
-    job_id, queue, priority, attempts, timeout = row
-    return ReleasedJob(
-        id=job_id, queue=queue, priority=priority, attempt=attempts + 1, timeout=timeout
-    )
-
-
-_RELEASE_LOST_SQL = """
-WITH lost AS (
-    SELECT id FROM jobs_job
-    WHERE ((status = 'queued' AND queued_at < %(cutoff)s)
-       OR (status = 'retrying' AND next_attempt_at < %(cutoff)s)) {queues}
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED  -- several dispatchers: each lost job is published again once
-)
-UPDATE jobs_job AS j
-SET queued_at = CASE WHEN j.status = 'queued' THEN %(now)s ELSE j.queued_at END,
-    next_attempt_at = CASE WHEN j.status = 'retrying' THEN %(now)s ELSE j.next_attempt_at END,
-    updated_at = %(now)s
-FROM lost
-WHERE j.id = lost.id AND j.status IN ('queued', 'retrying')
-RETURNING j.id, j.queue, j.priority, j.attempts, j.timeout
-"""
-
-
-def job_release_lost(
-    *, older_than: float, limit: int, queues: Sequence[str] | None = None
-) -> list[ReleasedJob]:
-    """Publish again the jobs whose message should have started them ``older_than`` seconds ago.
-
-    A QUEUED job not claimed since it was queued, or a RETRYING job not claimed since its retry
-    was due, has lost its message (Redis restarted empty, a worker died holding a retry). The
-    clock restarts, so a job is published again at most once per ``older_than``; if the old
-    message does turn up, one of the two claims the attempt and the other finds nothing.
-    """
-    now = timezone.now()
-    params = {
-        "cutoff": now - timedelta(seconds=older_than),
-        "limit": limit,
-        "now": now,
-        "queues": list(queues or []),
-    }
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_RELEASE_LOST_SQL.format(queues=_queue_filter(queues)), params)
-        rows = cursor.fetchall()
-    return [_released(row) for row in rows]
-
-
-def job_unrelease(*, job_ids: list[UUID]) -> int:
-    """QUEUED -> PENDING for jobs whose message could not be published, so none is stranded."""
-    return Job.objects.filter(id__in=job_ids, status=Job.Status.QUEUED).update(
-        status=Job.Status.PENDING, queued_at=None, updated_at=Now(), version=F("version") + 1
-    )
-
-
-def job_next_due_at(*, queues: Sequence[str] | None = None) -> datetime | None:
-    """The earliest run_at among PENDING jobs (the partial index answers it)."""
-    pending = Job.objects.filter(status=Job.Status.PENDING)
-    if queues:
-        pending = pending.filter(queue__in=queues)
-    return pending.order_by("run_at").values_list("run_at", flat=True).first()
-
-
-_RETRY_FAILED_SQL = """
-UPDATE jobs_job
-SET status = 'pending', run_at = %(now)s, finished_at = NULL, next_attempt_at = NULL,
-    queued_at = NULL, updated_at = %(now)s, version = version + 1,
-    -- A fresh budget: the retry policy counts attempts from here, the numbering goes on.
-    retry_base = attempts,
-    max_retries = COALESCE(%(max_retries)s, max_retries),
-    input = COALESCE(%(input)s::jsonb, input),
-    next_step = COALESCE(%(from_step)s, next_step),
-    -- Retrying from step k keeps the stored outputs of steps 0..k-1, which later steps read.
-    step_outputs = CASE WHEN %(from_step)s::integer IS NULL THEN step_outputs ELSE (
-        SELECT COALESCE(jsonb_agg(done.output ORDER BY done.n), '[]'::jsonb)
-        FROM jsonb_array_elements(step_outputs) WITH ORDINALITY AS done(output, n)
-        WHERE done.n <= %(from_step)s
-    ) END
-WHERE id = ANY(%(ids)s) AND status = 'failed'
-  AND (%(from_step)s::integer IS NULL OR next_step >= %(from_step)s)
-RETURNING id
-"""
-
-
-def job_retry(
-    *,
-    job_ids: list[UUID],
-    max_retries: int | None = None,
-    input: Any = None,
-    from_step: int | None = None,
-) -> list[UUID]:
-    """FAILED -> PENDING (due now) for each of ``job_ids``; returns the ids that were FAILED.
-
-    One set-based UPDATE however many jobs. The job keeps its history: ``attempts`` is not reset,
-    so the next attempt continues the numbering, and ``retry_base`` gives it a fresh retry budget.
-    It resumes at the step that failed, or at ``from_step`` (only for jobs that got that far: the
-    earlier steps' stored outputs are reused). ``max_retries`` and ``input`` (None: keep) replace
-    the job's own. The dispatchers are woken in the caller's transaction, so at its commit.
-    """
-    limit = settings.JOBPLATFORM_MAX_RETRIES
-    if max_retries is not None and not 0 <= max_retries <= limit:
-        raise InvalidInput("JOBS.INVALID_RETRY_POLICY", f"max_retries must be 0 to {limit}")
-    if from_step is not None and from_step < 0:
-        raise InvalidInput("JOBS.INVALID_FROM_STEP", "from_step must be 0 or more")
-    new_input = None if input is None else json.dumps(input, separators=(",", ":"))
-    if new_input is not None and len(new_input.encode()) > settings.JOBPLATFORM_MAX_INPUT_BYTES:
-        raise InvalidInput(
-            "JOBS.INPUT_TOO_LARGE",
-            f"input is {len(new_input.encode())} bytes; "
-            f"the limit is {settings.JOBPLATFORM_MAX_INPUT_BYTES}",
-            {"size": len(new_input.encode()), "limit": settings.JOBPLATFORM_MAX_INPUT_BYTES},
-        )
-    if not job_ids:
-        return []
-    params = {
-        "now": timezone.now(),
-        "ids": list(job_ids),
-        "max_retries": max_retries,
-        "input": new_input,
-        "from_step": from_step,
-    }
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_RETRY_FAILED_SQL, params)
-        retried = [row[0] for row in cursor.fetchall()]
-        if retried:
-            _notify_dispatchers()
-    return retried

@@ -1,0 +1,130 @@
+"""Releasing jobs to the broker: due jobs, and jobs whose message was lost."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from jobs.models import Job
+
+
+@dataclass(frozen=True)
+class ReleasedJob:
+    """A run_job message to publish."""
+
+    id: UUID
+    queue: str
+    priority: int
+    attempt: int  # the attempt number the published message will start
+    timeout: int  # the job's per-attempt timeout: the message's hard time limit is set from it
+    countdown: float | None = None  # seconds the broker holds the message (a retry's backoff)
+
+
+_RELEASE_SQL = """
+WITH due AS (
+    SELECT id FROM jobs_job
+    -- Due by the application's clock, the one that wrote run_at (not the transaction's start).
+    WHERE status = 'pending' AND run_at <= %(now)s {queues}
+    ORDER BY run_at
+    LIMIT %(limit)s
+    -- Two dispatchers never release one job twice: each skips the rows the other has locked,
+    -- and the status re-check below sees the other's committed release.
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs_job AS j
+SET status = 'queued', queued_at = now(), updated_at = now(), version = j.version + 1
+FROM due
+WHERE j.id = due.id AND j.status = 'pending'
+RETURNING j.id, j.queue, j.priority, j.attempts, j.timeout
+"""
+
+
+def _queue_filter(queues: Sequence[str] | None, column: str = "queue") -> str:
+    """SQL narrowing a scan to some queues: a dispatcher may serve only its own."""
+    return f"AND {column} = ANY(%(queues)s)" if queues else ""
+
+
+def job_release_due(*, limit: int, queues: Sequence[str] | None = None) -> list[ReleasedJob]:
+    """PENDING (due) -> QUEUED for up to ``limit`` jobs, oldest run_at first.
+
+    The caller publishes one run_job message per released job after this commits (and hands
+    the jobs back with :func:`job_unrelease` if it cannot).
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            _RELEASE_SQL.format(queues=_queue_filter(queues)),
+            {"now": timezone.now(), "limit": limit, "queues": list(queues or [])},
+        )
+        rows = cursor.fetchall()
+    return [_released(row) for row in rows]
+
+
+def _released(row: tuple[Any, ...]) -> ReleasedJob:
+    job_id, queue, priority, attempts, timeout = row
+    return ReleasedJob(
+        id=job_id, queue=queue, priority=priority, attempt=attempts + 1, timeout=timeout
+    )
+
+
+_RELEASE_LOST_SQL = """
+WITH lost AS (
+    SELECT id FROM jobs_job
+    WHERE ((status = 'queued' AND queued_at < %(cutoff)s)
+       OR (status = 'retrying' AND next_attempt_at < %(cutoff)s)) {queues}
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED  -- several dispatchers: each lost job is published again once
+)
+UPDATE jobs_job AS j
+SET queued_at = CASE WHEN j.status = 'queued' THEN %(now)s ELSE j.queued_at END,
+    next_attempt_at = CASE WHEN j.status = 'retrying' THEN %(now)s ELSE j.next_attempt_at END,
+    updated_at = %(now)s
+FROM lost
+WHERE j.id = lost.id AND j.status IN ('queued', 'retrying')
+RETURNING j.id, j.queue, j.priority, j.attempts, j.timeout
+"""
+
+
+def job_release_lost(
+    *, older_than: float, limit: int, queues: Sequence[str] | None = None
+) -> list[ReleasedJob]:
+    """Publish again the jobs whose message should have started them ``older_than`` seconds ago.
+
+    A QUEUED job not claimed since it was queued, or a RETRYING job not claimed since its retry
+    was due, has lost its message (Redis restarted empty, a worker died holding a retry). The
+    clock restarts, so a job is published again at most once per ``older_than``; if the old
+    message does turn up, one of the two claims the attempt and the other finds nothing.
+    """
+    now = timezone.now()
+    params = {
+        "cutoff": now - timedelta(seconds=older_than),
+        "limit": limit,
+        "now": now,
+        "queues": list(queues or []),
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_RELEASE_LOST_SQL.format(queues=_queue_filter(queues)), params)
+        rows = cursor.fetchall()
+    return [_released(row) for row in rows]
+
+
+def job_unrelease(*, job_ids: list[UUID]) -> int:
+    """QUEUED -> PENDING for jobs whose message could not be published, so none is stranded."""
+    return Job.objects.filter(id__in=job_ids, status=Job.Status.QUEUED).update(
+        status=Job.Status.PENDING, queued_at=None, updated_at=Now(), version=F("version") + 1
+    )
+
+
+def job_next_due_at(*, queues: Sequence[str] | None = None) -> datetime | None:
+    """The earliest run_at among PENDING jobs (the partial index answers it)."""
+    pending = Job.objects.filter(status=Job.Status.PENDING)
+    if queues:
+        pending = pending.filter(queue__in=queues)
+    return pending.order_by("run_at").values_list("run_at", flat=True).first()
