@@ -16,7 +16,11 @@ class Execution(models.Model):
         CANCELLED = "cancelled"  # the job was cancelled; the attempt stopped early
         LOST = "lost"  # its heartbeat stopped (worker killed): the reaper ended it
 
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="executions")
+    # No index of its own: one_execution_per_attempt (job, attempt) serves every lookup by job,
+    # and each index is paid for on every attempt's INSERT (the hot path).
+    job = models.ForeignKey(
+        Job, on_delete=models.CASCADE, related_name="executions", db_index=False
+    )
     attempt = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     worker = models.CharField(max_length=255, blank=True)
@@ -49,7 +53,10 @@ class StepResult(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
 
-    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="step_results")
+    # Indexed by one_result_per_step (execution, index), as above.
+    execution = models.ForeignKey(
+        Execution, on_delete=models.CASCADE, related_name="step_results", db_index=False
+    )
     index = models.PositiveIntegerField()
     type = models.CharField(max_length=100)
     status = models.CharField(max_length=16, choices=Status.choices)
