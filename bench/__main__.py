@@ -207,11 +207,11 @@ INSERT INTO jobs_job (id, owner_id, name, steps, input, queue, priority, max_ret
     retry_backoff, retry_backoff_max, retry_jitter, timeout, run_at, trace_id, status, attempts,
     next_step, step_outputs, version, created_at, updated_at, retry_base, request_fingerprint,
     finished_at)
-SELECT gen_random_uuid(), %(owner)s, 'bench-' || (i % 1000),
+SELECT gen_random_uuid(), %(owner)s, 'bench-' || (i %% 1000),
     '[{"type": "sleep", "params": {"seconds": 0}}]', '{}', 'default', 5, 3, 2, 300, true, 3600,
     now() - interval '1 day', md5(i::text),
-    %(status)s, 1, 1, '[]', 1, now() - (i || ' seconds')::interval, now(), 0, '',
-    CASE WHEN %(status)s = 'pending' THEN NULL ELSE now() END
+    %(status)s::varchar, 1, 1, '[]', 1, now() - (i || ' seconds')::interval, now(), 0, '',
+    CASE WHEN %(status)s::varchar = 'pending' THEN NULL ELSE now() END
 FROM generate_series(1, %(n)s) AS i
 """
 
