@@ -5,6 +5,7 @@
 #   make test     ruff check, ruff format --check, pytest (PYTEST_ARGS="-k foo -x" passes through)
 #   make lint     ruff check + ruff format --check;   make fmt   reformat and autofix
 #   make services start PostgreSQL and Redis (scripts/services.sh);  make stop   stop them
+#   make bench    benchmarks side by side with bare Celery (see docs/performance.md)
 #   make clean    stop the services and delete .run (database, redis files, static files, keys)
 #
 # The servers live under $(RUN_DIR) and keep running after `make run`/`make test` so the next
@@ -28,7 +29,7 @@ STAMP := $(VENV)/.installed
 # Every recipe that runs the application: the development environment and the virtualenv first.
 APP_ENV := source scripts/env.sh; export PATH="$(VENV_BIN):$$PATH"
 
-.PHONY: help venv services run stop test lint fmt clean
+.PHONY: help venv services run stop test lint fmt clean bench
 
 help:
 	@echo "targets: run test lint fmt services stop clean venv (see the top of the Makefile)"
@@ -85,6 +86,13 @@ test: venv services
 	echo "== pytest"
 	python -m pytest $(PYTEST_ARGS) || status=1
 	exit $$status
+
+# Benchmarks against bare Celery on a PostgreSQL and Redis of their own (.run/bench, other
+# ports); BENCH_ARGS="--runs 1 --only throughput" narrows it. Results: bench/results/*.json.
+BENCH_ARGS ?=
+bench: venv
+	export PATH="$(VENV_BIN):$$PATH"
+	python -m bench $(BENCH_ARGS)
 
 lint: venv
 	export PATH="$(VENV_BIN):$$PATH"
