@@ -258,11 +258,16 @@ class StepRecord:
 
 
 # The step's result and the job's resume point in one statement: one round trip, one commit.
+# Recorded only while the attempt is still open: an attempt the reaper declared lost (its worker
+# was only partitioned away) must not add results that a later attempt also records.
 _INSERT_STEP = """
 INSERT INTO executions_stepresult
     (execution_id, index, type, status, output, error, started_at, duration_ms)
-VALUES (%(execution)s, %(index)s, %(type)s, %(step_status)s, %(output)s, %(error)s,
-        %(step_started_at)s, %(duration_ms)s)
+SELECT %(execution)s, %(index)s, %(type)s, %(step_status)s, %(output)s, %(error)s,
+       %(step_started_at)s, %(duration_ms)s
+WHERE EXISTS (
+    SELECT FROM executions_execution WHERE id = %(execution)s AND status = 'running'
+)
 """
 
 _PROGRESS_JOB = """
@@ -388,7 +393,11 @@ def _dead_letter_reason(error: dict[str, Any]) -> str:
 
 def _attempt_cancelled(claim: Claim) -> RunOutcome:
     """The job left RUNNING under this attempt (it was cancelled): close the attempt as such."""
-    logger.info("job %s attempt %d stopped: the job was cancelled", claim.job_id, claim.attempt)
+    logger.info(
+        "job %s attempt %d stopped: the job was cancelled or the attempt was reaped",
+        claim.job_id,
+        claim.attempt,
+    )
     _finish_execution(claim, Execution.Status.CANCELLED)
     return RunOutcome(status=Execution.Status.CANCELLED)
 

@@ -21,7 +21,9 @@ def step_deadline(seconds: float) -> Iterator[None]:
     if seconds <= 0:
         raise StepTimeout("no time left of the attempt's timeout")
     if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach only the main thread (threads pool): the hard time limit applies
+        # Signals reach only the main thread. Under the threads pool no deadline applies (and
+        # Celery's threads pool ignores time limits too): use prefork or solo.
+        yield
         return
 
     def expire(signum: int, frame: FrameType | None) -> None:

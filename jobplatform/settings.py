@@ -142,7 +142,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Celery's Django fixup closes the database connection around every task unless this is set:
-# a new PostgreSQL session per task halves throughput (measured, see docs/architecture.md).
+# a new PostgreSQL session per task (reported at 2x slower here; see docs/performance.md).
 CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_TIMEZONE = "UTC"
 
