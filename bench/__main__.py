@@ -1,7 +1,8 @@
 """``python -m bench``: each scenario side by side with its baseline, medians of several runs.
 
 Scenarios (issue #6): throughput against bare Celery, submission (single and bulk), latency,
-scale (list/filter and release rate with 1,000,000 jobs in the table) and worker memory.
+scale (list/filter and release rate with 1,000,000 jobs in the table) and worker memory; and
+(issue #3) schedule: the start lag of jobs submitted for future instants.
 Results are printed as a table and written to bench/results/<time>.json.
 """
 
@@ -13,7 +14,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.baseline import app as baseline_app
@@ -164,6 +165,47 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[index]
 
 
+# --- schedule --------------------------------------------------------------------------------
+
+
+def schedule_lag(stack: Stack, count: int, spread: float) -> dict[str, float]:
+    """Start lag (execution start - run_at) of ``count`` jobs due at instants spread evenly over
+    ``spread`` seconds, submitted ahead of time in one bulk request, on an idle worker pool."""
+    stack.reset()
+    stack.start_dispatcher()
+    stack.start_worker()
+    try:
+        first = datetime.now(UTC) + timedelta(seconds=5)  # well after the submission commits
+        jobs = [
+            {
+                "name": "at",
+                "steps": NOOP,
+                "run_at": (first + i * timedelta(seconds=spread / count)).isoformat(),
+            }
+            for i in range(count)
+        ]
+        for start in range(0, count, 1000):
+            response = stack.http.post(
+                "/api/v1/jobs/bulk/", json={"jobs": jobs[start : start + 1000]}
+            )
+            response.raise_for_status()
+        await_succeeded(stack, count, timeout=spread + 300)
+        rows = stack.sql(
+            "SELECT extract(epoch FROM e.started_at - j.run_at) FROM executions_execution e"
+            " JOIN jobs_job j ON j.id = e.job_id WHERE e.attempt = 1"
+        )
+    finally:
+        stack.stop("worker")
+        stack.stop("dispatcher")
+    lags = sorted(float(lag) * 1000 for (lag,) in rows)
+    return {
+        "p50_ms": percentile(lags, 50),
+        "p99_ms": percentile(lags, 99),
+        "max_ms": lags[-1],
+        "early": sum(lag < 0 for lag in lags),  # started before run_at: must be 0
+    }
+
+
 # --- scale -----------------------------------------------------------------------------------
 
 LIST_QUERIES = [
@@ -263,8 +305,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per throughput run")
     parser.add_argument("--scale-rows", type=int, default=1_000_000)
     parser.add_argument("--memory-jobs", type=int, default=50_000)
+    parser.add_argument("--schedule-jobs", type=int, default=1000, help="jobs per schedule run")
     parser.add_argument(
-        "--only", default="throughput,submission,latency,scale,memory", help="comma list"
+        "--schedule-spread", type=float, default=60.0, help="seconds their run_at spread over"
+    )
+    parser.add_argument(
+        "--only", default="throughput,submission,latency,schedule,scale,memory", help="comma list"
     )
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -285,6 +331,10 @@ def main() -> None:
             }
         if "latency" in only:
             results["latency"] = median_of(args.runs, lambda: latency(stack, 200))
+        if "schedule" in only:
+            results["schedule"] = median_of(
+                args.runs, lambda: schedule_lag(stack, args.schedule_jobs, args.schedule_spread)
+            )
         if "scale" in only:
             results["scale"] = scale(stack, args.scale_rows, due=20_000)
         if "memory" in only:
@@ -312,6 +362,12 @@ def report(results: dict[str, Any]) -> None:
     if "latency" in results:
         rows.append(("latency p50 (ms)", results["latency"]["p50_ms"], "<= 10"))
         rows.append(("latency p99 (ms)", results["latency"]["p99_ms"], "<= 50"))
+    if "schedule" in results:
+        lag = results["schedule"]
+        rows.append(("start lag at run_at, p50 (ms)", lag["p50_ms"], "<= 20"))
+        rows.append(("start lag at run_at, p99 (ms)", lag["p99_ms"], "<= 100"))
+        rows.append(("start lag at run_at, max (ms)", lag["max_ms"], ""))
+        rows.append(("jobs started before run_at", lag["early"], "0"))
     if "scale" in results:
         s = results["scale"]
         rows.append(("list/filter p95, empty table (ms)", s["empty_list_p95_ms"], ""))

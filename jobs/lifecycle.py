@@ -14,6 +14,8 @@ S = Job.Status
 RELEASABLE = frozenset({S.PENDING})
 # A worker may start an attempt of a released job, or of one waiting for its retry.
 CLAIMABLE = frozenset({S.QUEUED, S.RETRYING})
+# A client may move run_at of a job that has not been released yet (PATCH /jobs/{id}/).
+RESCHEDULABLE = frozenset({S.PENDING})
 # A client may cancel anything that has not finished.
 CANCELLABLE = frozenset({S.PENDING, S.QUEUED, S.RETRYING, S.RUNNING})
 # Only an explicit manual retry (the dead-letter app) moves a job out of these.

@@ -16,6 +16,7 @@ class JobFilter(django_filters.FilterSet):
     name_contains = django_filters.CharFilter(field_name="name", lookup_expr="icontains")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    schedule = django_filters.UUIDFilter(field_name="schedule_id")
 
     class Meta:
         model = Job

@@ -202,7 +202,7 @@ def job_submit_many(*, owner: AbstractBaseUser, specs: list[JobSpec]) -> list[UU
             raise InvalidInput(
                 exc.code, f"job {index}: {exc.message}", {"job_index": index, **exc.details}
             ) from None
-    rows = [_job_values(owner, spec, None, "") for spec in specs]
+    rows = [_job_values(owner.pk, spec, None, "") for spec in specs]
     with transaction.atomic():
         _copy_jobs(rows)
         notify_dispatchers()
@@ -235,17 +235,17 @@ def _cell(field: Any, row: dict[str, Any]) -> Any:
 def _new_job(
     owner: AbstractBaseUser, spec: JobSpec, idempotency_key: str | None, fingerprint: str
 ) -> Job:
-    return Job(**_job_values(owner, spec, idempotency_key, fingerprint))
+    return Job(**_job_values(owner.pk, spec, idempotency_key, fingerprint))
 
 
 def _job_values(
-    owner: AbstractBaseUser, spec: JobSpec, idempotency_key: str | None, fingerprint: str
+    owner_id: Any, spec: JobSpec, idempotency_key: str | None, fingerprint: str
 ) -> dict[str, Any]:
     """A new job's fields from a submission; the rest take the model's defaults."""
     now = timezone.now()
     return {
         "id": uuid.uuid4(),
-        "owner_id": owner.pk,
+        "owner_id": owner_id,
         "name": spec.name,
         "steps": [
             {"type": s["type"], "params": s.get("params", {})} | _step_extras(s) for s in spec.steps

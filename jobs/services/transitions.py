@@ -1,8 +1,9 @@
-"""Transitions asked for by a client or an operator: cancel, and retry of FAILED jobs."""
+"""Transitions asked for by a client or an operator: cancel, reschedule, retry of FAILED jobs."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -32,6 +33,26 @@ def job_cancel(*, job_id: UUID) -> bool:
         next_attempt_at=None,
         version=F("version") + 1,
     )
+    return updated == 1
+
+
+def job_reschedule(*, job_id: UUID, run_at: datetime) -> bool:
+    """PENDING -> PENDING due at ``run_at``. False if the job was already released (or finished).
+
+    The dispatchers are woken at commit: one sleeping until the old run_at re-reads the earliest
+    due time. A dispatcher releasing the job at the same moment holds its row lock; this UPDATE
+    waits for it, then finds the job QUEUED and changes nothing.
+    """
+    if timezone.is_naive(run_at):
+        raise InvalidInput(
+            "JOBS.NAIVE_RUN_AT", "run_at needs a UTC offset, e.g. 2026-01-01T09:00:00+01:00 or ...Z"
+        )
+    with transaction.atomic():
+        updated = Job.objects.filter(id=job_id, status__in=lifecycle.RESCHEDULABLE).update(
+            run_at=run_at, updated_at=Now(), version=F("version") + 1
+        )
+        if updated:
+            notify_dispatchers()
     return updated == 1
 
 

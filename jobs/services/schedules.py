@@ -1,0 +1,337 @@
+"""Schedules (DESIGN §6, docs/schedules.md): a cron expression in a timezone that makes one job
+per tick. Creating, editing, pausing, resuming and deleting them, with their beat rows.
+
+Each schedule owns a django-celery-beat PeriodicTask on a CrontabSchedule of its own,
+``* * * * *`` in UTC: beat only wakes the schedule up, once a minute, by sending
+``jobs.fire_schedule(schedule_id)``, whose service (``jobs.services.firing``) fires the ticks due
+by the schedule's own ``next_fire_at``. Which instants are ticks, daylight saving included, is
+decided by ``jobs.cron``, never by beat's crontab arithmetic; beat's ``last_run_at`` is never read
+(beat rewrites it itself, resets it when a task is disabled, and derives its next run from it).
+Every write here bumps ``version``, which makes a firing that read the schedule before it claim
+nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from jobplatform.errors import Conflict, InvalidInput, NotFound
+from jobs import cron
+from jobs.models import Schedule
+from jobs.services.submission import JobSpec, job_validate
+
+FIRE_SCHEDULE_TASK = "jobs.fire_schedule"
+MAX_JITTER = 3600
+MAX_MISFIRE_WINDOW = 7 * 24 * 3600
+MAX_MISFIRE_CAP = 100
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A schedule as the API parsed it; values are checked by :func:`schedule_validate`."""
+
+    name: str
+    cron: str
+    job: JobSpec  # the template: a submission without run_at
+    timezone: str = "UTC"
+    overlap: str = Schedule.Overlap.ALLOW
+    misfire: str = Schedule.Misfire.RUN_ONCE
+    misfire_window: int = 3600  # seconds
+    misfire_cap: int = 10
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    enabled: bool = True
+    jitter: int = 0  # seconds
+    pause_note: str = ""
+
+
+def schedule_validate(*, spec: ScheduleSpec) -> cron.Ticks:
+    """Raise InvalidInput for the first rule ``spec`` breaks (SCHEDULES.* codes, or JOBS.* for
+    the job template); return the schedule's fire times."""
+    if not 1 <= len(spec.name) <= 200:
+        raise InvalidInput("SCHEDULES.INVALID_NAME", "name must have 1 to 200 characters")
+    try:
+        expression = cron.parse_cron(spec.cron)
+    except cron.CronError as exc:
+        raise InvalidInput("SCHEDULES.INVALID_CRON", str(exc), {"cron": spec.cron}) from None
+    if len(expression.expression) > Schedule._meta.get_field("cron").max_length:
+        raise InvalidInput("SCHEDULES.INVALID_CRON", "the expression is too long", {})
+    try:
+        tz = cron.zone(spec.timezone)
+    except cron.UnknownTimezone as exc:
+        raise InvalidInput(
+            "SCHEDULES.UNKNOWN_TIMEZONE", str(exc), {"timezone": spec.timezone}
+        ) from None
+    if spec.overlap not in Schedule.Overlap.values:
+        raise InvalidInput(
+            "SCHEDULES.INVALID_OVERLAP",
+            f"overlap must be one of {', '.join(Schedule.Overlap.values)}",
+        )
+    _validate_misfire(spec)
+    if not 0 <= spec.jitter <= MAX_JITTER:
+        raise InvalidInput("SCHEDULES.INVALID_JITTER", f"jitter must be 0 to {MAX_JITTER} seconds")
+    for name in ("start_at", "end_at"):
+        value = getattr(spec, name)
+        if value is not None and timezone.is_naive(value):
+            raise InvalidInput(
+                "SCHEDULES.NAIVE_DATETIME",
+                f"{name} needs a UTC offset, e.g. 2026-01-01T09:00:00+01:00 or ...Z",
+                {"field": name},
+            )
+    if spec.start_at and spec.end_at and spec.end_at <= spec.start_at:
+        raise InvalidInput("SCHEDULES.INVALID_WINDOW", "end_at must be after start_at")
+    if spec.job.run_at is not None:
+        raise InvalidInput(
+            "SCHEDULES.INVALID_JOB", "a job template has no run_at: each firing sets its own"
+        )
+    job_validate(spec=spec.job)
+    return cron.Ticks(expression, tz)
+
+
+def _validate_misfire(spec: ScheduleSpec) -> None:
+    if spec.misfire not in Schedule.Misfire.values:
+        raise InvalidInput(
+            "SCHEDULES.INVALID_MISFIRE",
+            f"misfire must be one of {', '.join(Schedule.Misfire.values)}",
+        )
+    if not 60 <= spec.misfire_window <= MAX_MISFIRE_WINDOW:
+        raise InvalidInput(
+            "SCHEDULES.INVALID_MISFIRE",
+            f"misfire_window must be 60 to {MAX_MISFIRE_WINDOW} seconds",
+        )
+    if not 1 <= spec.misfire_cap <= MAX_MISFIRE_CAP:
+        raise InvalidInput(
+            "SCHEDULES.INVALID_MISFIRE", f"misfire_cap must be 1 to {MAX_MISFIRE_CAP}"
+        )
+
+
+def schedule_spec(*, schedule: Schedule) -> ScheduleSpec:
+    """The spec a schedule was saved from: a PATCH replaces some of its fields."""
+    return ScheduleSpec(
+        name=schedule.name,
+        cron=schedule.cron,
+        job=JobSpec(**schedule.job_template),
+        timezone=schedule.timezone,
+        overlap=schedule.overlap,
+        misfire=schedule.misfire,
+        misfire_window=schedule.misfire_window,
+        misfire_cap=schedule.misfire_cap,
+        start_at=schedule.start_at,
+        end_at=schedule.end_at,
+        enabled=schedule.enabled,
+        jitter=schedule.jitter,
+        pause_note=schedule.pause_note,
+    )
+
+
+# --- create, update, pause, resume, delete -----------------------------------------------------
+
+
+def schedule_create(
+    *, owner: AbstractBaseUser, spec: ScheduleSpec, now: datetime | None = None
+) -> Schedule:
+    """A new schedule and the beat rows that wake it, in one transaction.
+
+    ``next_fire_at`` is its first tick at or after now (or start_at); none while paused.
+    SCHEDULES.NAME_TAKEN (409) if the owner already has a schedule of that name.
+    """
+    now = now or timezone.now()
+    ticks = schedule_validate(spec=spec)
+    if spec.end_at is not None and spec.end_at <= now:
+        raise InvalidInput("SCHEDULES.INVALID_WINDOW", "end_at is in the past")
+    schedule = Schedule(id=uuid.uuid4(), owner_id=owner.pk, created_at=now, updated_at=now)
+    _assign(schedule, spec)
+    if spec.enabled:
+        schedule.next_fire_at = _first_fire(ticks, since=now, schedule=schedule)
+    else:
+        schedule.paused_at = now
+    with _unique_name(spec.name), transaction.atomic():
+        schedule.periodic_task = _sync_beat(schedule, task=None)
+        schedule.save(force_insert=True)
+    return schedule
+
+
+def schedule_update(
+    *, schedule_id: UUID, spec: ScheduleSpec, now: datetime | None = None
+) -> Schedule:
+    """Replace a schedule's settings; ``next_fire_at`` is recomputed and beat's row follows.
+
+    A tick that was due and had not fired yet stays due (the new expression's first tick at or
+    after it), so an edit racing beat never drops a firing; otherwise the next tick is the first
+    at or after now. Switching ``enabled`` pauses or resumes as those services do.
+    """
+    now = now or timezone.now()
+    ticks = schedule_validate(spec=spec)
+    with _unique_name(spec.name), transaction.atomic():
+        schedule = _locked(schedule_id)
+        if spec.end_at is not None and spec.end_at != schedule.end_at and spec.end_at <= now:
+            raise InvalidInput("SCHEDULES.INVALID_WINDOW", "end_at is in the past")
+        was_enabled, due = schedule.enabled, schedule.next_fire_at
+        _assign(schedule, spec)
+        if not spec.enabled:
+            schedule.next_fire_at = None
+            schedule.paused_at = now if was_enabled else schedule.paused_at
+        else:
+            keep_due = was_enabled and due is not None and due <= now
+            schedule.next_fire_at = _first_fire(
+                ticks, since=due if keep_due else now, schedule=schedule
+            )
+            if not was_enabled:  # resumed by the edit
+                schedule.paused_at, schedule.pause_note = None, ""
+        _save(schedule, now)
+    return schedule
+
+
+def schedule_pause(*, schedule_id: UUID, note: str = "", now: datetime | None = None) -> Schedule:
+    """Stop firing: next_fire_at is cleared and beat's row disabled. Idempotent: pausing a paused
+    schedule keeps its pause time (and replaces the note, if one is given)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        schedule = _locked(schedule_id)
+        if schedule.enabled:
+            schedule.enabled, schedule.paused_at, schedule.next_fire_at = False, now, None
+            schedule.pause_note = note
+        elif note:
+            schedule.pause_note = note
+        else:
+            return schedule
+        _save(schedule, now)
+    return schedule
+
+
+def schedule_resume(*, schedule_id: UUID, now: datetime | None = None) -> Schedule:
+    """Fire again from the first tick at or after now. The ticks that fell while the schedule was
+    paused were skipped on purpose: they are not misfires and do not run. Idempotent."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        schedule = _locked(schedule_id)
+        if schedule.enabled:
+            return schedule
+        schedule.enabled, schedule.paused_at, schedule.pause_note = True, None, ""
+        ticks = cron.ticks(schedule.cron, schedule.timezone)
+        schedule.next_fire_at = _first_fire(ticks, since=now, schedule=schedule)
+        _save(schedule, now)
+    return schedule
+
+
+def schedule_delete(*, schedule_id: UUID) -> None:
+    """Delete a schedule with its beat rows. Its jobs stay, with ``schedule`` set to null;
+    unfinished ones run to their end."""
+    with transaction.atomic():
+        schedule = _locked(schedule_id)
+        task = schedule.periodic_task
+        crontab = task.crontab
+        schedule.delete()
+        task.delete()  # instance delete(): its signal tells beat to reload
+        if crontab is not None:
+            crontab.delete()
+
+
+def _assign(schedule: Schedule, spec: ScheduleSpec) -> None:
+    schedule.name = spec.name
+    schedule.cron = cron.parse_cron(spec.cron).expression  # whitespace normalised
+    schedule.timezone = spec.timezone
+    schedule.job_template = {k: v for k, v in asdict(spec.job).items() if k != "run_at"}
+    schedule.overlap = spec.overlap
+    schedule.misfire = spec.misfire
+    schedule.misfire_window = spec.misfire_window
+    schedule.misfire_cap = spec.misfire_cap
+    schedule.start_at = spec.start_at
+    schedule.end_at = spec.end_at
+    schedule.enabled = spec.enabled
+    schedule.jitter = spec.jitter
+    schedule.pause_note = spec.pause_note
+
+
+def _first_fire(ticks: cron.Ticks, *, since: datetime, schedule: Schedule) -> datetime | None:
+    """The first tick at or after ``since`` and start_at, or None if it falls after end_at."""
+    if schedule.start_at is not None:
+        since = max(since, schedule.start_at)
+    tick = ticks.at_or_after(since)
+    if tick is None or (schedule.end_at is not None and tick.at > schedule.end_at):
+        return None
+    return tick.at
+
+
+def _locked(schedule_id: UUID) -> Schedule:
+    # The row lock makes a firing wait for this change and this change for a firing; the version
+    # bump in _save() makes a firing that read the schedule before it claim nothing.
+    try:
+        return (
+            Schedule.objects.select_for_update(of=("self",))
+            .select_related("periodic_task__crontab")
+            .get(id=schedule_id)
+        )
+    except Schedule.DoesNotExist:
+        raise NotFound("SCHEDULES.NOT_FOUND", f"no schedule {schedule_id}") from None
+
+
+def _save(schedule: Schedule, now: datetime) -> None:
+    """Save a locked, fresh schedule and bring its beat row along."""
+    schedule.version += 1
+    schedule.updated_at = now
+    schedule.save()
+    _sync_beat(schedule, task=schedule.periodic_task)
+
+
+def _sync_beat(schedule: Schedule, *, task: PeriodicTask | None) -> PeriodicTask:
+    """Create or update the schedule's PeriodicTask and its own CrontabSchedule.
+
+    Always with save() (and delete()), whose signals bump beat's change marker so that a running
+    beat reloads; a queryset update() would leave beat on its stale copy. One crontab per
+    schedule: django-celery-beat warns that tasks sharing a schedule object move together.
+    """
+    if task is None:
+        crontab = CrontabSchedule(
+            minute="*", hour="*", day_of_week="*", day_of_month="*", month_of_year="*"
+        )
+        crontab.timezone = "UTC"
+        crontab.save()
+        task = PeriodicTask(
+            name=f"schedule:{schedule.id}",
+            task=FIRE_SCHEDULE_TASK,
+            args=json.dumps([str(schedule.id)]),
+            crontab=crontab,
+            queue=settings.JOBPLATFORM_SCHEDULE_QUEUE,
+            priority=0,  # on Redis 0 is served first: a wake-up never waits behind jobs
+        )
+    # Beat wakes the schedule while something can fire: a next tick, or a buffered one.
+    enabled = schedule.enabled and (
+        schedule.next_fire_at is not None or schedule.buffered_for is not None
+    )
+    description = (
+        f"Wakes schedule {schedule.name!r} ({schedule.cron}, {schedule.timezone}) every minute; "
+        "what fires is decided by the schedule's next_fire_at (jobs.services.schedule_fire)."
+    )
+    if task.pk is None:
+        task.enabled, task.description = enabled, description
+        task.save()
+    elif task.enabled != enabled or task.description != description:
+        task.enabled, task.description = enabled, description
+        # Only our fields: beat writes last_run_at and total_run_count on this row meanwhile.
+        task.save(update_fields=["enabled", "description", "last_run_at", "date_changed"])
+    return task
+
+
+@contextmanager
+def _unique_name(name: str) -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError as exc:
+        if "one_schedule_name_per_owner" not in str(exc):
+            raise
+        raise Conflict(
+            "SCHEDULES.NAME_TAKEN", f"you already have a schedule named {name!r}", {"name": name}
+        ) from None

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from jobs.models import Schedule
+from jobs.services import JobSpec, ScheduleSpec, schedule_create
+
+# A queue no test dispatcher serves: jobs made by committed firings stay PENDING for inspection.
+PROBE_QUEUE = "dispatch-probe"
+
+
+def template(**fields: Any) -> JobSpec:
+    fields.setdefault("name", "tick")
+    fields.setdefault("steps", [{"type": "log", "params": {"message": "tick"}}])
+    return JobSpec(**fields)
+
+
+def make_schedule(owner: Any, *, now: datetime, **fields: Any) -> Schedule:
+    """A schedule created at ``now`` (forged time), every five minutes in UTC unless told."""
+    fields.setdefault("name", f"schedule-{uuid.uuid4().hex[:8]}")
+    fields.setdefault("cron", "*/5 * * * *")
+    fields.setdefault("job", template())
+    return schedule_create(owner=owner, spec=ScheduleSpec(**fields), now=now)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)

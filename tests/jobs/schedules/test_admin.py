@@ -1,0 +1,56 @@
+"""Django admin: schedules with their next runs, and actions that call the services."""
+
+from __future__ import annotations
+
+import pytest
+from django_celery_beat.models import PeriodicTask
+
+from jobs.models import Job, Schedule
+from tests.jobs.schedules.conftest import make_schedule, utc
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator(client, staff):
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    return client
+
+
+def test_schedules_are_listed_with_their_next_runs(operator, user):
+    schedule = make_schedule(user, now=utc(2026, 3, 27), name="berlin", cron="30 2 * * *",
+                             timezone="Europe/Berlin")  # fmt: skip
+    listing = operator.get("/admin/jobs/schedule/")
+    assert listing.status_code == 200
+    assert b"berlin" in listing.content
+    assert b"2026-03-29 03:00 CEST (moved: 02:30 did not exist)" in listing.content
+    page = operator.get(f"/admin/jobs/schedule/{schedule.id}/change/")
+    assert page.status_code == 200
+    assert b"2026-03-27 02:30 CET" in page.content
+
+
+def test_pause_resume_and_trigger_actions_go_through_the_services(operator, user):
+    schedule = make_schedule(user, now=utc(2026, 5, 4, 9, 58))
+    url = "/admin/jobs/schedule/"
+    operator.post(url, {"action": "pause_schedules", "_selected_action": [str(schedule.id)]})
+    schedule.refresh_from_db()
+    assert (schedule.enabled, schedule.next_fire_at) == (False, None)
+    assert schedule.pause_note.startswith("paused in the admin by")
+    assert PeriodicTask.objects.get(id=schedule.periodic_task_id).enabled is False
+    operator.post(url, {"action": "resume_schedules", "_selected_action": [str(schedule.id)]})
+    schedule.refresh_from_db()
+    assert schedule.enabled and schedule.next_fire_at is not None
+    response = operator.post(
+        url, {"action": "trigger_schedules", "_selected_action": [str(schedule.id)]}, follow=True
+    )
+    assert b"Triggered: 1 job(s) created." in response.content
+    assert Job.objects.filter(schedule=schedule).count() == 1
+
+
+def test_deleting_in_the_admin_removes_the_beat_rows(operator, user):
+    schedule = make_schedule(user, now=utc(2026, 5, 4, 9, 58))
+    operator.post(f"/admin/jobs/schedule/{schedule.id}/delete/", {"post": "yes"})
+    assert not Schedule.objects.filter(id=schedule.id).exists()
+    assert not PeriodicTask.objects.filter(id=schedule.periodic_task_id).exists()
