@@ -7,6 +7,7 @@ the answer; a retry moves the job FAILED -> PENDING in the same transaction thro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -151,23 +152,18 @@ def dead_letter_retry_bulk(
     cost a few statements per batch and no lock is held for long. Entries not retryable, or whose
     job is not FAILED, are counted as skipped.
     """
-    selected = done = last_id = 0
-    while True:
-        with transaction.atomic():
-            batch = _lock_batch(selection, after=last_id, size=batch_size)
-            now = timezone.now()
-            candidates = {dl_id: job_id for dl_id, job_id, state in batch if state in RETRYABLE}
-            retried_jobs = set(job_retry(job_ids=list(set(candidates.values()))))
-            ids = [dl_id for dl_id, job_id in candidates.items() if job_id in retried_jobs]
-            DeadLetter.objects.filter(id__in=ids, state__in=RETRYABLE).update(
-                state=State.RETRIED, resolved_at=now, resolved_by=actor, note=note
-            )
-            _audit_many(ids, Kind.RETRY, actor, note, {"bulk": True}, now)
-        selected += len(batch)
-        done += len(ids)
-        if len(batch) < batch_size:
-            return BulkOutcome(selected=selected, done=done)
-        last_id = batch[-1][0]
+
+    def retry(batch: list[tuple[int, UUID, str]], now: datetime) -> list[int]:
+        candidates = {dl_id: job_id for dl_id, job_id, state in batch if state in RETRYABLE}
+        retried_jobs = set(job_retry(job_ids=list(set(candidates.values()))))
+        ids = [dl_id for dl_id, job_id in candidates.items() if job_id in retried_jobs]
+        DeadLetter.objects.filter(id__in=ids, state__in=RETRYABLE).update(
+            state=State.RETRIED, resolved_at=now, resolved_by=actor, note=note
+        )
+        _audit_many(ids, Kind.RETRY, actor, note, {"bulk": True}, now)
+        return ids
+
+    return _in_batches(selection, batch_size, retry)
 
 
 def dead_letter_dismiss(*, dead_letter_id: int, actor: AbstractBaseUser, note: str = "") -> None:
@@ -200,18 +196,31 @@ def dead_letter_dismiss_bulk(
     batch_size: int = BULK_BATCH,
 ) -> BulkOutcome:
     """Dismiss every open entry of ``selection``, in batches of set-based statements."""
+
+    def dismiss(batch: list[tuple[int, UUID, str]], now: datetime) -> list[int]:
+        ids = [dl_id for dl_id, _job_id, state in batch if state in DISMISSABLE]
+        DeadLetter.objects.filter(id__in=ids, state__in=DISMISSABLE).update(
+            state=State.DISMISSED, resolved_at=now, resolved_by=actor, note=note
+        )
+        _audit_many(ids, Kind.DISMISS, actor, note, {"bulk": True}, now)
+        return ids
+
+    return _in_batches(selection, batch_size, dismiss)
+
+
+def _in_batches(
+    selection: QuerySet[DeadLetter],
+    batch_size: int,
+    act: Callable[[list[tuple[int, UUID, str]], datetime], list[int]],
+) -> BulkOutcome:
+    """Walk ``selection`` by id in locked batches, one transaction each; ``act`` returns the ids
+    it changed. No lock is held across batches, so thousands of entries never block for long."""
     selected = done = last_id = 0
     while True:
         with transaction.atomic():
             batch = _lock_batch(selection, after=last_id, size=batch_size)
-            now = timezone.now()
-            ids = [dl_id for dl_id, _job_id, state in batch if state in DISMISSABLE]
-            DeadLetter.objects.filter(id__in=ids, state__in=DISMISSABLE).update(
-                state=State.DISMISSED, resolved_at=now, resolved_by=actor, note=note
-            )
-            _audit_many(ids, Kind.DISMISS, actor, note, {"bulk": True}, now)
+            done += len(act(batch, timezone.now()))
         selected += len(batch)
-        done += len(ids)
         if len(batch) < batch_size:
             return BulkOutcome(selected=selected, done=done)
         last_id = batch[-1][0]
