@@ -13,6 +13,32 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+def submit_job(api: Any, steps: list[dict[str, Any]], **fields: Any) -> str:
+    """Submit through the REST API with fast retries; return the new job's id."""
+    body = {"name": "test", "steps": steps, "retry_backoff": 0.05, "retry_backoff_max": 0.2}
+    response = api.post("/api/v1/jobs/", {**body, **fields}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def job_detail(api: Any, job_id: str) -> dict[str, Any]:
+    response = api.get(f"/api/v1/jobs/{job_id}/")
+    assert response.status_code == 200
+    return response.json()
+
+
+def await_finished(api: Any, job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The job's detail once it reached a terminal state."""
+    return wait_for(
+        lambda: (d := job_detail(api, job_id))["status"] in TERMINAL and d,
+        timeout=timeout,
+        what=f"job {job_id} to finish",
+    )
+
+
 def wait_for(condition: Callable[[], T], *, timeout: float = 30.0, what: str = "condition") -> T:
     """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -13,37 +13,14 @@ from deadletter.models import DeadLetter
 from jobplatform.celery import app as celery_app
 from jobs.models import Job
 from tests.deadletter.factories import DeadLetterFactory, FailedJobFactory, _error
-from tests.support import wait_for
+from tests.support import await_finished as finished
+from tests.support import job_detail, wait_for
+from tests.support import submit_job as submit
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 URL = "/api/v1/dead-letters/"
-TERMINAL = {"succeeded", "failed", "cancelled"}
 PERMANENT_ONCE = {"type": "fail", "params": {"mode": "permanent", "times": 1, "message": "bad"}}
-
-
-def submit(api, steps, **fields):
-    response = api.post(
-        "/api/v1/jobs/",
-        {"name": "dl", "steps": steps, "retry_backoff": 0.05, "retry_backoff_max": 0.2, **fields},
-        format="json",
-    )
-    assert response.status_code == 201, response.content
-    return response.json()["id"]
-
-
-def job_detail(api, job_id):
-    response = api.get(f"/api/v1/jobs/{job_id}/")
-    assert response.status_code == 200
-    return response.json()
-
-
-def finished(api, job_id, timeout=30.0):
-    return wait_for(
-        lambda: (d := job_detail(api, job_id))["status"] in TERMINAL and d,
-        timeout=timeout,
-        what=f"job {job_id} to finish",
-    )
 
 
 def dead_letters(api, query=""):

@@ -11,35 +11,12 @@ from django.utils import timezone
 from deadletter.models import DeadLetter
 from jobplatform.celery import app as celery_app
 from jobs.models import Job
+from tests.support import await_finished as finished
+from tests.support import job_detail as detail
+from tests.support import submit_job as submit
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-def submit(api, steps, **fields):
-    response = api.post(
-        "/api/v1/jobs/",
-        {"name": "it", "steps": steps, "retry_backoff": 0.05, "retry_backoff_max": 0.2, **fields},
-        format="json",
-    )
-    assert response.status_code == 201, response.content
-    return response.json()["id"]
-
-
-def detail(api, job_id):
-    response = api.get(f"/api/v1/jobs/{job_id}/")
-    assert response.status_code == 200
-    return response.json()
-
-
-def finished(api, job_id, timeout=30.0):
-    return wait_for(
-        lambda: (d := detail(api, job_id))["status"] in TERMINAL and d,
-        timeout=timeout,
-        what=f"job {job_id} to finish",
-    )
 
 
 def key():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.executions.test_run_job import detail, finished, submit
+from tests.support import await_finished as finished
+from tests.support import job_detail as detail
+from tests.support import submit_job as submit
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
