@@ -1,0 +1,75 @@
+"""The worker's hot statements are prepared once per connection, and work unprepared too."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from executions.models import Execution
+from executions.services import execution_run
+from jobs.models import Job
+from tests.jobs.factories import JobFactory
+
+pytestmark = pytest.mark.django_db
+
+TWO_STEPS = [
+    {"type": "log", "params": {"message": "a"}},
+    {"type": "sleep", "params": {"seconds": 0}},
+]
+
+
+def run_queued_job(user) -> Job:
+    job = JobFactory(owner=user, steps=TWO_STEPS, status=Job.Status.QUEUED)
+    outcome = execution_run(job_id=job.id, attempt=1, delivery_id="d", worker="w")
+    assert outcome.status == Execution.Status.SUCCEEDED
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.result == {"slept": 0}
+    assert job.executions.get().step_results.count() == 2
+    return job
+
+
+def executions_of_prepared(fragment: str) -> int:
+    """How many times this connection ran its prepared statements containing ``fragment``."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements"
+            " WHERE statement LIKE %s",
+            [f"%{fragment}%"],
+        )
+        return cursor.fetchone()[0]
+
+
+HOT = {
+    "claim": "WITH claimed AS",
+    "step done": "SET next_step",
+    "success": "SET status = 'succeeded'",
+}
+
+
+def test_claim_step_and_success_run_as_prepared_statements(user):
+    run_queued_job(user)  # prepares them, if this connection had not yet
+    before = {name: executions_of_prepared(sql) for name, sql in HOT.items()}
+    run_queued_job(user)
+    run_queued_job(user)
+    after = {name: executions_of_prepared(sql) for name, sql in HOT.items()}
+    assert {name: after[name] - before[name] for name in HOT} == {
+        "claim": 2,
+        "step done": 2,
+        "success": 2,
+    }
+
+
+def test_without_prepared_statements_the_hot_path_runs_unprepared(user):
+    """DATABASE_PREPARED_STATEMENTS=0 (a pooler that cannot keep them) sets this to None."""
+    connection.ensure_connection()
+    pg = connection.connection
+    saved = pg.prepare_threshold
+    pg.prepare_threshold = None
+    try:
+        before = {name: executions_of_prepared(sql) for name, sql in HOT.items()}
+        run_queued_job(user)
+        after = {name: executions_of_prepared(sql) for name, sql in HOT.items()}
+    finally:
+        pg.prepare_threshold = saved
+    assert after == before
