@@ -28,22 +28,24 @@ class ReleasedJob:
     countdown: float | None = None  # seconds the broker holds the message (a retry's backoff)
 
 
+# The UPDATE finds its rows by primary key (``id = ANY(ARRAY(...))``), never through a join the
+# planner could drive from the pending index: with statistics that believe no job is pending (the
+# table was emptied, then analysed), a join ran as a nested loop of every pending job against
+# the batch, 1.1 s for 500 of 10,000 jobs. The locked rows need no second status check: FOR UPDATE
+# re-checks the WHERE clause on the newest version of each row, and the lock holds until commit.
 _RELEASE_SQL = """
-WITH due AS (
+UPDATE jobs_job
+SET status = 'queued', queued_at = now(), updated_at = now(), version = version + 1
+WHERE id = ANY(ARRAY(
     SELECT id FROM jobs_job
     -- Due by the application's clock, the one that wrote run_at (not the transaction's start).
     WHERE status = 'pending' AND run_at <= %(now)s {queues}
     ORDER BY run_at
     LIMIT %(limit)s
-    -- Two dispatchers never release one job twice: each skips the rows the other has locked,
-    -- and the status re-check below sees the other's committed release.
+    -- Two dispatchers never release one job twice: each skips the rows the other has locked.
     FOR UPDATE SKIP LOCKED
-)
-UPDATE jobs_job AS j
-SET status = 'queued', queued_at = now(), updated_at = now(), version = j.version + 1
-FROM due
-WHERE j.id = due.id AND j.status = 'pending'
-RETURNING j.id, j.queue, j.priority, j.attempts, j.timeout
+))
+RETURNING id, queue, priority, attempts, timeout
 """
 
 
@@ -75,20 +77,18 @@ def _released(row: tuple[Any, ...]) -> ReleasedJob:
 
 
 _RELEASE_LOST_SQL = """
-WITH lost AS (
+UPDATE jobs_job
+SET queued_at = CASE WHEN status = 'queued' THEN %(now)s ELSE queued_at END,
+    next_attempt_at = CASE WHEN status = 'retrying' THEN %(now)s ELSE next_attempt_at END,
+    updated_at = %(now)s
+WHERE id = ANY(ARRAY(  -- by primary key, as in _RELEASE_SQL
     SELECT id FROM jobs_job
     WHERE ((status = 'queued' AND queued_at < %(cutoff)s)
        OR (status = 'retrying' AND next_attempt_at < %(cutoff)s)) {queues}
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED  -- several dispatchers: each lost job is published again once
-)
-UPDATE jobs_job AS j
-SET queued_at = CASE WHEN j.status = 'queued' THEN %(now)s ELSE j.queued_at END,
-    next_attempt_at = CASE WHEN j.status = 'retrying' THEN %(now)s ELSE j.next_attempt_at END,
-    updated_at = %(now)s
-FROM lost
-WHERE j.id = lost.id AND j.status IN ('queued', 'retrying')
-RETURNING j.id, j.queue, j.priority, j.attempts, j.timeout
+))
+RETURNING id, queue, priority, attempts, timeout
 """
 
 

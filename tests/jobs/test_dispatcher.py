@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import subprocess
 import threading
 from datetime import timedelta
 from functools import partial
@@ -14,11 +16,15 @@ import redis
 from celery import Celery
 from django.conf import settings
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from executions.models import Execution
+from executions.services import execution_run
+from jobplatform.celery import app as celery_app
 from jobs.dispatcher import Dispatcher, publish_attempts
 from jobs.models import Job
-from jobs.services import DISPATCH_CHANNEL, JobSpec, job_submit
+from jobs.services import DISPATCH_CHANNEL, JobSpec, job_release_due, job_submit
 from tests.jobs.factories import JobFactory
 from tests.support import wait_for
 
@@ -137,3 +143,92 @@ def test_the_due_scan_uses_the_partial_index_whatever_the_statistics(user):
         )
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "job_pending_run_at" in plan, plan
+
+
+@pytest.fixture
+def full_redis(tmp_path):
+    """A Redis of its own that refuses writes once it is nearly full (noeviction)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis(port=port)
+    try:
+        wait_for(lambda: _pings(client), what="the private redis to answer")
+        used = client.info("memory")["used_memory"]
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", used + 256 * 1024)
+        yield client
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_whose_pipeline_fails_goes_back_whole_and_each_job_still_runs_once(
+    user, full_redis
+):
+    """Part of the pipeline reached Redis before it refused the rest: the stale messages of the
+    first try, delivered beside the fresh ones of the second, start no job twice."""
+    count = 300
+    jobs = JobFactory.create_batch(count, owner=user, queue=PROBE_QUEUE)
+    port = full_redis.connection_pool.connection_kwargs["port"]
+    app = Celery("full", broker=f"redis://127.0.0.1:{port}/0", set_as_current=False)
+    app.conf.broker_transport_options = celery_app.conf.broker_transport_options
+    app.conf.broker_connection_retry = False
+    app.conf.task_publish_retry = False
+    dispatcher = Dispatcher(
+        batch_size=count, publish=partial(publish_attempts, app=app), queues=[PROBE_QUEUE]
+    )
+
+    assert dispatcher.dispatch_once() == 0
+    assert Job.objects.filter(status=Job.Status.PENDING).count() == count
+    stale = published_job_ids(full_redis)
+    assert 0 < len(stale) < count  # the uncertain case: some arrived, some did not
+
+    full_redis.config_set("maxmemory", 0)
+    assert dispatcher.dispatch_once() == count
+    messages = published_job_ids(full_redis)
+    assert len(messages) == count + len(stale)
+
+    # Deliver every message, stale ones included, as a worker would.
+    outcomes = [
+        execution_run(job_id=job_id, attempt=1, delivery_id=str(n), worker="w").status
+        for n, job_id in enumerate(messages)
+    ]
+    assert outcomes.count("succeeded") == count
+    assert outcomes.count("duplicate") == len(stale)
+    assert Job.objects.filter(status=Job.Status.SUCCEEDED, attempts=1).count() == count
+    assert Execution.objects.count() == count
+    assert {j.id for j in jobs} == set(Job.objects.values_list("id", flat=True))
+
+
+@pytest.mark.django_db
+def test_the_release_finds_its_rows_by_primary_key_whatever_the_statistics(user):
+    """Statistics taken while no job was pending (an emptied table, analysed) must not turn the
+    release into a scan of every pending job per released one."""
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+    Job.objects.bulk_create(JobFactory.build(owner=user, queue=PROBE_QUEUE) for _ in range(2000))
+    with CaptureQueriesContext(connection) as queries:
+        released = job_release_due(limit=500, queues=[PROBE_QUEUE])
+    assert len(released) == 500
+    assert Job.objects.filter(status=Job.Status.QUEUED).count() == 500
+    [sql] = [q["sql"] for q in queries if q["sql"].lstrip().startswith("UPDATE")]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "jobs_job_pkey" in plan, plan
+    assert "Nested Loop" not in plan, plan
