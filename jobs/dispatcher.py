@@ -32,13 +32,17 @@ _WAIT_SLICE = 1.0
 
 
 def publish_attempts(released: list[ReleasedJob], *, app: Celery = celery_app) -> list[ReleasedJob]:
-    """Publish one run_job message per job; return the jobs that were published.
+    """Publish one run_job message per job, pipelined; return the jobs that were published.
 
-    Stops at the first broker error so the caller can hand the rest back to PENDING.
+    The messages go to Redis in one pipeline (kombu's ``Producer.batch``), not one round trip
+    each. If the pipeline fails, which of its messages arrived is unknown, so none counts as
+    published: the caller hands the jobs back, and a message that did arrive finds its job no
+    longer QUEUED for that attempt and claims nothing.
     """
-    published: list[ReleasedJob] = []
+    if not released:
+        return []
     try:
-        with app.producer_or_acquire() as producer:
+        with app.producer_or_acquire() as producer, producer.batch(max_size=len(released)):
             for job in released:
                 app.send_task(
                     services.RUN_JOB_TASK,
@@ -52,10 +56,10 @@ def publish_attempts(released: list[ReleasedJob], *, app: Celery = celery_app) -
                     time_limit=job.timeout + HARD_TIME_LIMIT_MARGIN,
                     producer=producer,
                 )
-                published.append(job)
     except Exception:
-        logger.exception("publishing failed after %d of %d jobs", len(published), len(released))
-    return published
+        logger.exception("publishing %d jobs failed", len(released))
+        return []
+    return list(released)
 
 
 @dataclass
