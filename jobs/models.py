@@ -93,6 +93,8 @@ class Job(models.Model):
             models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
             models.Index(fields=["-created_at"], name="job_created"),
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
+            # GET /jobs/?name=: without it the filter walked job_created (60 ms at 1M jobs).
+            models.Index(fields=["name", "-created_at"], name="job_name_created"),
             # GET /jobs/?schedule= and a schedule's recent jobs.
             models.Index(
                 fields=["schedule", "-created_at"],

@@ -22,7 +22,7 @@ from deadletter.api.serializers import (
     RetryInput,
 )
 from deadletter.models import DeadLetter
-from executions.api.serializers import ExecutionOutput
+from executions.api.serializers import execution_output
 from executions.selectors import execution_list_for_job
 from jobplatform.api.pagination import CreatedCursorPagination
 
@@ -41,7 +41,7 @@ def _detail(request: Request, dead_letter_id: int) -> dict[str, Any]:
     data["actions"] = ActionOutput(
         selectors.dead_letter_actions(dead_letter_id=dead.id), many=True
     ).data
-    data["executions"] = ExecutionOutput(execution_list_for_job(job_id=dead.job_id), many=True).data
+    data["executions"] = execution_output(execution_list_for_job(job_id=dead.job_id))
     return data
 
 

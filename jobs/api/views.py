@@ -11,17 +11,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from executions.api.serializers import ExecutionOutput
+from executions.api.serializers import execution_output
 from executions.selectors import execution_list_for_job
 from jobplatform.api.pagination import CreatedCursorPagination
 from jobplatform.errors import Conflict, InvalidInput
 from jobs import services
 from jobs.api.filters import JobFilter
 from jobs.api.serializers import (
-    JobOutput,
-    JobSummaryOutput,
+    JobLinks,
     ScheduleFiringOutput,
     ScheduleOutput,
+    job_output,
+    job_summary_output,
     parse_bulk_submission,
     parse_job_change,
     parse_pause,
@@ -40,10 +41,10 @@ from jobs.selectors import (
 from jobs.steps import registered_steps
 
 
-def _job_detail(request: Request, job: Job) -> dict:
-    data = JobOutput(job, context={"request": request}).data
-    executions = execution_list_for_job(job_id=job.id)
-    data["executions"] = ExecutionOutput(executions, many=True).data
+def _job_detail(request: Request, job: Job, *, new: bool = False) -> dict:
+    """The job with every attempt; ``new``: it was just created, so it has none to look up."""
+    data = job_output(job, JobLinks(request))
+    data["executions"] = [] if new else execution_output(execution_list_for_job(job_id=job.id))
     return data
 
 
@@ -56,9 +57,8 @@ class JobListCreateApi(APIView):
         jobs = DjangoFilterBackend().filter_queryset(request, job_list(user=request.user), self)
         paginator = CreatedCursorPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
-        return paginator.get_paginated_response(
-            JobSummaryOutput(page, many=True, context={"request": request}).data
-        )
+        links = JobLinks(request)
+        return paginator.get_paginated_response([job_summary_output(job, links) for job in page])
 
     def post(self, request: Request) -> Response:
         spec, in_body = parse_submission(request.data)
@@ -66,7 +66,7 @@ class JobListCreateApi(APIView):
         submission = services.job_submit(owner=request.user, spec=spec, idempotency_key=key)
         job = submission.job
         return Response(
-            _job_detail(request, job),
+            _job_detail(request, job, new=submission.created),
             status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK,
             headers={"Location": reverse("job-detail", args=[job.id])},
         )
@@ -240,7 +240,7 @@ class ScheduleTriggerApi(APIView):
         if fired.job_id is None:
             return Response(body, status=status.HTTP_202_ACCEPTED)
         job = job_get_visible(job_id=fired.job_id, user=request.user)
-        body["job"] = JobSummaryOutput(job, context={"request": request}).data
+        body["job"] = job_summary_output(job, JobLinks(request))
         return Response(
             body,
             status=status.HTTP_201_CREATED,

@@ -235,7 +235,9 @@ def _cell(field: Any, row: dict[str, Any]) -> Any:
 def _new_job(
     owner: AbstractBaseUser, spec: JobSpec, idempotency_key: str | None, fingerprint: str
 ) -> Job:
-    return Job(**_job_values(owner.pk, spec, idempotency_key, fingerprint))
+    job = Job(**_job_values(owner.pk, spec, idempotency_key, fingerprint))
+    job.owner = owner  # the response names its owner: no query to load it again
+    return job
 
 
 def _job_values(
