@@ -12,14 +12,12 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -28,6 +26,7 @@ from deadletter.services import dead_letter_record
 from executions.heartbeat import heartbeat
 from executions.models import Execution, StepResult
 from executions.timeouts import step_deadline
+from jobplatform.db import prepared_cursor
 from jobs.dispatcher import publish_attempts
 from jobs.retry import RetryPolicy, next_delay
 from jobs.services import ReleasedJob
@@ -84,20 +83,6 @@ FROM claimed, execution
 """
 
 
-@contextmanager
-def _hot_cursor() -> Iterator[psycopg.Cursor[Any]]:
-    """A server-binding cursor for the hot path's statements, run with ``prepare=True``.
-
-    Planning these CTEs cost PostgreSQL as much as running them; prepared, they are planned once
-    per connection (unless DATABASE_PREPARED_STATEMENTS is off). Server-side binding also skips
-    psycopg's Python quoting of every parameter. Errors are Django's, as from
-    ``connection.cursor()``, so the task's retry on a database outage still sees them.
-    """
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        yield cursor
-
-
 def _json(value: Any) -> Any:
     # Django loads jsonb columns as text on raw cursors (JSONField decodes them itself).
     return json.loads(value) if isinstance(value, str) else value
@@ -117,7 +102,7 @@ def execution_claim(*, job_id: UUID, attempt: int, delivery_id: str, worker: str
         "worker": worker,
         "delivery": delivery_id,
     }
-    with _hot_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_CLAIM_SQL, params, prepare=True)
         row = cursor.fetchone()
     if row is None:
@@ -306,7 +291,7 @@ def _step_done(claim: Claim, result: StepRecord, outputs: list[Any]) -> bool:
         "next_step": result.index + 1,
         "outputs": json.dumps(outputs),
     }
-    with _hot_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_STEP_DONE_SQL, params, prepare=True)
         return cursor.rowcount == 1
 
@@ -341,7 +326,7 @@ def _attempt_succeeded(claim: Claim, result: StepRecord | None, outputs: list[An
     }
     if result is not None:
         params |= result.params(claim)
-    with _hot_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             _SUCCEED_SQL if result is not None else _SUCCEED_NO_STEP_SQL, params, prepare=True
         )

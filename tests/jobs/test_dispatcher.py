@@ -16,15 +16,16 @@ import redis
 from celery import Celery
 from django.conf import settings
 from django.db import connection, transaction
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from executions.models import Execution
 from executions.services import execution_run
 from jobplatform.celery import app as celery_app
+from jobplatform.db import prepared_cursor
 from jobs.dispatcher import Dispatcher, publish_attempts
 from jobs.models import Job
 from jobs.services import DISPATCH_CHANNEL, JobSpec, job_release_due, job_submit
+from jobs.services.release import release_due_statement
 from tests.jobs.factories import JobFactory
 from tests.support import wait_for
 
@@ -222,13 +223,12 @@ def test_the_release_finds_its_rows_by_primary_key_whatever_the_statistics(user)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE jobs_job")
     Job.objects.bulk_create(JobFactory.build(owner=user, queue=PROBE_QUEUE) for _ in range(2000))
-    with CaptureQueriesContext(connection) as queries:
-        released = job_release_due(limit=500, queues=[PROBE_QUEUE])
+    released = job_release_due(limit=500, queues=[PROBE_QUEUE])
     assert len(released) == 500
     assert Job.objects.filter(status=Job.Status.QUEUED).count() == 500
-    [sql] = [q["sql"] for q in queries if q["sql"].lstrip().startswith("UPDATE")]
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN {sql}")
+    with prepared_cursor() as cursor:
+        sql, params = release_due_statement(limit=500, queues=[PROBE_QUEUE])
+        cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "jobs_job_pkey" in plan, plan
     assert "Nested Loop" not in plan, plan
