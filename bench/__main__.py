@@ -24,7 +24,11 @@ NOOP = [{"type": "sleep", "params": {"seconds": 0}}]
 
 
 def median_of(runs: int, measure: Callable[[], dict[str, float]]) -> dict[str, Any]:
-    samples = [measure() for _ in range(runs)]
+    return medians([measure() for _ in range(runs)])
+
+
+def medians(samples: list[dict[str, float]]) -> dict[str, Any]:
+    """The median of each figure over the samples, and the samples themselves."""
     return {key: statistics.median(sample[key] for sample in samples) for key in samples[0]} | {
         "runs": samples
     }
@@ -103,13 +107,11 @@ def throughput(stack: Stack, runs: int, count: int) -> dict[str, Any]:
     ]
     ratios = [p["jobs_per_s"] / b["jobs_per_s"] for p, b in pairs]
     return {
-        "platform": {"jobs_per_s": statistics.median(p["jobs_per_s"] for p, _ in pairs),
-                     "runs": [p for p, _ in pairs]},
-        "baseline": {"jobs_per_s": statistics.median(b["jobs_per_s"] for _, b in pairs),
-                     "runs": [b for _, b in pairs]},
+        "platform": medians([p for p, _ in pairs]),
+        "baseline": medians([b for _, b in pairs]),
         "ratio": statistics.median(ratios),
         "ratios": ratios,
-    }  # fmt: skip
+    }
 
 
 def await_drained(stack: Stack, timeout: float = 1800) -> float:

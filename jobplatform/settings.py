@@ -64,10 +64,11 @@ DATABASES = {"default": env.db("DATABASE_URL")}
 # Persistent connections for web processes; workers keep theirs via CELERY_DB_REUSE_MAX below.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-# The worker's hot statements (claim, step done, success) are server-bound and prepared once per
-# connection: planning them cost PostgreSQL as much as running them. Django's own queries stay
-# client-bound and are never prepared. Off (false) behind a pooler that cannot keep prepared
-# statements (PgBouncer before 1.21 in transaction mode).
+# The hot statements (the worker's claim, step done and success; the dispatcher's releases) are
+# server-bound and prepared once per connection (jobplatform.db.prepared_cursor): planning them
+# cost PostgreSQL as much as running them. Django's own queries stay client-bound and are never
+# prepared. Off (false) behind a pooler that cannot keep prepared statements (PgBouncer before
+# 1.21 in transaction mode).
 DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
     5 if env.bool("DATABASE_PREPARED_STATEMENTS", default=True) else None
 )

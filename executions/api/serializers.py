@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from executions.models import Execution, StepResult
-from jobs.api.serializers import api_datetime
+from jobplatform.api.render import api_datetime
 
 
 def step_result_output(step: StepResult) -> dict[str, Any]:

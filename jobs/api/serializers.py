@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -9,6 +9,7 @@ from django.urls import reverse
 from rest_framework import serializers
 from rest_framework.request import Request
 
+from jobplatform.api.render import api_datetime
 from jobs.cron import FireTime
 from jobs.models import Job, Schedule, ScheduleFiring
 from jobs.selectors import schedule_next_fire_times
@@ -110,14 +111,6 @@ def parse_bulk_submission(data: Any) -> list[JobSpec]:
             )
         specs.append(spec)
     return specs
-
-
-def api_datetime(value: datetime | None) -> str | None:
-    """A datetime as DRF's DateTimeField renders it here (ISO 8601 in UTC, ``Z`` for +00:00)."""
-    if value is None:
-        return None
-    text = value.astimezone(UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class JobLinks:
@@ -247,7 +240,7 @@ def fire_time_output(tick: FireTime, timezone: str) -> dict[str, Any]:
     """A fire time in the schedule's timezone, and whether a DST transition moved it."""
     return {
         "at": tick.at.astimezone(ZoneInfo(timezone)).isoformat(),
-        "utc": tick.at.isoformat().replace("+00:00", "Z"),
+        "utc": api_datetime(tick.at),
         "local_time": tick.nominal.isoformat(),  # the wall-clock time the expression names
         "moved": tick.moved,
         "transition": tick.transition,
