@@ -16,6 +16,19 @@ T = TypeVar("T")
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
+def executions_of_prepared(fragment: str) -> int:
+    """How many times this thread's connection ran prepared statements containing ``fragment``."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements"
+            " WHERE statement LIKE %s",
+            [f"%{fragment}%"],
+        )
+        return cursor.fetchone()[0]
+
+
 def submit_job(api: Any, steps: list[dict[str, Any]], **fields: Any) -> str:
     """Submit through the REST API with fast retries; return the new job's id."""
     body = {"name": "test", "steps": steps, "retry_backoff": 0.05, "retry_backoff_max": 0.2}

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -113,20 +114,33 @@ def parse_bulk_submission(data: Any) -> list[JobSpec]:
     return specs
 
 
-class JobLinks:
-    """Absolute links of jobs for one request: two ``reverse`` calls, not two per job."""
+_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 
-    _PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
+
+@cache
+def job_path(route: str) -> str:
+    """The path of ``route`` ("job-detail", "job-cancel") for a placeholder job id, reversed once
+    per process: ``reverse`` walks the URL resolver and cost as much as rendering the job."""
+    return reverse(route, args=[_PLACEHOLDER])
+
+
+def job_location(job_id: UUID) -> str:
+    """The path of a job's detail (a submission's ``Location`` header)."""
+    return job_path("job-detail").replace(_PLACEHOLDER, str(job_id))
+
+
+class JobLinks:
+    """Absolute links of jobs for one request: the host once, not per job."""
 
     def __init__(self, request: Request) -> None:
         url = request.build_absolute_uri
-        self._self = url(reverse("job-detail", args=[self._PLACEHOLDER]))
-        self._cancel = url(reverse("job-cancel", args=[self._PLACEHOLDER]))
+        self._self = url(job_path("job-detail"))
+        self._cancel = url(job_path("job-cancel"))
 
     def __call__(self, job_id: UUID) -> dict[str, str]:
         return {
-            "self": self._self.replace(self._PLACEHOLDER, str(job_id)),
-            "cancel": self._cancel.replace(self._PLACEHOLDER, str(job_id)),
+            "self": self._self.replace(_PLACEHOLDER, str(job_id)),
+            "cancel": self._cancel.replace(_PLACEHOLDER, str(job_id)),
         }
 
 

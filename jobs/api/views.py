@@ -21,6 +21,7 @@ from jobs.api.serializers import (
     JobLinks,
     ScheduleFiringOutput,
     ScheduleOutput,
+    job_location,
     job_output,
     job_summary_output,
     parse_bulk_submission,
@@ -68,7 +69,7 @@ class JobListCreateApi(APIView):
         return Response(
             _job_detail(request, job, new=submission.created),
             status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK,
-            headers={"Location": reverse("job-detail", args=[job.id])},
+            headers={"Location": job_location(job.id)},
         )
 
 
@@ -244,5 +245,5 @@ class ScheduleTriggerApi(APIView):
         return Response(
             body,
             status=status.HTTP_201_CREATED,
-            headers={"Location": reverse("job-detail", args=[job.id])},
+            headers={"Location": job_location(job.id)},
         )

@@ -9,6 +9,7 @@ from executions.models import Execution
 from executions.services import execution_run
 from jobs.models import Job
 from tests.jobs.factories import JobFactory
+from tests.support import executions_of_prepared
 
 pytestmark = pytest.mark.django_db
 
@@ -27,17 +28,6 @@ def run_queued_job(user) -> Job:
     assert job.result == {"slept": 0}
     assert job.executions.get().step_results.count() == 2
     return job
-
-
-def executions_of_prepared(fragment: str) -> int:
-    """How many times this connection ran its prepared statements containing ``fragment``."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements"
-            " WHERE statement LIKE %s",
-            [f"%{fragment}%"],
-        )
-        return cursor.fetchone()[0]
 
 
 HOT = {

@@ -252,3 +252,30 @@ def test_a_bulk_submission_with_one_bad_job_stores_none(api, jobs, code, index):
     if index is not None:
         assert error["details"]["job_index"] == index
     assert not Job.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submission_commits_the_row_and_the_wake_up_in_one_prepared_statement(api, user):
+    """Outside a transaction the INSERT and pg_notify commit on their own, together: another
+    session sees the row and the dispatchers' channel fires, and the response is the stored row."""
+    import psycopg
+
+    from jobplatform.api.render import api_datetime
+    from jobs.services.common import DISPATCH_CHANNEL
+    from tests.conftest import database_url
+    from tests.support import executions_of_prepared
+
+    submit(api)  # this connection prepares the statement, if it had not yet
+    before = executions_of_prepared("WITH new AS (INSERT INTO jobs_job")
+    with psycopg.connect(database_url(), autocommit=True) as other:
+        other.execute(f"LISTEN {DISPATCH_CHANNEL}")
+        body = submit(api, name="seen", input={"n": 1}).json()
+        notices = [n.channel for n in other.notifies(timeout=5, stop_after=1)]
+        [row] = other.execute(
+            "SELECT name, status, input, trace_id, created_at FROM jobs_job WHERE id = %s",
+            [body["id"]],
+        ).fetchall()
+    assert notices == [DISPATCH_CHANNEL]
+    assert row[:4] == ("seen", "pending", {"n": 1}, body["trace_id"])
+    assert api_datetime(row[4]) == body["created_at"]
+    assert executions_of_prepared("WITH new AS (INSERT INTO jobs_job") == before + 1
