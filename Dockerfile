@@ -21,7 +21,7 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 # Only the application itself: never .env, secrets/, .run/ or .venv from the build context.
-COPY manage.py ./
+COPY manage.py gunicorn.conf.py ./
 COPY jobplatform/ jobplatform/
 COPY jobs/ jobs/
 COPY executions/ executions/
@@ -39,5 +39,5 @@ RUN DJANGO_SECRET_KEY="$DJANGO_SECRET_KEY" \
 USER app
 EXPOSE 8000 5555
 
-# Default process: the web server (gunicorn reads WEB_CONCURRENCY for its number of workers).
+# Default process: the web server (gunicorn.conf.py: WEB_CONCURRENCY processes, WEB_THREADS threads).
 CMD ["gunicorn", "jobplatform.wsgi:application", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]
