@@ -7,13 +7,15 @@ import json
 import socket
 import subprocess
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
+from uuid import uuid4
 
 import psycopg
 import pytest
 import redis
 from celery import Celery
+from celery.signals import before_task_publish
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -22,10 +24,10 @@ from executions.models import Execution
 from executions.services import execution_run
 from jobplatform.celery import app as celery_app
 from jobplatform.db import prepared_cursor
-from jobs.dispatcher import Dispatcher, publish_attempts
+from jobs.dispatcher import HARD_TIME_LIMIT_MARGIN, Dispatcher, publish_attempts, send_run_job
 from jobs.models import Job
 from jobs.services import DISPATCH_CHANNEL, JobSpec, job_release_due, job_submit
-from jobs.services.release import release_due_statement
+from jobs.services.release import ReleasedJob, release_due_statement
 from tests.jobs.factories import JobFactory
 from tests.support import wait_for
 
@@ -232,3 +234,72 @@ def test_the_release_finds_its_rows_by_primary_key_whatever_the_statistics(user)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "jobs_job_pkey" in plan, plan
     assert "Nested Loop" not in plan, plan
+
+
+def raw_messages_of(client: redis.Redis, job_id: str) -> list[tuple[str, dict]]:
+    """(Redis list, message) of every run_job message on the probe queue that starts ``job_id``."""
+    found = []
+    for name in client.scan_iter(f"{PROBE_QUEUE}*"):
+        for raw in client.lrange(name, 0, -1):
+            message = json.loads(raw)
+            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+            if args[0] == job_id:
+                found.append((name.decode(), message))
+    return found
+
+
+@pytest.mark.parametrize("countdown", [None, 2.5])
+def test_a_copied_message_is_the_one_celery_builds_for_the_job(broker, countdown):
+    """The dispatcher copies each queue's first message for the rest of its batch; the copy must
+    be what send_task would have sent for that job, but for its own task id."""
+    first = ReleasedJob(id=uuid4(), queue=PROBE_QUEUE, priority=5, attempt=1, timeout=60)
+    job = ReleasedJob(
+        id=uuid4(), queue=PROBE_QUEUE, priority=8, attempt=3, timeout=120, countdown=countdown
+    )
+    assert publish_attempts([first, job]) == [first, job]
+    with celery_app.producer_or_acquire() as producer:
+        send_run_job(celery_app, job, producer)
+    [(copy_list, copied), (celery_list, by_celery)] = raw_messages_of(broker, str(job.id))
+    ids, etas = set(), []
+    for message in (copied, by_celery):
+        headers, properties = message["headers"], message["properties"]
+        task_id = headers.pop("id")
+        assert headers.pop("root_id") == properties.pop("correlation_id") == task_id
+        ids.add(task_id)
+        etas.append(headers.pop("eta"))
+        properties.pop("delivery_tag")
+    assert len(ids) == 2
+    assert copy_list == celery_list  # the same priority list of the queue
+    assert copied == by_celery
+    assert copied["headers"]["timelimit"] == [120 + HARD_TIME_LIMIT_MARGIN, None]
+    if countdown is None:
+        assert etas == [None, None]
+    else:
+        copied_eta, celery_eta = (datetime.fromisoformat(eta) for eta in etas)
+        assert abs((copied_eta - celery_eta).total_seconds()) < 1
+        assert copied_eta - timezone.now() > timedelta(seconds=1)
+
+
+def test_with_task_sent_events_on_every_message_is_sent_by_celery(broker):
+    """Flower switches task-sent events on; then each message goes through send_task, which
+    sends the event, so every message has its own: none is copied from the first."""
+    jobs = [
+        ReleasedJob(id=uuid4(), queue=PROBE_QUEUE, priority=5, attempt=1, timeout=60)
+        for _ in range(3)
+    ]
+    sent_events = []
+
+    def count(sender=None, headers=None, **_):
+        sent_events.append(headers["id"])
+
+    before_task_publish.connect(count)
+    celery_app.conf.task_send_sent_event = True
+    try:
+        assert publish_attempts(jobs) == jobs
+    finally:
+        celery_app.conf.task_send_sent_event = False
+        before_task_publish.disconnect(count)
+    assert len(sent_events) == 3
+    assert sorted(
+        m["headers"]["id"] for j in jobs for _, m in raw_messages_of(broker, str(j.id))
+    ) == sorted(sent_events)
