@@ -28,11 +28,31 @@ def median_of(runs: int, measure: Callable[[], dict[str, float]]) -> dict[str, A
     return medians([measure() for _ in range(runs)])
 
 
-def medians(samples: list[dict[str, float]]) -> dict[str, Any]:
-    """The median of each figure over the samples, and the samples themselves."""
-    return {key: statistics.median(sample[key] for sample in samples) for key in samples[0]} | {
+def medians(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each number over the samples, and the samples themselves."""
+    numbers = [key for key, value in samples[0].items() if isinstance(value, int | float)]
+    return {key: statistics.median(sample[key] for sample in samples) for key in numbers} | {
         "runs": samples
     }
+
+
+class CpuMeter:
+    """CPU milliseconds per job of each process of the stack, and of this process, over a run.
+
+    Steadier than jobs/s on a machine whose speed drifts: a job costs about the same CPU when
+    the machine is slow, it just gets it later (docs/performance.md).
+    """
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.before = stack.cpu()
+        self.own_before = time.process_time()
+
+    def per_job(self, count: int) -> dict[str, float]:
+        after = self.stack.cpu()  # before the processes stop: a stopped process is gone
+        used = {name: after[name] - self.before.get(name, 0.0) for name in after}
+        used["bench"] = time.process_time() - self.own_before
+        return {name: round(1000 * seconds / count, 3) for name, seconds in used.items()}
 
 
 # --- throughput ------------------------------------------------------------------------------
@@ -72,13 +92,18 @@ def platform_throughput(stack: Stack, count: int) -> dict[str, float]:
     stack.start_dispatcher()
     stack.start_worker()
     try:
+        meter = CpuMeter(stack)
         began = time.time()
         submit_bulk(stack, count)
         ended = await_succeeded(stack, count)
+        cpu = meter.per_job(count)
     finally:
         stack.stop("worker")
         stack.stop("dispatcher")
-    return {"jobs_per_s": count / (ended - began), "seconds": ended - began}
+    # The bench process is the client here (bulk requests, polling): not the platform's cost.
+    total = sum(ms for name, ms in cpu.items() if name != "bench")
+    return {"jobs_per_s": count / (ended - began), "seconds": ended - began,
+            "cpu_ms_per_job": total, "cpu_split": cpu}  # fmt: skip
 
 
 def baseline_throughput(stack: Stack, count: int) -> dict[str, float]:
@@ -86,14 +111,19 @@ def baseline_throughput(stack: Stack, count: int) -> dict[str, float]:
     stack.start_baseline_worker()
     noop = baseline_app.tasks["baseline.noop"]
     try:
+        meter = CpuMeter(stack)
         began = time.time()
         with baseline_app.producer_or_acquire() as producer:
             for _ in range(count):
                 noop.apply_async(queue="baseline", producer=producer)
         ended = await_drained(stack)
+        cpu = meter.per_job(count)
     finally:
         stack.stop("baseline-worker")
-    return {"jobs_per_s": count / (ended - began), "seconds": ended - began}
+    # The bench process publishes every task here, as the dispatcher does for the platform: it
+    # counts (and the web server, idle, adds nothing).
+    return {"jobs_per_s": count / (ended - began), "seconds": ended - began,
+            "cpu_ms_per_job": sum(cpu.values()), "cpu_split": cpu}  # fmt: skip
 
 
 def throughput(stack: Stack, runs: int, count: int) -> dict[str, Any]:
@@ -107,11 +137,14 @@ def throughput(stack: Stack, runs: int, count: int) -> dict[str, Any]:
         (platform_throughput(stack, count), baseline_throughput(stack, count)) for _ in range(runs)
     ]
     ratios = [p["jobs_per_s"] / b["jobs_per_s"] for p, b in pairs]
+    cpu_ratios = [b["cpu_ms_per_job"] / p["cpu_ms_per_job"] for p, b in pairs]
     return {
         "platform": medians([p for p, _ in pairs]),
         "baseline": medians([b for _, b in pairs]),
         "ratio": statistics.median(ratios),
         "ratios": ratios,
+        "cpu_ratio": statistics.median(cpu_ratios),
+        "cpu_ratios": cpu_ratios,
     }
 
 
@@ -390,6 +423,12 @@ def report(results: dict[str, Any]) -> None:
         rows.append(("throughput, bare Celery (tasks/s)", baseline, ""))
         ratio = results["throughput"]["ratio"]
         rows.append(("throughput ratio, median of run pairs", ratio, ">= 0.5"))
+        platform_cpu = results["throughput"]["platform"]["cpu_ms_per_job"]
+        baseline_cpu = results["throughput"]["baseline"]["cpu_ms_per_job"]
+        rows.append(("CPU per job, platform (ms)", platform_cpu, ""))
+        rows.append(("CPU per task, bare Celery (ms)", baseline_cpu, ""))
+        cpu_ratio = results["throughput"]["cpu_ratio"]
+        rows.append(("CPU ratio bare Celery / platform, pairs", cpu_ratio, ""))
     if "submission" in results:
         rows.append(
             ("single submissions (jobs/s)", results["submission"]["single"]["jobs_per_s"], ">= 300")

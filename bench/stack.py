@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -21,6 +22,10 @@ from bench.baseline import app as baseline_app
 REPO = Path(__file__).resolve().parent.parent
 RUN_DIR = REPO / ".run" / "bench"
 PGPORT, REDIS_PORT, WEB_PORT = 55532, 56479, 18000
+SERVICE_PIDFILES = {
+    "postgres": RUN_DIR / "postgres" / "data" / "postmaster.pid",
+    "redis": RUN_DIR / "redis" / "redis.pid",
+}
 
 
 class Stack:
@@ -159,6 +164,15 @@ class Stack:
             if time.monotonic() > deadline or self.processes[name].poll() is not None:
                 raise RuntimeError(f"{name} did not start: see {self.logs / name}.log")
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each running process of the stack and by its services."""
+        pids = {name: process.pid for name, process in self.processes.items()}
+        for service, pidfile in SERVICE_PIDFILES.items():
+            # Not running, or not readable by this user: left out.
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                pids[service] = int(pidfile.read_text().split()[0])
+        return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
     def pool_pids(self, name: str) -> list[int]:
         main = self.processes[name].pid
         children = Path(f"/proc/{main}/task/{main}/children")
@@ -166,6 +180,17 @@ class Stack:
             return [int(pid) for pid in children.read_text().split()]
         except FileNotFoundError:
             return []
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its live descendants (0 for a process that is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total + sum(cpu_seconds(int(child)) for child in children)
 
 
 def rss_kib(pid: int) -> int:
