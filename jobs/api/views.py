@@ -33,7 +33,7 @@ from jobs.api.serializers import (
 from jobs.models import Job, Schedule, ScheduleFiring
 from jobs.selectors import (
     job_get_visible,
-    job_list,
+    job_summary_list,
     schedule_get_visible,
     schedule_list,
     schedule_recent_firings,
@@ -55,7 +55,8 @@ class JobListCreateApi(APIView):
     filterset_class = JobFilter
 
     def get(self, request: Request) -> Response:
-        jobs = DjangoFilterBackend().filter_queryset(request, job_list(user=request.user), self)
+        jobs = job_summary_list(user=request.user)
+        jobs = DjangoFilterBackend().filter_queryset(request, jobs, self)
         paginator = CreatedCursorPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
         links = JobLinks(request)
