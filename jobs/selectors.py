@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from jobplatform.errors import NotFound
@@ -20,19 +22,20 @@ def job_list(*, user: AbstractBaseUser) -> QuerySet[Job]:
     return jobs if user.is_staff else jobs.filter(owner=user)
 
 
-# What a job list shows (jobs.api.serializers.job_summary_output). A list does not load the JSON
-# columns it does not show (steps, outputs, result, error, and an input of up to 64 KiB: up to
-# 32 MiB of JSON for a page of 500). With the benchmark's small jobs: 13.7 -> 12.8 ms of CPU
-# for a page of 50 (docs/performance.md).
-JOB_SUMMARY_FIELDS = (
+# What a job list shows (jobs.api.serializers.job_summary_row_output), read as rows, not model
+# instances: no Job and User object per job, and none of the JSON columns a list does not show
+# (steps, outputs, result, error, and an input of up to 64 KiB: up to 32 MiB of JSON for a page of
+# 500). docs/performance.md has the figures.
+JOB_SUMMARY_COLUMNS = (
     "id", "name", "status", "queue", "priority", "attempts", "run_at", "schedule_id",
-    "scheduled_for", "created_at", "started_at", "finished_at", "owner", "owner__username",
+    "scheduled_for", "created_at", "started_at", "finished_at",
 )  # fmt: skip
 
 
-def job_summary_list(*, user: AbstractBaseUser) -> QuerySet[Job]:
-    """``job_list`` with only the columns a list shows."""
-    return job_list(user=user).only(*JOB_SUMMARY_FIELDS)
+def job_summary_rows(*, user: AbstractBaseUser) -> QuerySet[Any]:
+    """``job_list`` as dicts of JOB_SUMMARY_COLUMNS and ``owner_username``."""
+    username = F(f"owner__{get_user_model().USERNAME_FIELD}")
+    return job_list(user=user).values(*JOB_SUMMARY_COLUMNS, owner_username=username)
 
 
 def job_get_visible(*, job_id: UUID, user: AbstractBaseUser) -> Job:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -13,7 +14,7 @@ from rest_framework.request import Request
 from jobplatform.api.render import api_datetime
 from jobs.cron import FireTime
 from jobs.models import Job, Schedule, ScheduleFiring
-from jobs.selectors import schedule_next_fire_times
+from jobs.selectors import JOB_SUMMARY_COLUMNS, schedule_next_fire_times
 from jobs.services import JobSpec
 
 _NUMBER = (int, float)
@@ -145,23 +146,34 @@ class JobLinks:
 
 
 def job_summary_output(job: Job, links: JobLinks) -> dict[str, Any]:
-    """A job as lists show it. Plain code rather than a ModelSerializer, which rebuilt its fields
-    for every job and took most of a list request (docs/performance.md)."""
+    """A job as lists show it."""
+    row = {name: getattr(job, name) for name in JOB_SUMMARY_COLUMNS}
+    return job_summary_row_output(row | {"owner_username": job.owner.get_username()}, links)
+
+
+def job_summary_row_output(row: Mapping[str, Any], links: JobLinks) -> dict[str, Any]:
+    """A job as lists show it, from a row of ``jobs.selectors.job_summary_rows``.
+
+    Plain code rather than a ModelSerializer, which rebuilt its fields for every job and took most
+    of a list request; from rows rather than model instances, which cost a Job and a User object
+    per row (docs/performance.md).
+    """
+    schedule_id = row["schedule_id"]
     return {
-        "id": str(job.id),
-        "name": job.name,
-        "status": job.status,
-        "owner": job.owner.get_username(),
-        "queue": job.queue,
-        "priority": job.priority,
-        "attempts": job.attempts,
-        "run_at": api_datetime(job.run_at),
-        "schedule": None if job.schedule_id is None else str(job.schedule_id),
-        "scheduled_for": api_datetime(job.scheduled_for),
-        "created_at": api_datetime(job.created_at),
-        "started_at": api_datetime(job.started_at),
-        "finished_at": api_datetime(job.finished_at),
-        "links": links(job.id),
+        "id": str(row["id"]),
+        "name": row["name"],
+        "status": row["status"],
+        "owner": row["owner_username"],
+        "queue": row["queue"],
+        "priority": row["priority"],
+        "attempts": row["attempts"],
+        "run_at": api_datetime(row["run_at"]),
+        "schedule": None if schedule_id is None else str(schedule_id),
+        "scheduled_for": api_datetime(row["scheduled_for"]),
+        "created_at": api_datetime(row["created_at"]),
+        "started_at": api_datetime(row["started_at"]),
+        "finished_at": api_datetime(row["finished_at"]),
+        "links": links(row["id"]),
     }
 
 

@@ -24,6 +24,7 @@ from jobs.api.serializers import (
     job_location,
     job_output,
     job_summary_output,
+    job_summary_row_output,
     parse_bulk_submission,
     parse_job_change,
     parse_pause,
@@ -33,7 +34,7 @@ from jobs.api.serializers import (
 from jobs.models import Job, Schedule, ScheduleFiring
 from jobs.selectors import (
     job_get_visible,
-    job_summary_list,
+    job_summary_rows,
     schedule_get_visible,
     schedule_list,
     schedule_recent_firings,
@@ -55,12 +56,13 @@ class JobListCreateApi(APIView):
     filterset_class = JobFilter
 
     def get(self, request: Request) -> Response:
-        jobs = job_summary_list(user=request.user)
+        jobs = job_summary_rows(user=request.user)
         jobs = DjangoFilterBackend().filter_queryset(request, jobs, self)
         paginator = CreatedCursorPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
         links = JobLinks(request)
-        return paginator.get_paginated_response([job_summary_output(job, links) for job in page])
+        rows = [job_summary_row_output(row, links) for row in page]
+        return paginator.get_paginated_response(rows)
 
     def post(self, request: Request) -> Response:
         spec, in_body = parse_submission(request.data)
