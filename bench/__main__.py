@@ -417,18 +417,15 @@ def main() -> None:
 def report(results: dict[str, Any]) -> None:
     rows = []
     if "throughput" in results:
-        platform = results["throughput"]["platform"]["jobs_per_s"]
-        baseline = results["throughput"]["baseline"]["jobs_per_s"]
-        rows.append(("throughput, platform (jobs/s)", platform, ">= 0.5 x baseline"))
-        rows.append(("throughput, bare Celery (tasks/s)", baseline, ""))
-        ratio = results["throughput"]["ratio"]
-        rows.append(("throughput ratio, median of run pairs", ratio, ">= 0.5"))
-        platform_cpu = results["throughput"]["platform"]["cpu_ms_per_job"]
-        baseline_cpu = results["throughput"]["baseline"]["cpu_ms_per_job"]
-        rows.append(("CPU per job, platform (ms)", platform_cpu, ""))
-        rows.append(("CPU per task, bare Celery (ms)", baseline_cpu, ""))
-        cpu_ratio = results["throughput"]["cpu_ratio"]
-        rows.append(("CPU ratio bare Celery / platform, pairs", cpu_ratio, ""))
+        t = results["throughput"]
+        rows += [
+            ("throughput, platform (jobs/s)", t["platform"]["jobs_per_s"], ">= 0.5 x baseline"),
+            ("throughput, bare Celery (tasks/s)", t["baseline"]["jobs_per_s"], ""),
+            ("throughput ratio, median of run pairs", t["ratio"], ">= 0.5"),
+            ("CPU per job, platform (ms)", t["platform"]["cpu_ms_per_job"], ""),
+            ("CPU per task, bare Celery (ms)", t["baseline"]["cpu_ms_per_job"], ""),
+            ("CPU ratio bare Celery / platform, pairs", t["cpu_ratio"], ""),
+        ]
     if "submission" in results:
         rows.append(
             ("single submissions (jobs/s)", results["submission"]["single"]["jobs_per_s"], ">= 300")

@@ -213,15 +213,15 @@ def job_submit_many(*, owner: AbstractBaseUser, specs: list[JobSpec]) -> list[UU
 
 _JOB_FIELDS = list(Job._meta.concrete_fields)
 _JSON_FIELDS = {f.attname for f in _JOB_FIELDS if isinstance(f, JSONField)}
+_JOB_COLUMNS = ", ".join(connection.ops.quote_name(f.column) for f in _JOB_FIELDS)
 
 
 def _copy_jobs(rows: list[dict[str, Any]]) -> None:
     """COPY the rows in: bulk_create's per-object and per-field work cost more than the database
     did (measured in docs/performance.md). Columns left out of a row take the field's default."""
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in _JOB_FIELDS)
     with (
         connection.cursor() as cursor,
-        cursor.cursor.copy(f"COPY jobs_job ({columns}) FROM STDIN") as copy,
+        cursor.cursor.copy(f"COPY jobs_job ({_JOB_COLUMNS}) FROM STDIN") as copy,
     ):
         for row in rows:
             copy.write_row([_cell(f, row) for f in _JOB_FIELDS])
@@ -232,7 +232,7 @@ def _copy_jobs(rows: list[dict[str, Any]]) -> None:
 # Through Model.save() a submission spent more CPU compiling its INSERT than PostgreSQL spent
 # running it (docs/performance.md). Columns come from the model, values are parameters.
 _INSERT_JOB = "WITH new AS (INSERT INTO jobs_job ({}) VALUES ({})) SELECT pg_notify(%s, '')".format(  # noqa: S608
-    ", ".join(connection.ops.quote_name(f.column) for f in _JOB_FIELDS),
+    _JOB_COLUMNS,
     ", ".join("%s::jsonb" if f.attname in _JSON_FIELDS else "%s" for f in _JOB_FIELDS),
 )
 

@@ -45,16 +45,26 @@ def broker():
     client.close()
 
 
-def published_job_ids(client: redis.Redis) -> list[str]:
-    """Decode every run_job message waiting on the probe queue (all priority levels)."""
-    ids = []
+def probe_messages(client: redis.Redis) -> list[tuple[str, dict, str]]:
+    """(Redis list, message, job id) of every run_job message waiting on the probe queue, at
+    every priority level."""
+    found = []
     for name in client.scan_iter(f"{PROBE_QUEUE}*"):
         for raw in client.lrange(name, 0, -1):
             message = json.loads(raw)
             assert message["headers"]["task"] == "executions.run_job"
             args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-            ids.append(args[0])
-    return ids
+            found.append((name.decode(), message, args[0]))
+    return found
+
+
+def published_job_ids(client: redis.Redis) -> list[str]:
+    return [job_id for _, _, job_id in probe_messages(client)]
+
+
+def raw_messages_of(client: redis.Redis, job_id: str) -> list[tuple[str, dict]]:
+    """(Redis list, message) of every run_job message on the probe queue that starts ``job_id``."""
+    return [(name, message) for name, message, of in probe_messages(client) if of == job_id]
 
 
 def listener() -> psycopg.Connection:
@@ -234,18 +244,6 @@ def test_the_release_finds_its_rows_by_primary_key_whatever_the_statistics(user)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "jobs_job_pkey" in plan, plan
     assert "Nested Loop" not in plan, plan
-
-
-def raw_messages_of(client: redis.Redis, job_id: str) -> list[tuple[str, dict]]:
-    """(Redis list, message) of every run_job message on the probe queue that starts ``job_id``."""
-    found = []
-    for name in client.scan_iter(f"{PROBE_QUEUE}*"):
-        for raw in client.lrange(name, 0, -1):
-            message = json.loads(raw)
-            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-            if args[0] == job_id:
-                found.append((name.decode(), message))
-    return found
 
 
 @pytest.mark.parametrize("countdown", [None, 2.5])
