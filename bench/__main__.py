@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import threading
 import time
@@ -19,7 +20,7 @@ from http.client import HTTPConnection
 from typing import Any
 
 from bench.baseline import app as baseline_app
-from bench.stack import REPO, WEB_PORT, Stack, rss_kib
+from bench.stack import REPO, WEB_PORT, Stack, own_runq_wait, rss_kib
 
 NOOP = [{"type": "sleep", "params": {"seconds": 0}}]
 
@@ -37,22 +38,33 @@ def medians(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class CpuMeter:
-    """CPU milliseconds per job of each process of the stack, and of this process, over a run.
+    """CPU milliseconds per job of each process of the stack, and of this process, over a run,
+    and the milliseconds per job each process of the stack waited for a core.
 
     Steadier than jobs/s on a machine whose speed drifts: a job costs about the same CPU when
-    the machine is slow, it just gets it later (docs/performance.md).
+    the machine is slow, it just gets it later (docs/performance.md). The waits show how much
+    later: a process that waits for a core delays every process waiting on it.
     """
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.before = stack.cpu()
+        self.waits_before = stack.runq_waits() | {"bench": own_runq_wait(os.getpid())}
         self.own_before = time.process_time()
 
     def per_job(self, count: int) -> dict[str, float]:
         after = self.stack.cpu()  # before the processes stop: a stopped process is gone
         used = {name: after[name] - self.before.get(name, 0.0) for name in after}
         used["bench"] = time.process_time() - self.own_before
-        return {name: round(1000 * seconds / count, 3) for name, seconds in used.items()}
+        return per_job_ms(used, count)
+
+    def waits_per_job(self, count: int) -> dict[str, float]:
+        after = self.stack.runq_waits() | {"bench": own_runq_wait(os.getpid())}
+        return per_job_ms({n: after[n] - self.waits_before.get(n, 0.0) for n in after}, count)
+
+
+def per_job_ms(seconds: dict[str, float], count: int) -> dict[str, float]:
+    return {name: round(1000 * value / count, 3) for name, value in seconds.items()}
 
 
 # --- throughput ------------------------------------------------------------------------------
@@ -97,13 +109,16 @@ def platform_throughput(stack: Stack, count: int) -> dict[str, float]:
         submit_bulk(stack, count)
         ended = await_succeeded(stack, count)
         cpu = meter.per_job(count)
+        waits = meter.waits_per_job(count)
     finally:
         stack.stop("worker")
         stack.stop("dispatcher")
     # The bench process is the client here (bulk requests, polling): not the platform's cost.
     total = sum(ms for name, ms in cpu.items() if name != "bench")
+    waited = sum(ms for name, ms in waits.items() if name != "bench")
     return {"jobs_per_s": count / (ended - began), "seconds": ended - began,
-            "cpu_ms_per_job": total, "cpu_split": cpu}  # fmt: skip
+            "cpu_ms_per_job": total, "cpu_split": cpu,
+            "runq_wait_ms_per_job": waited, "runq_wait_split": waits}  # fmt: skip
 
 
 def baseline_throughput(stack: Stack, count: int) -> dict[str, float]:
@@ -118,12 +133,14 @@ def baseline_throughput(stack: Stack, count: int) -> dict[str, float]:
                 noop.apply_async(queue="baseline", producer=producer)
         ended = await_drained(stack)
         cpu = meter.per_job(count)
+        waits = meter.waits_per_job(count)
     finally:
         stack.stop("baseline-worker")
     # The bench process publishes every task here, as the dispatcher does for the platform: it
     # counts (and the web server, idle, adds nothing).
     return {"jobs_per_s": count / (ended - began), "seconds": ended - began,
-            "cpu_ms_per_job": sum(cpu.values()), "cpu_split": cpu}  # fmt: skip
+            "cpu_ms_per_job": sum(cpu.values()), "cpu_split": cpu,
+            "runq_wait_ms_per_job": sum(waits.values()), "runq_wait_split": waits}  # fmt: skip
 
 
 def throughput(stack: Stack, runs: int, count: int) -> dict[str, Any]:
@@ -425,6 +442,8 @@ def report(results: dict[str, Any]) -> None:
             ("CPU per job, platform (ms)", t["platform"]["cpu_ms_per_job"], ""),
             ("CPU per task, bare Celery (ms)", t["baseline"]["cpu_ms_per_job"], ""),
             ("CPU ratio bare Celery / platform, pairs", t["cpu_ratio"], ""),
+            ("run-queue wait per job, platform (ms)", t["platform"]["runq_wait_ms_per_job"], ""),
+            ("run-queue wait per task, bare (ms)", t["baseline"]["runq_wait_ms_per_job"], ""),
         ]
     if "submission" in results:
         rows.append(

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,12 +174,19 @@ class Stack:
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far by each running process of the stack and by its services."""
+        return {name: tree_sum(pid, own_cpu_seconds) for name, pid in self.pids().items()}
+
+    def runq_waits(self) -> dict[str, float]:
+        """Seconds each process (with its threads and children) has waited so far for a core."""
+        return {name: tree_sum(pid, own_runq_wait) for name, pid in self.pids().items()}
+
+    def pids(self) -> dict[str, int]:
         pids = {name: process.pid for name, process in self.processes.items()}
         for service, pidfile in SERVICE_PIDFILES.items():
             # Not running, or not readable by this user: left out.
             with contextlib.suppress(OSError, ValueError, IndexError):
                 pids[service] = int(pidfile.read_text().split()[0])
-        return {name: cpu_seconds(pid) for name, pid in pids.items()}
+        return pids
 
     def pool_pids(self, name: str) -> list[int]:
         main = self.processes[name].pid
@@ -189,15 +197,33 @@ class Stack:
             return []
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` and its live descendants (0 for a process that is gone)."""
+def tree_sum(pid: int, own: Callable[[int], float]) -> float:
+    """``own`` of ``pid`` and of its live descendants (0 for a process that is gone)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        total = own(pid)
     except OSError:
         return 0.0
-    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total + sum(cpu_seconds(int(child)) for child in children)
+    return total + sum(tree_sum(int(child), own) for child in children)
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """User + system CPU of the process ``pid``, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_runq_wait(pid: int) -> float:
+    """Seconds the threads of ``pid`` were runnable but waiting for a core (schedstat, field 2).
+
+    On two cores shared by the worker, PostgreSQL, Redis and the dispatcher this is where a
+    hand-off between processes loses time that no process's CPU shows (docs/performance.md).
+    """
+    waited = 0
+    for thread in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            waited += int((thread / "schedstat").read_text().split()[1])
+    return waited / 1e9
 
 
 def rss_kib(pid: int) -> int:
