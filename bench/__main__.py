@@ -49,7 +49,7 @@ class CpuMeter:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.before = stack.cpu()
-        self.waits_before = stack.runq_waits() | {"bench": own_runq_wait(os.getpid())}
+        self.waits_before = self.waits()
         self.own_before = time.process_time()
 
     def per_job(self, count: int) -> dict[str, float]:
@@ -59,8 +59,12 @@ class CpuMeter:
         return per_job_ms(used, count)
 
     def waits_per_job(self, count: int) -> dict[str, float]:
-        after = self.stack.runq_waits() | {"bench": own_runq_wait(os.getpid())}
+        after = self.waits()
         return per_job_ms({n: after[n] - self.waits_before.get(n, 0.0) for n in after}, count)
+
+    def waits(self) -> dict[str, float]:
+        """Run-queue waits so far of the stack's processes and of this one (the client)."""
+        return self.stack.runq_waits() | {"bench": own_runq_wait(os.getpid())}
 
 
 def per_job_ms(seconds: dict[str, float], count: int) -> dict[str, float]:
