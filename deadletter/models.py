@@ -8,6 +8,14 @@ from django.utils import timezone
 from jobs.models import Job
 
 
+class DeadLetterState(models.TextChoices):
+    """A dead letter's states: open until an operator acts."""
+
+    OPEN = "open"  # waiting for an operator; the job is FAILED
+    RETRIED = "retried"  # the job went back to the queue (a later failure is a new entry)
+    DISMISSED = "dismissed"  # an operator decided to leave the job FAILED
+
+
 class DeadLetter(models.Model):
     """A job that ended FAILED, kept with why, and what an operator did about it.
 
@@ -21,10 +29,7 @@ class DeadLetter(models.Model):
         TIMEOUT = "timeout"  # the last attempt ran past the job's timeout
         LOST = "lost"  # the last attempt's worker vanished (heartbeat stopped), no retry left
 
-    class State(models.TextChoices):
-        OPEN = "open"  # waiting for an operator; the job is FAILED
-        RETRIED = "retried"  # the job went back to the queue (a later failure is a new entry)
-        DISMISSED = "dismissed"  # an operator decided to leave the job FAILED
+    State = DeadLetterState
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="dead_letters")
     reason = models.CharField(max_length=16, choices=Reason.choices)
@@ -81,6 +86,9 @@ class DeadLetter(models.Model):
                 condition=Q(state="open", resolved_at__isnull=True)
                 | (~Q(state="open") & Q(resolved_at__isnull=False)),
                 name="deadletter_resolved_iff_closed",
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=DeadLetterState.values), name="deadletter_state_valid"
             ),
         ]
 

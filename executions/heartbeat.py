@@ -15,13 +15,16 @@ import threading
 from django.conf import settings
 from django.db import connection
 
+from executions.models import Execution
+from jobs.lifecycle import IN_ATTEMPT, sql
+
 logger = logging.getLogger("jobplatform.heartbeat")
 
-_BEAT_SQL = """
+_BEAT_SQL = f"""
 UPDATE executions_execution AS e
 SET heartbeat_at = now()
 FROM jobs_job AS j
-WHERE e.id = ANY(%s) AND e.status = 'running' AND j.id = e.job_id
+WHERE e.id = ANY(%s) AND e.status = {sql(Execution.Status.RUNNING)} AND j.id = e.job_id
 RETURNING e.id, j.status, j.attempts = e.attempt
 """
 
@@ -54,7 +57,7 @@ class Heartbeat:
             return
         with connection.cursor() as cursor:
             cursor.execute(_BEAT_SQL, [list(tracked)])
-            alive = {row[0] for row in cursor.fetchall() if row[1] == "running" and row[2]}
+            alive = {row[0] for row in cursor.fetchall() if row[1] in IN_ATTEMPT and row[2]}
         for execution_id, stop in tracked.items():
             if execution_id not in alive:
                 stop.set()  # cancelled, reaped as lost, or superseded: stop at the next check

@@ -6,15 +6,20 @@ from django.db.models import Q
 from jobs.models import Job
 
 
+class ExecutionStatus(models.TextChoices):
+    """An attempt's states."""
+
+    RUNNING = "running"  # a worker is running this attempt's steps
+    SUCCEEDED = "succeeded"  # every remaining step succeeded; the job succeeded
+    FAILED = "failed"  # a step failed; the job retries or is FAILED, per `will_retry`
+    CANCELLED = "cancelled"  # the job was cancelled; the attempt stopped early
+    LOST = "lost"  # its heartbeat stopped (worker killed): the reaper ended it
+
+
 class Execution(models.Model):
     """One attempt of a job: who ran it, when, which steps, how it ended."""
 
-    class Status(models.TextChoices):
-        RUNNING = "running"  # a worker is running this attempt's steps
-        SUCCEEDED = "succeeded"  # every remaining step succeeded; the job succeeded
-        FAILED = "failed"  # a step failed; the job retries or is FAILED, per `will_retry`
-        CANCELLED = "cancelled"  # the job was cancelled; the attempt stopped early
-        LOST = "lost"  # its heartbeat stopped (worker killed): the reaper ended it
+    Status = ExecutionStatus
 
     # No index of its own: one_execution_per_attempt (job, attempt) serves every lookup by job,
     # and each index is paid for on every attempt's INSERT (the hot path).
@@ -36,6 +41,9 @@ class Execution(models.Model):
         ordering = ["job", "attempt"]
         constraints = [
             models.UniqueConstraint(fields=["job", "attempt"], name="one_execution_per_attempt"),
+            models.CheckConstraint(
+                condition=Q(status__in=ExecutionStatus.values), name="execution_status_valid"
+            ),
             # The database, not the code, guarantees a job never runs twice at once.
             models.UniqueConstraint(
                 fields=["job"], condition=Q(status="running"), name="one_running_execution_per_job"
@@ -46,12 +54,17 @@ class Execution(models.Model):
         return f"{self.job_id} attempt {self.attempt}"
 
 
+class StepResultStatus(models.TextChoices):
+    """How one step of an attempt ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 class StepResult(models.Model):
     """What one step of one attempt did."""
 
-    class Status(models.TextChoices):
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
+    Status = StepResultStatus
 
     # Indexed by one_result_per_step (execution, index), as above.
     execution = models.ForeignKey(
@@ -69,6 +82,9 @@ class StepResult(models.Model):
         ordering = ["execution", "index"]
         constraints = [
             models.UniqueConstraint(fields=["execution", "index"], name="one_result_per_step"),
+            models.CheckConstraint(
+                condition=Q(status__in=StepResultStatus.values), name="stepresult_status_valid"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -6,7 +6,7 @@ from uuid import UUID
 from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from executions.services import execution_run
+from executions.pipeline import execution_run
 
 logger = logging.getLogger("jobplatform.executions")
 

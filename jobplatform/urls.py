@@ -9,6 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/health/", HealthApi.as_view(), name="health"),
     path("api/v1/", include("jobs.api.urls")),
+    path("api/v1/", include("jobs.schedules.api.urls")),
     path("api/v1/", include("deadletter.api.urls")),
 ]
 

@@ -1,10 +1,17 @@
-"""The job lifecycle: which states a transition may start from (DESIGN §2).
+"""The job lifecycle: every transition, the states it may start from and the state it ends in.
 
-Every transition in ``jobs.services`` and ``executions.services`` is one conditional UPDATE whose
-WHERE clause names one of these sets; the row count says whether it happened.
+This module is the one source of job states in code and SQL (DESIGN §2). Every transition in
+``jobs.services`` and ``executions.services`` is one conditional UPDATE whose WHERE clause names a
+``Transition``'s sources; the row count says whether it happened. SQL is written with
+:func:`sql_in` and :func:`sql` so that no status is spelled twice, and the statements keep
+literal states (not parameters), which the planner needs to use the partial indexes on status.
+``tests/jobs/test_lifecycle.py`` runs every transition from every state.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from jobs.models import Job
 
@@ -14,10 +21,69 @@ S = Job.Status
 RELEASABLE = frozenset({S.PENDING})
 # A worker may start an attempt of a released job, or of one waiting for its retry.
 CLAIMABLE = frozenset({S.QUEUED, S.RETRYING})
+# Jobs whose message may have been lost: published again once overdue.
+REDELIVERABLE = frozenset({S.QUEUED, S.RETRYING})
 # A client may move run_at of a job that has not been released yet (PATCH /jobs/{id}/).
 RESCHEDULABLE = frozenset({S.PENDING})
 # A client may cancel anything that has not finished.
 CANCELLABLE = frozenset({S.PENDING, S.QUEUED, S.RETRYING, S.RUNNING})
-# Only an explicit manual retry (the dead-letter app) moves a job out of these.
+# An attempt in progress: the only state its step results, retry, failure or success start from.
+IN_ATTEMPT = frozenset({S.RUNNING})
+# A manual retry (the dead-letter app, or the job's retry action) starts only from here.
+MANUALLY_RETRYABLE = frozenset({S.FAILED})
+# Only an explicit manual retry moves a job out of these.
 TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED})
 ACTIVE = frozenset(set(S) - TERMINAL)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A named move between states: from any of ``sources`` to ``target``."""
+
+    name: str
+    sources: frozenset[Job.Status]
+    target: Job.Status
+    by: str  # who makes it, for the reader
+
+
+RELEASE = Transition("release", RELEASABLE, S.QUEUED, "dispatcher: a due job")
+UNRELEASE = Transition("unrelease", frozenset({S.QUEUED}), S.PENDING, "dispatcher: publish failed")
+REDELIVER_QUEUED = Transition(
+    "redeliver", frozenset({S.QUEUED}), S.QUEUED, "dispatcher: a lost message"
+)
+REDELIVER_RETRY = Transition(
+    "redeliver_retry", frozenset({S.RETRYING}), S.RETRYING, "dispatcher: a lost retry message"
+)
+CLAIM = Transition("claim", CLAIMABLE, S.RUNNING, "worker: an attempt starts")
+SUCCEED = Transition("succeed", IN_ATTEMPT, S.SUCCEEDED, "worker: every step succeeded")
+RETRY = Transition("retry", IN_ATTEMPT, S.RETRYING, "worker or reaper: a transient failure")
+FAIL = Transition("fail", IN_ATTEMPT, S.FAILED, "worker or reaper: no attempt left")
+CANCEL = Transition("cancel", CANCELLABLE, S.CANCELLED, "client or operator")
+RESCHEDULE = Transition("reschedule", RESCHEDULABLE, S.PENDING, "client: a new run_at")
+MANUAL_RETRY = Transition("manual_retry", MANUALLY_RETRYABLE, S.PENDING, "operator")
+
+TRANSITIONS = (
+    RELEASE,
+    UNRELEASE,
+    REDELIVER_QUEUED,
+    REDELIVER_RETRY,
+    CLAIM,
+    SUCCEED,
+    RETRY,
+    FAIL,
+    CANCEL,
+    RESCHEDULE,
+    MANUAL_RETRY,
+)
+
+
+def sql(state: str) -> str:
+    """A state as an SQL literal: ``'running'``."""
+    if not state.isidentifier():  # a state is a plain word; nothing else is ever interpolated
+        raise ValueError(f"not a state: {state!r}")
+    return f"'{state}'"
+
+
+def sql_in(states: Iterable[str]) -> str:
+    """A set of states as an SQL list for ``status IN …``: ``('queued', 'retrying')``."""
+    return "(" + ", ".join(sql(s) for s in sorted(states)) + ")"

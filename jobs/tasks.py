@@ -1,17 +1,10 @@
+"""The jobs app's Celery tasks, found by Celery's autodiscovery (which imports ``<app>.tasks``).
+
+Running a job is ``executions.run_job``; the schedules' wake-up lives with the schedules.
+"""
+
 from __future__ import annotations
 
-from uuid import UUID
+from jobs.schedules.tasks import fire_schedule
 
-from celery import shared_task
-
-from jobs import services
-
-
-@shared_task(name=services.FIRE_SCHEDULE_TASK, acks_late=True, ignore_result=True)
-def fire_schedule(schedule_id: str) -> None:
-    """Beat, every minute for each schedule: fire the ticks that are due (usually none).
-
-    Not retried: a firing that fails (the database is down) leaves next_fire_at where it was, so
-    beat's next wake-up finds the tick still due, and the misfire policy decides if it is late.
-    """
-    services.schedule_fire(schedule_id=UUID(schedule_id))
+__all__ = ["fire_schedule"]

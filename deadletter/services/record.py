@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from typing import Any
 from uuid import UUID
 
 from django.conf import settings
@@ -16,6 +15,7 @@ from deadletter.fingerprints import fingerprint, normalise_message
 from deadletter.models import DeadLetter
 from jobplatform.celery import app as celery_app
 from jobs.models import Job
+from jobs.steps import AttemptError
 
 logger = logging.getLogger("jobplatform.deadletter")
 
@@ -28,7 +28,7 @@ def dead_letter_record(
     *,
     job_id: UUID,
     reason: str,
-    error: dict[str, Any],
+    error: AttemptError,
     attempts: int,
     worker: str = "",
 ) -> DeadLetter:
@@ -39,9 +39,9 @@ def dead_letter_record(
     """
     policy_fields = ("max_retries", "retry_backoff", "retry_backoff_max", "retry_jitter", "timeout")
     job = Job.objects.values("steps", "input", *policy_fields).get(id=job_id)
-    message = str(error.get("message") or "")
-    step_type = str(error.get("step_type") or "")
-    error_type = str(error.get("type") or "")
+    message = error.message
+    step_type = error.step_type or ""
+    error_type = error.type
     pattern = normalise_message(message)
     now = timezone.now()
     # The job left FAILED without a dead-letter retry (some other path): its old entry is settled,
@@ -52,12 +52,12 @@ def dead_letter_record(
     dead = DeadLetter.objects.create(
         job_id=job_id,
         reason=reason,
-        error=error,
+        error=error.as_dict(),
         error_type=error_type[:200],
-        error_code=str(error.get("code") or "")[:100],
+        error_code=error.code[:100],
         error_message=message,
         step_type=step_type[:100],
-        step_index=error.get("step_index"),
+        step_index=error.step_index,
         message_pattern=pattern,
         fingerprint=fingerprint(step_type=step_type, error_type=error_type, pattern=pattern),
         attempts=attempts,

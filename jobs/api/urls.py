@@ -10,23 +10,4 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/", views.JobDetailApi.as_view(), name="job-detail"),
     path("jobs/<uuid:job_id>/cancel/", views.JobCancelApi.as_view(), name="job-cancel"),
     path("steps/", views.StepTypeListApi.as_view(), name="step-list"),
-    path("schedules/", views.ScheduleListCreateApi.as_view(), name="schedule-list"),
-    path(
-        "schedules/<uuid:schedule_id>/", views.ScheduleDetailApi.as_view(), name="schedule-detail"
-    ),
-    path(
-        "schedules/<uuid:schedule_id>/pause/",
-        views.SchedulePauseApi.as_view(),
-        name="schedule-pause",
-    ),
-    path(
-        "schedules/<uuid:schedule_id>/resume/",
-        views.ScheduleResumeApi.as_view(),
-        name="schedule-resume",
-    ),
-    path(
-        "schedules/<uuid:schedule_id>/trigger/",
-        views.ScheduleTriggerApi.as_view(),
-        name="schedule-trigger",
-    ),
 ]

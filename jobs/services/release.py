@@ -13,6 +13,8 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from jobplatform.db import prepared_cursor
+from jobs import lifecycle
+from jobs.lifecycle import sql, sql_in
 from jobs.models import Job
 
 
@@ -33,13 +35,14 @@ class ReleasedJob:
 # table was emptied, then analysed), a join ran as a nested loop of every pending job against
 # the batch, 1.1 s for 500 of 10,000 jobs. The locked rows need no second status check: FOR UPDATE
 # re-checks the WHERE clause on the newest version of each row, and the lock holds until commit.
-_RELEASE_SQL = """
+_RELEASE_SQL = f"""
 UPDATE jobs_job
-SET status = 'queued', queued_at = now(), updated_at = now(), version = version + 1
+SET status = {sql(lifecycle.RELEASE.target)}, queued_at = now(), updated_at = now(),
+    version = version + 1
 WHERE id = ANY(ARRAY(
     SELECT id FROM jobs_job
     -- Due by the application's clock, the one that wrote run_at (not the transaction's start).
-    WHERE status = 'pending' AND run_at <= %(now)s {queues}
+    WHERE status IN {sql_in(lifecycle.RELEASE.sources)} AND run_at <= %(now)s {{queues}}
     ORDER BY run_at
     LIMIT %(limit)s
     -- Two dispatchers never release one job twice: each skips the rows the other has locked.
@@ -83,15 +86,17 @@ def _released(row: tuple[Any, ...]) -> ReleasedJob:
     )
 
 
-_RELEASE_LOST_SQL = """
+_QUEUED = sql_in(lifecycle.REDELIVER_QUEUED.sources)
+_RETRYING = sql_in(lifecycle.REDELIVER_RETRY.sources)
+_RELEASE_LOST_SQL = f"""
 UPDATE jobs_job
-SET queued_at = CASE WHEN status = 'queued' THEN %(now)s ELSE queued_at END,
-    next_attempt_at = CASE WHEN status = 'retrying' THEN %(now)s ELSE next_attempt_at END,
+SET queued_at = CASE WHEN status IN {_QUEUED} THEN %(now)s ELSE queued_at END,
+    next_attempt_at = CASE WHEN status IN {_RETRYING} THEN %(now)s ELSE next_attempt_at END,
     updated_at = %(now)s
 WHERE id = ANY(ARRAY(  -- by primary key, as in _RELEASE_SQL
     SELECT id FROM jobs_job
-    WHERE ((status = 'queued' AND queued_at < %(cutoff)s)
-       OR (status = 'retrying' AND next_attempt_at < %(cutoff)s)) {queues}
+    WHERE ((status IN {_QUEUED} AND queued_at < %(cutoff)s)
+       OR (status IN {_RETRYING} AND next_attempt_at < %(cutoff)s)) {{queues}}
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED  -- several dispatchers: each lost job is published again once
 ))
@@ -124,14 +129,17 @@ def job_release_lost(
 
 def job_unrelease(*, job_ids: list[UUID]) -> int:
     """QUEUED -> PENDING for jobs whose message could not be published, so none is stranded."""
-    return Job.objects.filter(id__in=job_ids, status=Job.Status.QUEUED).update(
-        status=Job.Status.PENDING, queued_at=None, updated_at=Now(), version=F("version") + 1
+    return Job.objects.filter(id__in=job_ids, status__in=lifecycle.UNRELEASE.sources).update(
+        status=lifecycle.UNRELEASE.target,
+        queued_at=None,
+        updated_at=Now(),
+        version=F("version") + 1,
     )
 
 
 def job_next_due_at(*, queues: Sequence[str] | None = None) -> datetime | None:
     """The earliest run_at among PENDING jobs (the partial index answers it)."""
-    pending = Job.objects.filter(status=Job.Status.PENDING)
+    pending = Job.objects.filter(status__in=lifecycle.RELEASE.sources)
     if queues:
         pending = pending.filter(queue__in=queues)
     return pending.order_by("run_at").values_list("run_at", flat=True).first()

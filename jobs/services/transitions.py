@@ -13,31 +13,60 @@ from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from jobplatform.errors import InvalidInput
+from jobplatform.errors import Conflict, InvalidInput, NotFound
 from jobs import lifecycle
+from jobs.lifecycle import sql, sql_in
 from jobs.models import Job
 from jobs.services.common import notify_dispatchers
 
 
 def job_cancel(*, job_id: UUID) -> bool:
-    """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED. False if the job had already finished.
+    """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED.
 
+    True if this call cancelled the job, False if it was already cancelled (idempotent); raises
+    Conflict JOBS.NOT_CANCELLABLE if it had finished otherwise, NotFound if there is no such job.
     A queued message that arrives later finds nothing to claim. A running attempt learns it from
     its next heartbeat (long built-in steps stop at once) or at its next step boundary at the
     latest, and ends CANCELLED.
     """
-    updated = Job.objects.filter(id=job_id, status__in=lifecycle.CANCELLABLE).update(
-        status=Job.Status.CANCELLED,
-        finished_at=Now(),
-        updated_at=Now(),
-        next_attempt_at=None,
-        version=F("version") + 1,
+    if jobs_cancel(job_ids=[job_id]):
+        return True
+    status = _status(job_id)
+    if status == lifecycle.CANCEL.target:
+        return False
+    raise Conflict(
+        "JOBS.NOT_CANCELLABLE", f"the job has already finished ({status})", {"status": status}
     )
-    return updated == 1
 
 
-def job_reschedule(*, job_id: UUID, run_at: datetime) -> bool:
-    """PENDING -> PENDING due at ``run_at``. False if the job was already released (or finished).
+_CANCEL_SQL = f"""
+UPDATE jobs_job
+SET status = {sql(lifecycle.CANCEL.target)}, finished_at = now(), updated_at = now(),
+    next_attempt_at = NULL, version = version + 1
+WHERE id = ANY(%(ids)s) AND status IN {sql_in(lifecycle.CANCEL.sources)}
+RETURNING id
+"""
+
+
+def jobs_cancel(*, job_ids: list[UUID]) -> list[UUID]:
+    """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED for each of ``job_ids`` that has not finished;
+    returns those it cancelled, in one UPDATE. Finished jobs are left as they are."""
+    if not job_ids:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_CANCEL_SQL, {"ids": list(job_ids)})
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _status(job_id: UUID) -> str:
+    status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
+    if status is None:
+        raise NotFound("JOBS.NOT_FOUND", f"no job {job_id}")
+    return status
+
+
+def job_reschedule(*, job_id: UUID, run_at: datetime) -> None:
+    """PENDING -> PENDING due at ``run_at``; Conflict JOBS.NOT_PENDING once it was released.
 
     The dispatchers are woken at commit: one sleeping until the old run_at re-reads the earliest
     due time. A dispatcher releasing the job at the same moment holds its row lock; this UPDATE
@@ -48,18 +77,24 @@ def job_reschedule(*, job_id: UUID, run_at: datetime) -> bool:
             "JOBS.NAIVE_RUN_AT", "run_at needs a UTC offset, e.g. 2026-01-01T09:00:00+01:00 or ...Z"
         )
     with transaction.atomic():
-        updated = Job.objects.filter(id=job_id, status__in=lifecycle.RESCHEDULABLE).update(
+        updated = Job.objects.filter(id=job_id, status__in=lifecycle.RESCHEDULE.sources).update(
             run_at=run_at, updated_at=Now(), version=F("version") + 1
         )
         if updated:
             notify_dispatchers()
-    return updated == 1
+    if not updated:
+        status = _status(job_id)
+        raise Conflict(
+            "JOBS.NOT_PENDING",
+            f"run_at can change only while the job is pending; it is {status}",
+            {"status": status},
+        )
 
 
-_RETRY_FAILED_SQL = """
+_RETRY_FAILED_SQL = f"""
 UPDATE jobs_job
-SET status = 'pending', run_at = %(now)s, finished_at = NULL, next_attempt_at = NULL,
-    queued_at = NULL, updated_at = %(now)s, version = version + 1,
+SET status = {sql(lifecycle.MANUAL_RETRY.target)}, run_at = %(now)s, finished_at = NULL,
+    next_attempt_at = NULL, queued_at = NULL, updated_at = %(now)s, version = version + 1,
     -- A fresh budget: the retry policy counts attempts from here, the numbering goes on.
     retry_base = attempts,
     max_retries = COALESCE(%(max_retries)s, max_retries),
@@ -71,7 +106,7 @@ SET status = 'pending', run_at = %(now)s, finished_at = NULL, next_attempt_at = 
         FROM jsonb_array_elements(step_outputs) WITH ORDINALITY AS done(output, n)
         WHERE done.n <= %(from_step)s
     ) END
-WHERE id = ANY(%(ids)s) AND status = 'failed'
+WHERE id = ANY(%(ids)s) AND status IN {sql_in(lifecycle.MANUAL_RETRY.sources)}
   AND (%(from_step)s::integer IS NULL OR next_step >= %(from_step)s)
 RETURNING id
 """

@@ -13,6 +13,7 @@ and names the module in ``JOBPLATFORM_STEP_MODULES``.
 from __future__ import annotations
 
 from jobs.steps.errors import (
+    AttemptError,
     PermanentStepError,
     StepError,
     StepStopped,
@@ -22,6 +23,7 @@ from jobs.steps.errors import (
 from jobs.steps.registry import StepContext, StepType, get_step, registered_steps, step
 
 __all__ = [
+    "AttemptError",
     "PermanentStepError",
     "StepContext",
     "StepError",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, replace
+from traceback import format_exception
+from typing import Any
+
 
 class StepError(Exception):
     permanent = False
@@ -30,3 +34,49 @@ class StepTimeout(TransientStepError):
 
 class StepStopped(Exception):
     """Raised by a step that noticed ``ctx.stop`` (its job was cancelled): not a failure."""
+
+
+@dataclass(frozen=True)
+class AttemptError:
+    """Why an attempt failed, as it crosses layers: the step loop, the retry policy, the job's
+    ``last_error``, the Execution's ``error`` and the dead letter. Stored as :meth:`as_dict`."""
+
+    type: str  # the exception's class name, or AttemptLost
+    code: str  # STEP.*, EXECUTION.LOST
+    message: str
+    permanent: bool  # True: never retried (PermanentStepError)
+    step_index: int | None = None
+    step_type: str | None = None
+    traceback: str | None = None
+    attempt: int | None = None  # set once the attempt that failed is known to the record
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, *, step_type: str, step_index: int) -> AttemptError:
+        """A step's exception: StepErrors keep their code and kind; anything else is transient."""
+        return cls(
+            type=type(exc).__name__,
+            code=exc.code if isinstance(exc, StepError) else "STEP.UNEXPECTED_ERROR",
+            message=str(exc),
+            permanent=isinstance(exc, StepError) and exc.permanent,
+            step_index=step_index,
+            step_type=step_type,
+            traceback="".join(format_exception(exc)),
+        )
+
+    @classmethod
+    def lost(cls, *, worker: str, silent: float, attempt: int) -> AttemptError:
+        """The attempt's heartbeat stopped: its worker was killed or cut off."""
+        return cls(
+            type="AttemptLost",
+            code="EXECUTION.LOST",
+            message=f"no heartbeat from worker {worker or '?'} for {silent:.0f}s",
+            permanent=False,
+            attempt=attempt,
+        )
+
+    def for_attempt(self, attempt: int) -> AttemptError:
+        return replace(self, attempt=attempt)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The stored JSON: the fields that are set."""
+        return {k: v for k, v in asdict(self).items() if v is not None}

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from executions.models import Execution
-from executions.services import execution_run
+from executions.pipeline import execution_run
 from jobs.models import Job
 from tests.jobs.factories import JobFactory
 from tests.support import executions_of_prepared

@@ -14,7 +14,7 @@ from django.utils import timezone
 from deadletter.models import DeadLetter
 from executions.heartbeat import Heartbeat
 from executions.models import Execution
-from executions.services import execution_reap_lost
+from executions.reaper import execution_reap_lost
 from jobs.dispatcher import Dispatcher
 from jobs.models import Job
 from jobs.services import job_cancel

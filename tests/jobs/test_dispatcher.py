@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from executions.models import Execution
-from executions.services import execution_run
+from executions.pipeline import execution_run
 from jobplatform.celery import app as celery_app
 from jobplatform.db import prepared_cursor
 from jobs.dispatcher import HARD_TIME_LIMIT_MARGIN, Dispatcher, publish_attempts, send_run_job

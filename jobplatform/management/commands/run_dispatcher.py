@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from executions.services import execution_reap_lost
+from executions.reaper import execution_reap_lost
 from jobs.dispatcher import Chore, Dispatcher
 
 logger = logging.getLogger("jobplatform.dispatcher")

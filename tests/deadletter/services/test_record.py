@@ -6,6 +6,7 @@ import pytest
 
 from deadletter.models import DeadLetter
 from deadletter.services import NOTIFY_TASK, dead_letter_record
+from jobs.steps import AttemptError
 from tests.deadletter.factories import FailedJobFactory, _error
 
 pytestmark = pytest.mark.django_db
@@ -20,20 +21,20 @@ def test_it_keeps_the_error_and_a_snapshot_of_the_job(user):
         retry_backoff=1.5,
         attempts=5,
     )
-    error = _error("GET http://10.1.2.3/orders/99 answered 503", step_type="http")
+    error = AttemptError(**_error("GET http://10.1.2.3/orders/99 answered 503", step_type="http"))
     dead = dead_letter_record(
         job_id=job.id, reason=DeadLetter.Reason.EXHAUSTED, error=error, attempts=5, worker="w@h"
     )
     dead.refresh_from_db()
     assert (dead.reason, dead.state, dead.attempts, dead.worker) == ("exhausted", "open", 5, "w@h")
-    assert dead.error == error
+    assert dead.error == error.as_dict()
     assert (dead.error_type, dead.error_code, dead.step_type, dead.step_index) == (
         "TransientStepError",
         "STEP.FAIL_TRANSIENT",
         "http",
         0,
     )
-    assert dead.error_message == error["message"]
+    assert dead.error_message == error.message
     assert dead.message_pattern == "GET http://<ip>/orders/<n> answered <n>"
     assert len(dead.fingerprint) == 32
     assert dead.steps == job.steps
@@ -51,7 +52,9 @@ def test_it_keeps_the_error_and_a_snapshot_of_the_job(user):
 def test_an_error_without_a_step_is_recorded_too(user):
     """A lost attempt (the reaper) has no step: the step columns stay empty."""
     job = FailedJobFactory(owner=user)
-    error = {"type": "AttemptLost", "code": "EXECUTION.LOST", "message": "no heartbeat for 61s"}
+    error = AttemptError(
+        type="AttemptLost", code="EXECUTION.LOST", message="no heartbeat for 61s", permanent=False
+    )
     dead = dead_letter_record(job_id=job.id, reason=DeadLetter.Reason.LOST, error=error, attempts=1)
     assert (dead.step_type, dead.step_index, dead.message_pattern) == (
         "",
@@ -62,8 +65,12 @@ def test_an_error_without_a_step_is_recorded_too(user):
 
 def test_a_job_has_one_open_entry_however_often_it_dies(user):
     job = FailedJobFactory(owner=user)
-    first = dead_letter_record(job_id=job.id, reason="exhausted", error=_error("a"), attempts=1)
-    second = dead_letter_record(job_id=job.id, reason="permanent", error=_error("b"), attempts=2)
+    first = dead_letter_record(
+        job_id=job.id, reason="exhausted", error=AttemptError(**_error("a")), attempts=1
+    )
+    second = dead_letter_record(
+        job_id=job.id, reason="permanent", error=AttemptError(**_error("b")), attempts=2
+    )
     first.refresh_from_db()
     assert (first.state, second.state) == ("retried", "open")
     assert first.resolved_at is not None
@@ -81,7 +88,9 @@ def test_the_webhook_is_published_only_after_the_commit(
     )
     job = FailedJobFactory(owner=user)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        dead = dead_letter_record(job_id=job.id, reason="exhausted", error=_error("a"), attempts=1)
+        dead = dead_letter_record(
+            job_id=job.id, reason="exhausted", error=AttemptError(**_error("a")), attempts=1
+        )
         assert sent == []  # nothing inside the transaction
     assert len(callbacks) == 1
     assert sent == [(NOTIFY_TASK, [dead.id])]
@@ -90,5 +99,7 @@ def test_the_webhook_is_published_only_after_the_commit(
 def test_no_webhook_no_publication(user, django_capture_on_commit_callbacks):
     job = FailedJobFactory(owner=user)
     with django_capture_on_commit_callbacks() as callbacks:
-        dead_letter_record(job_id=job.id, reason="exhausted", error=_error("a"), attempts=1)
+        dead_letter_record(
+            job_id=job.id, reason="exhausted", error=AttemptError(**_error("a")), attempts=1
+        )
     assert callbacks == []

@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobs.models import Schedule
-from jobs.services import JobSpec, ScheduleSpec, schedule_create
+from jobs.schedules.services import ScheduleSpec, schedule_create
+from jobs.services import JobSpec
 
 # A queue no test dispatcher serves: jobs made by committed firings stay PENDING for inspection.
 PROBE_QUEUE = "dispatch-probe"

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from jobs.models import Job, Schedule
-from jobs.services import schedule_fire
+from jobs.schedules.firing import schedule_fire
 from tests.conftest import client_for
 from tests.jobs.schedules.conftest import make_schedule, utc
 

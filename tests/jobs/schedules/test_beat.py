@@ -12,7 +12,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 
 from jobplatform.celery import app as celery_app
 from jobs.models import Job
-from jobs.services import FIRE_SCHEDULE_TASK, schedule_pause
+from jobs.schedules.services import FIRE_SCHEDULE_TASK, schedule_pause
 from tests.jobs.schedules.conftest import make_schedule, template
 from tests.support import wait_for
 

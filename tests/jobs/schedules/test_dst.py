@@ -14,9 +14,9 @@ from itertools import pairwise
 
 import pytest
 
-from jobs.cron import Ticks, parse_cron, zone
 from jobs.models import Schedule
-from jobs.selectors import schedule_next_fire_times
+from jobs.schedules.cron import Ticks, parse_cron, zone
+from jobs.schedules.selectors import schedule_next_fire_times
 
 
 def fires(expression: str, tz: str, start: datetime, end: datetime) -> list[tuple[str, str]]:

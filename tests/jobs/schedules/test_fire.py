@@ -13,12 +13,14 @@ from django_celery_beat.models import PeriodicTask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jobplatform.errors import Conflict
 from jobs import lifecycle
-from jobs.cron import Ticks, parse_cron, zone
 from jobs.models import Job, Schedule, ScheduleFiring
-from jobs.services import firing as firing_services
-from jobs.services import schedule_fire, schedule_pause, schedule_trigger
-from jobs.tasks import fire_schedule
+from jobs.schedules import firing as firing_services
+from jobs.schedules.cron import Ticks, parse_cron, zone
+from jobs.schedules.firing import schedule_fire, schedule_trigger
+from jobs.schedules.services import schedule_pause
+from jobs.schedules.tasks import fire_schedule
 from tests.jobs.factories import JobFactory
 from tests.jobs.schedules.conftest import PROBE_QUEUE, make_schedule, template, utc
 
@@ -264,8 +266,14 @@ def test_trigger_fires_now_under_the_overlap_policy(user):
     [made] = jobs_of(schedule)
     assert (result.job_ids, made.scheduled_for) == ([made.id], now)
     assert ScheduleFiring.objects.get(schedule=schedule).manual is True
-    again = schedule_trigger(schedule_id=schedule.id, now=now + SECOND)
-    assert [f.outcome for f in again.fired] == ["skipped_overlap"]
+    with pytest.raises(Conflict) as skipped:
+        schedule_trigger(schedule_id=schedule.id, now=now + SECOND)
+    assert skipped.value.code == "SCHEDULES.OVERLAP_SKIPPED"
+    # The skip is recorded all the same: the service raises after its commit.
+    assert [f.outcome for f in ScheduleFiring.objects.filter(schedule=schedule)] == [
+        "skipped_overlap",
+        "created",
+    ]
     assert (
         Schedule.objects.get(id=schedule.id).next_fire_at == TICK
     )  # the cron's own tick stays due

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from jobs.cron import Ticks, parse_cron, zone
-from jobs.services import MisfirePlan, misfire_plan
+from jobs.schedules.cron import Ticks, parse_cron, zone
+from jobs.schedules.firing import MisfirePlan, misfire_plan
 from tests.jobs.schedules.conftest import utc
 
 EVERY_5 = Ticks(parse_cron("*/5 * * * *"), zone("UTC"))

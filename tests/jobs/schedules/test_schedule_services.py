@@ -10,18 +10,18 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTas
 
 from jobplatform.errors import Conflict, InvalidInput
 from jobs.models import Job, Schedule, ScheduleFiring
-from jobs.services import (
+from jobs.schedules import firing as firing_services
+from jobs.schedules.firing import schedule_fire
+from jobs.schedules.services import (
     FIRE_SCHEDULE_TASK,
     ScheduleSpec,
     schedule_create,
     schedule_delete,
-    schedule_fire,
     schedule_pause,
     schedule_resume,
     schedule_spec,
     schedule_update,
 )
-from jobs.services import firing as firing_services
 from tests.jobs.schedules.conftest import make_schedule, template, utc
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from jobs.cron import Cron, CronError, Ticks, parse_cron, zone
+from jobs.schedules.cron import Cron, CronError, Ticks, parse_cron, zone
 
 ZONES = [
     "Europe/Berlin",

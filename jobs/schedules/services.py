@@ -3,7 +3,7 @@ per tick. Creating, editing, pausing, resuming and deleting them, with their bea
 
 Each schedule owns a django-celery-beat PeriodicTask on a CrontabSchedule of its own,
 ``* * * * *`` in UTC: beat only wakes the schedule up, once a minute, by sending
-``jobs.fire_schedule(schedule_id)``, whose service (``jobs.services.firing``) fires the ticks due
+``jobs.fire_schedule(schedule_id)``, whose service (``jobs.schedules.firing``) fires the ticks due
 by the schedule's own ``next_fire_at``. Which instants are ticks, daylight saving included, is
 decided by ``jobs.cron``, never by beat's crontab arithmetic; beat's ``last_run_at`` is never read
 (beat rewrites it itself, resets it when a task is disabled, and derives its next run from it).
@@ -28,9 +28,9 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from jobplatform.errors import Conflict, InvalidInput, NotFound
-from jobs import cron
-from jobs.models import Schedule
-from jobs.services.submission import JobSpec, job_validate
+from jobs.schedules import cron
+from jobs.schedules.models import Schedule
+from jobs.services import JobSpec, job_validate
 
 FIRE_SCHEDULE_TASK = "jobs.fire_schedule"
 MAX_JITTER = 3600
@@ -158,7 +158,7 @@ def schedule_create(
     else:
         schedule.paused_at = now
     with _unique_name(spec.name), transaction.atomic():
-        schedule.periodic_task = _sync_beat(schedule, task=None)
+        schedule.periodic_task = schedule_sync_beat(schedule, task=None)
         schedule.save(force_insert=True)
     return schedule
 
@@ -283,10 +283,10 @@ def _save(schedule: Schedule, now: datetime) -> None:
     schedule.version += 1
     schedule.updated_at = now
     schedule.save()
-    _sync_beat(schedule, task=schedule.periodic_task)
+    schedule_sync_beat(schedule, task=schedule.periodic_task)
 
 
-def _sync_beat(schedule: Schedule, *, task: PeriodicTask | None) -> PeriodicTask:
+def schedule_sync_beat(schedule: Schedule, *, task: PeriodicTask | None) -> PeriodicTask:
     """Create or update the schedule's PeriodicTask and its own CrontabSchedule.
 
     Always with save() (and delete()), whose signals bump beat's change marker so that a running
@@ -313,7 +313,7 @@ def _sync_beat(schedule: Schedule, *, task: PeriodicTask | None) -> PeriodicTask
     )
     description = (
         f"Wakes schedule {schedule.name!r} ({schedule.cron}, {schedule.timezone}) every minute; "
-        "what fires is decided by the schedule's next_fire_at (jobs.services.schedule_fire)."
+        "what fires is decided by the schedule's next_fire_at (jobs.schedules.firing)."
     )
     if task.pk is None:
         task.enabled, task.description = enabled, description

@@ -14,17 +14,21 @@ daylight-saving policy (docs/schedules.md) is ours to guarantee and to test:
 
 Fire times are UTC datetimes. Fields follow Vixie cron: ``*``, ``a``, ``a-b``, ``*/n``, ``a-b/n``,
 ``a/n``, lists, month and weekday names, weekday 0 or 7 for Sunday, the ``@daily``-style macros,
-and when both day-of-month and day-of-week are restricted a day matching either fires.
+and when both day-of-month and day-of-week are restricted a day matching either fires. The fields
+are expanded by Celery's ``crontab_parser``; the daylight-saving resolution below is ours.
 """
 
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
+
+from celery.schedules import crontab_parser
 
 __all__ = [
     "Cron",
@@ -58,13 +62,33 @@ _MACROS = {
 _MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES, 1)}
 _WEEKDAYS = {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
-# (name, lowest, highest, names)
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    low: int
+    high: int
+    names: dict[str, int]
+
+    @property
+    def shape(self) -> re.Pattern[str]:
+        """One part of the field: ``*``, ``a`` or ``a-b``, each with an optional ``/step``."""
+        value = r"\d+" + "".join(f"|{n}" for n in self.names)
+        return re.compile(
+            rf"(?P<first>\*|{value})(?:-(?P<last>{value}))?(?:/(?P<step>\d+))?", re.IGNORECASE
+        )
+
+    def number(self, token: str) -> int:
+        return int(token) if token.isdigit() else self.names[token.lower()]
+
+
 _FIELDS = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day of month", 1, 31, {}),
-    ("month", 1, 12, _MONTHS),
-    ("day of week", 0, 7, _WEEKDAYS),
+    _Field("minute", 0, 59, {}),
+    _Field("hour", 0, 23, {}),
+    _Field("day of month", 1, 31, {}),
+    _Field("month", 1, 12, _MONTHS),
+    _Field("day of week", 0, 7, _WEEKDAYS),
 )
 
 
@@ -108,10 +132,7 @@ def parse_cron(expression: str) -> Cron:
         raise CronError(
             f"a cron expression has five fields (minute hour day month weekday), not {len(fields)}"
         )
-    values = [
-        _parse_field(raw, name, low, high, names)
-        for raw, (name, low, high, names) in zip(fields, _FIELDS, strict=True)
-    ]
+    values = [_parse_field(raw, spec) for raw, spec in zip(fields, _FIELDS, strict=True)]
     minutes, hours, days, months, weekdays = values
     weekdays = {d % 7 for d in weekdays}  # 7 is Sunday too
     cron = Cron(
@@ -128,37 +149,31 @@ def parse_cron(expression: str) -> Cron:
     return cron
 
 
-def _parse_field(raw: str, name: str, low: int, high: int, names: dict[str, int]) -> set[int]:
-    def number(token: str) -> int:
-        value = names.get(token.lower()) if names else None
-        if value is None:
-            if not token.isdigit():
-                raise CronError(f"{name}: {token!r} is not a number")
-            value = int(token)
-        if not low <= value <= high:
-            raise CronError(f"{name}: {value} is out of range {low}-{high}")
-        return value
+def _parse_field(raw: str, spec: _Field) -> set[int]:
+    """The values of one field, expanded by Celery's ``crontab_parser``.
 
-    values: set[int] = set()
+    Two rules are checked here first, because the parser has its own dialect: each part of the
+    field has Vixie cron's shape (names only where the field has names: the parser reads any
+    word as a weekday), and a range must not run backwards (the parser wraps it around).
+    ``a/n`` (Vixie: from a to the end, every n) becomes ``a-<last>/n``, which the parser knows.
+    """
+    parts = []
     for part in raw.split(","):
-        span, slash, step_text = part.partition("/")
-        step = 1
-        if slash:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise CronError(f"{name}: the step in {part!r} must be a whole number above 0")
-            step = int(step_text)
-        if span == "*":
-            first, last = low, high
-        elif "-" in span:
-            start, _, end = span.partition("-")
-            first, last = number(start), number(end)
-            if first > last:
-                raise CronError(f"{name}: the range {span!r} runs backwards")
-        else:
-            first = number(span)
-            last = high if slash else first  # "5/15" is "5-59/15"
-        values.update(range(first, last + 1, step))
-    return values
+        match = spec.shape.fullmatch(part)
+        if match is None:
+            raise CronError(f"{spec.name}: {part!r} is not a number, a range or */step")
+        first, last, step = match.group("first", "last", "step")
+        if last is not None and first != "*" and spec.number(first) > spec.number(last):
+            raise CronError(f"{spec.name}: the range {part!r} runs backwards")
+        if step is not None and int(step) == 0:
+            raise CronError(f"{spec.name}: the step in {part!r} must be a whole number above 0")
+        if first != "*" and last is None and step is not None:
+            part = f"{first}-{spec.high}/{step}"
+        parts.append(part)
+    try:
+        return set(crontab_parser(spec.high - spec.low + 1, spec.low).parse(",".join(parts)))
+    except (ValueError, crontab_parser.ParseException) as exc:
+        raise CronError(f"{spec.name}: {exc} (allowed: {spec.low}-{spec.high})") from None
 
 
 @lru_cache(maxsize=1)

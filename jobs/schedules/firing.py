@@ -1,6 +1,6 @@
 """Firing schedules: the ticks that are due become jobs, once each (DESIGN §6, docs/schedules.md).
 
-Beat wakes every schedule once a minute (see ``jobs.services.schedules``); :func:`schedule_fire`
+Beat wakes every schedule once a minute (see ``jobs.schedules.services``); :func:`schedule_fire`
 decides from the schedule's own ``next_fire_at`` which ticks are due, the misfire policy which of
 those fire, and the overlap policy, from the jobs table, what each firing does.
 
@@ -15,7 +15,6 @@ import random
 from collections import deque
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from functools import lru_cache
 from itertools import islice
 from typing import Any
 from uuid import UUID
@@ -25,13 +24,13 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from jobplatform.errors import NotFound
-from jobs import cron, lifecycle
-from jobs.models import Job, Schedule, ScheduleFiring
-from jobs.services.common import notify_dispatchers
-from jobs.services.schedules import _sync_beat
-from jobs.services.submission import JobSpec, _job_values
-from jobs.services.transitions import job_cancel
+from jobplatform.errors import Conflict, NotFound
+from jobs import lifecycle
+from jobs.models import Job
+from jobs.schedules import cron
+from jobs.schedules.models import Schedule, ScheduleFiring
+from jobs.schedules.services import schedule_sync_beat
+from jobs.services import JobSpec, job_insert, job_values, jobs_cancel
 
 FIRINGS_KEPT = 100  # firing rows kept per schedule; older ones are pruned as new ones come
 MISSED_COUNT_LIMIT = 1000  # missed ticks are counted up to this (a year has 525,600 minutes)
@@ -117,14 +116,18 @@ def schedule_fire(*, schedule_id: UUID, now: datetime | None = None) -> FireResu
             result = _fire(schedule, plan.fire, plan.skipped, now=now, manual=False)
             if plan.next_fire_at is None:  # past end_at: beat can stop waking it
                 schedule.refresh_from_db()
-                _sync_beat(schedule, task=schedule.periodic_task)
+                schedule_sync_beat(schedule, task=schedule.periodic_task)
         return result
     return FireResult()
 
 
 def schedule_trigger(*, schedule_id: UUID, now: datetime | None = None) -> FireResult:
     """Fire one tick now, outside the cron expression, under the overlap policy; paused and
-    ended schedules too. The tick is ``now``: its job's scheduled_for is the trigger instant."""
+    ended schedules too. The tick is ``now``: its job's scheduled_for is the trigger instant.
+
+    When the overlap policy skips the tick, the skip is recorded and Conflict
+    SCHEDULES.OVERLAP_SKIPPED raised after commit.
+    """
     now = now or timezone.now()
     with transaction.atomic():
         # The same claim as a firing (a version bump), so the overlap check sees beat's jobs.
@@ -133,7 +136,14 @@ def schedule_trigger(*, schedule_id: UUID, now: datetime | None = None) -> FireR
         ):
             raise NotFound("SCHEDULES.NOT_FOUND", f"no schedule {schedule_id}")
         schedule = Schedule.objects.get(id=schedule_id)
-        return _fire(schedule, ((now, 0),), None, now=now, manual=True)
+        result = _fire(schedule, ((now, 0),), None, now=now, manual=True)
+    if result.fired[-1].outcome == Outcome.SKIPPED_OVERLAP:
+        raise Conflict(
+            "SCHEDULES.OVERLAP_SKIPPED",
+            f"overlap is {schedule.overlap} and an earlier job of the schedule is unfinished",
+            {"overlap": schedule.overlap},
+        )
+    return result
 
 
 def misfire_plan(
@@ -254,7 +264,7 @@ def _fire(
             else:  # one is already waiting
                 record(tick, Outcome.SKIPPED_OVERLAP, missed=missed)
         else:  # cancel_previous
-            cancelled = [str(job_id) for job_id in active if job_cancel(job_id=job_id)]
+            cancelled = [str(job_id) for job_id in jobs_cancel(job_ids=active)]
             active.clear()
             create(tick, missed, cancelled)
 
@@ -262,27 +272,7 @@ def _fire(
         Schedule.objects.filter(id=schedule.id).update(buffered_for=buffered)
     ScheduleFiring.objects.bulk_create(records)
     _prune_firings(schedule.id)
-    if any(r.outcome == Outcome.CREATED for r in records):
-        notify_dispatchers()
     return FireResult(fired=tuple(Fired(r.scheduled_for, r.outcome, r.job_id) for r in records))
-
-
-_INSERT_JOB_SQL = """
-INSERT INTO jobs_job ({columns}) VALUES ({values})
--- The tick already has its job (a redelivered message, a second beat): insert nothing.
-ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING
-RETURNING id
-"""
-
-
-@lru_cache(maxsize=1)
-def _insert_job_sql() -> tuple[str, list[Any]]:
-    fields = list(Job._meta.concrete_fields)
-    sql = _INSERT_JOB_SQL.format(
-        columns=", ".join(connection.ops.quote_name(f.column) for f in fields),
-        values=", ".join(["%s"] * len(fields)),
-    )
-    return sql, fields
 
 
 def _insert_job(schedule: Schedule, tick: datetime, *, now: datetime, order: int) -> UUID | None:
@@ -294,19 +284,11 @@ def _insert_job(schedule: Schedule, tick: datetime, *, now: datetime, order: int
     delay = random.uniform(0, schedule.jitter) if schedule.jitter else 0.0
     run_at = max(now, tick) + timedelta(seconds=delay, microseconds=order)
     spec = replace(JobSpec(**schedule.job_template), run_at=run_at)
-    values = _job_values(schedule.owner_id, spec, None, "")
-    values |= {"schedule_id": schedule.id, "scheduled_for": tick}
-    sql, fields = _insert_job_sql()
-    params = [
-        f.get_db_prep_save(
-            values[f.attname] if f.attname in values else f.get_default(), connection
-        )
-        for f in fields
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return row[0] if row else None
+    values = job_values(
+        owner_id=schedule.owner_id, spec=spec, schedule_id=schedule.id, scheduled_for=tick
+    )
+    inserted = job_insert([values], skip_tick_conflict=True)
+    return inserted[0] if inserted else None
 
 
 _PRUNE_FIRINGS_SQL = """

@@ -1,0 +1,113 @@
+"""The step loop: claim an attempt, run its steps from where the last attempt stopped, record
+each step, and end the attempt through ``executions.services.outcomes``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+from uuid import UUID
+
+from django.utils import timezone
+
+from executions.heartbeat import heartbeat
+from executions.models import StepResult
+from executions.services.claim import Claim, execution_claim
+from executions.services.outcomes import (
+    RunOutcome,
+    attempt_cancelled,
+    attempt_failed,
+    attempt_succeeded,
+)
+from executions.services.step_results import StepRecord, step_done
+from executions.timeouts import step_deadline
+from jobs.steps import AttemptError, PermanentStepError, StepContext, StepStopped, get_step
+
+logger = logging.getLogger("jobplatform.executions")
+
+
+def execution_run(*, job_id: UUID, attempt: int, delivery_id: str, worker: str) -> RunOutcome:
+    """Claim attempt ``attempt`` of the job and run its steps from where the last one stopped."""
+    claim = execution_claim(job_id=job_id, attempt=attempt, delivery_id=delivery_id, worker=worker)
+    if claim is None:
+        logger.info(
+            "job %s attempt %d: nothing to claim (delivery %s)", job_id, attempt, delivery_id
+        )
+        return RunOutcome(status="duplicate")
+    stop = heartbeat().track(claim.execution_id)
+    try:
+        return run_steps(claim, stop)
+    finally:
+        heartbeat().untrack(claim.execution_id)
+
+
+def run_steps(claim: Claim, stop: threading.Event) -> RunOutcome:
+    """Run the claimed attempt's remaining steps under the attempt's deadline."""
+    outputs = list(claim.step_outputs)
+    deadline = time.monotonic() + claim.timeout
+    for index in range(claim.next_step, len(claim.steps)):
+        spec = claim.steps[index]
+        left = deadline - time.monotonic()
+        ctx = StepContext(
+            job_id=claim.job_id,
+            attempt=claim.attempt,
+            step_index=index,
+            input=claim.input,
+            outputs=tuple(outputs),
+            timeout=min(left, spec.get("timeout") or left),
+            stop=stop,
+        )
+        started_at = timezone.now()
+        began = time.perf_counter()
+        try:
+            output, error = run_step(spec, ctx)
+        except StepStopped:
+            return attempt_cancelled(claim)
+        result = StepRecord(
+            index=index,
+            type=spec["type"],
+            status=StepResult.Status.FAILED if error else StepResult.Status.SUCCEEDED,
+            output=output,
+            error=error,
+            started_at=started_at,
+            duration_ms=(time.perf_counter() - began) * 1000,
+        )
+        if error is not None:
+            return attempt_failed(claim, result, error)
+        outputs.append(output)
+        if index == len(claim.steps) - 1:
+            return attempt_succeeded(claim, result, outputs)
+        if not step_done(claim, result, outputs):
+            return attempt_cancelled(claim)
+    # A pipeline with nothing left to run (resumed past its last step) succeeds as it is.
+    return attempt_succeeded(claim, None, outputs)
+
+
+def run_step(spec: dict[str, Any], ctx: StepContext) -> tuple[Any, AttemptError | None]:
+    """Run one step; return (output, None) or (None, error). Unexpected exceptions are transient.
+
+    StepStopped (the job was cancelled while the step ran) propagates: it is not a failure.
+    """
+    step_type = get_step(spec["type"])
+    try:
+        if step_type is None:
+            raise PermanentStepError(
+                f"step type {spec['type']!r} is no longer registered", code="STEP.UNKNOWN_TYPE"
+            )
+        with step_deadline(ctx.timeout):
+            output = step_type.run(spec.get("params", {}), ctx)
+        try:
+            json.dumps(output)
+        except (TypeError, ValueError) as exc:
+            raise PermanentStepError(
+                f"step returned an output that is not JSON: {exc}", code="STEP.OUTPUT_NOT_JSON"
+            ) from exc
+    except StepStopped:
+        raise
+    except Exception as exc:
+        return None, AttemptError.from_exception(
+            exc, step_type=spec["type"], step_index=ctx.step_index
+        )
+    return output, None

@@ -1,0 +1,186 @@
+"""How an attempt ends: succeeded, failed (to retry, or for good with a dead letter), cancelled.
+
+Every write is fenced by the attempt (``status = 'running' AND attempts = <this attempt>``): an
+attempt whose job was cancelled, or taken over by a later attempt, finds nothing to update and
+closes itself as cancelled instead of overwriting the newer state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
+from django.utils import timezone
+
+from deadletter.models import DeadLetter
+from deadletter.services import dead_letter_record
+from executions.models import Execution
+from executions.services.claim import Claim
+from executions.services.step_results import ATTEMPT_FENCE, INSERT_STEP, StepRecord, fence
+from jobplatform.db import prepared_cursor
+from jobs import lifecycle
+from jobs.lifecycle import sql
+from jobs.retry import next_delay
+from jobs.steps import AttemptError
+
+logger = logging.getLogger("jobplatform.executions")
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What the Celery task must do after the attempt: nothing, or publish the next attempt."""
+
+    status: str  # "duplicate", or the attempt's Execution.Status
+    retry_in: float | None = None
+    next_attempt: int | None = None
+
+
+_SUCCEED_JOB = f"""
+UPDATE jobs_job
+SET status = {sql(lifecycle.SUCCEED.target)}, result = %(result)s, next_step = %(next_step)s,
+    step_outputs = %(outputs)s, last_error = NULL, finished_at = %(now)s, updated_at = %(now)s,
+    version = version + 1
+WHERE id = %(job)s AND {ATTEMPT_FENCE}
+RETURNING id
+"""
+
+_FINISH_SUCCEEDED = f"""
+UPDATE executions_execution SET status = {sql(Execution.Status.SUCCEEDED)}, finished_at = %(now)s
+WHERE id = %(execution)s AND status = {sql(Execution.Status.RUNNING)} AND EXISTS (SELECT FROM job)
+"""
+
+# Last step, job and attempt in one statement: the hot path's second and final round trip.
+_SUCCEED_SQL = f"WITH step AS ({INSERT_STEP}), job AS ({_SUCCEED_JOB}) {_FINISH_SUCCEEDED}"
+_SUCCEED_NO_STEP_SQL = f"WITH job AS ({_SUCCEED_JOB}) {_FINISH_SUCCEEDED}"
+
+
+def attempt_succeeded(claim: Claim, result: StepRecord | None, outputs: list[Any]) -> RunOutcome:
+    """RUNNING -> SUCCEEDED with the last step's output as the job's result, in one statement."""
+    params = {
+        **fence(claim),
+        "execution": claim.execution_id,
+        "result": json.dumps(outputs[-1] if outputs else None),
+        "next_step": len(claim.steps),
+        "outputs": json.dumps(outputs),
+    }
+    if result is not None:
+        params |= result.params(claim)
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            _SUCCEED_SQL if result is not None else _SUCCEED_NO_STEP_SQL, params, prepare=True
+        )
+        if cursor.rowcount == 1:
+            return RunOutcome(status=Execution.Status.SUCCEEDED)
+    return attempt_cancelled(claim)
+
+
+def attempt_failed(claim: Claim, result: StepRecord, error: AttemptError) -> RunOutcome:
+    """RUNNING -> RETRYING (attempts left, transient) or FAILED (+ dead letter), in one transaction.
+
+    A retry resumes at the failed step: the job's resume point stays where it is.
+    """
+    delay = next_delay(policy=claim.policy, attempt=claim.budget_attempt, permanent=error.permanent)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(INSERT_STEP, result.params(claim))
+        if delay is not None:
+            retry_at = timezone.now() + timedelta(seconds=delay)
+            if job_to_retrying(
+                cursor, job_id=claim.job_id, attempt=claim.attempt, retry_at=retry_at, error=error
+            ):
+                finish_execution(
+                    claim.execution_id, Execution.Status.FAILED, error, retry_at=retry_at
+                )
+                return RunOutcome(
+                    status=Execution.Status.FAILED, retry_in=delay, next_attempt=claim.attempt + 1
+                )
+        elif job_to_failed(cursor, job_id=claim.job_id, attempt=claim.attempt, error=error):
+            finish_execution(claim.execution_id, Execution.Status.FAILED, error)
+            dead_letter_record(
+                job_id=claim.job_id,
+                reason=dead_letter_reason(error),
+                error=error,
+                attempts=claim.attempt,
+                worker=claim.worker,
+            )
+            return RunOutcome(status=Execution.Status.FAILED)
+    return attempt_cancelled(claim)
+
+
+def attempt_cancelled(claim: Claim) -> RunOutcome:
+    """The job left RUNNING under this attempt (it was cancelled): close the attempt as such."""
+    logger.info(
+        "job %s attempt %d stopped: the job was cancelled or the attempt was reaped",
+        claim.job_id,
+        claim.attempt,
+    )
+    finish_execution(claim.execution_id, Execution.Status.CANCELLED)
+    return RunOutcome(status=Execution.Status.CANCELLED)
+
+
+def dead_letter_reason(error: AttemptError) -> str:
+    if error.permanent:
+        return DeadLetter.Reason.PERMANENT
+    if error.code == "STEP.TIMEOUT":
+        return DeadLetter.Reason.TIMEOUT
+    if error.code == "EXECUTION.LOST":
+        return DeadLetter.Reason.LOST
+    return DeadLetter.Reason.EXHAUSTED
+
+
+def finish_execution(
+    execution_id: int,
+    status: str,
+    error: AttemptError | None = None,
+    *,
+    retry_at: datetime | None = None,
+    now: datetime | None = None,
+) -> None:
+    """RUNNING -> ``status`` for the attempt's Execution (a no-op if it was already closed)."""
+    Execution.objects.filter(id=execution_id, status=Execution.Status.RUNNING).update(
+        status=status,
+        finished_at=now or timezone.now(),
+        error=None if error is None else error.as_dict(),
+        will_retry=retry_at is not None,
+        retry_at=retry_at,
+    )
+
+
+_RETRY_SQL = f"""
+UPDATE jobs_job
+SET status = {sql(lifecycle.RETRY.target)}, next_attempt_at = %(retry_at)s,
+    last_error = %(error)s, updated_at = now(), version = version + 1
+WHERE id = %(job)s AND {ATTEMPT_FENCE}
+"""
+
+_FAIL_SQL = f"""
+UPDATE jobs_job
+SET status = {sql(lifecycle.FAIL.target)}, last_error = %(error)s, finished_at = now(),
+    updated_at = now(), version = version + 1
+WHERE id = %(job)s AND {ATTEMPT_FENCE}
+"""
+
+
+def job_to_retrying(
+    cursor: CursorWrapper, *, job_id: UUID, attempt: int, retry_at: datetime, error: AttemptError
+) -> bool:
+    """RUNNING (under ``attempt``) -> RETRYING, due at ``retry_at``. False if it moved on."""
+    last_error = json.dumps(error.for_attempt(attempt).as_dict())
+    cursor.execute(
+        _RETRY_SQL, {"retry_at": retry_at, "error": last_error, "job": job_id, "attempt": attempt}
+    )
+    return cursor.rowcount == 1
+
+
+def job_to_failed(
+    cursor: CursorWrapper, *, job_id: UUID, attempt: int, error: AttemptError
+) -> bool:
+    """RUNNING (under ``attempt``) -> FAILED. False if it moved on. The caller dead-letters it."""
+    last_error = json.dumps(error.for_attempt(attempt).as_dict())
+    cursor.execute(_FAIL_SQL, {"error": last_error, "job": job_id, "attempt": attempt})
+    return cursor.rowcount == 1
