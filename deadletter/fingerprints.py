@@ -3,7 +3,8 @@
 A fingerprint is a hash of (step type, error type, normalised message). The message is normalised
 by masking what differs between two failures of the same cause — numbers, ids, addresses — so
 "GET http://10.0.0.7:8080/orders/8812 answered 503" and "... 10.0.0.9:8080/orders/97 answered 503"
-fall in one group. Pure functions: the data migration that backfills old rows uses them too.
+fall in one group. Pure functions (the data migration that backfilled old rows has its own
+frozen copy).
 """
 
 from __future__ import annotations
