@@ -85,7 +85,8 @@ test: venv services
 	echo "== ruff format --check"
 	ruff format --check . || status=1
 	# The docs site (mkdocs.yml): --strict fails on a broken link or anchor, or a page left out of
-	# the nav. No network needed. NO_MKDOCS_2_WARNING silences Material's end-of-life banner.
+	# the nav. No network needed. NO_MKDOCS_2_WARNING silences Material's end-of-life banner. Not
+	# -q: it hides the warnings that --strict counts, and a broken link would pass.
 	echo "== mkdocs build --strict"
 	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir "$$RUN_DIR/site" || status=1
 	echo "== pytest"
