@@ -2,7 +2,8 @@
 #
 #   make run      virtualenv + PostgreSQL/Redis, migrate, demo operator, then every process
 #                 (web, dispatcher, worker, beat, flower) under honcho. Ctrl-C stops them all.
-#   make test     ruff check, ruff format --check, pytest (PYTEST_ARGS="-k foo -x" passes through)
+#   make test     ruff check, ruff format --check, mkdocs build --strict (the docs site, built into
+#                 $(RUN_DIR)/site), pytest (PYTEST_ARGS="-k foo -x" passes through)
 #   make lint     ruff check + ruff format --check;   make fmt   reformat and autofix
 #   make services start PostgreSQL and Redis (scripts/services.sh);  make stop   stop them
 #   make bench    benchmarks side by side with bare Celery (see docs/performance.md)
@@ -83,6 +84,11 @@ test: venv services
 	ruff check . || status=1
 	echo "== ruff format --check"
 	ruff format --check . || status=1
+	# The docs site (mkdocs.yml): --strict fails on a broken link or anchor, or a page left out of
+	# the nav. No network needed. NO_MKDOCS_2_WARNING silences Material's end-of-life banner. Not
+	# -q: it hides the warnings that --strict counts, and a broken link would pass.
+	echo "== mkdocs build --strict"
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir "$$RUN_DIR/site" || status=1
 	echo "== pytest"
 	python -m pytest $(PYTEST_ARGS) || status=1
 	exit $$status
