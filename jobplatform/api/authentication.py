@@ -25,7 +25,7 @@ class TokenAuthentication(authentication.TokenAuthentication):
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Token]:
         row = None
-        if len(key) <= Token._meta.get_field("key").max_length and "\x00" not in key:
+        if len(key) <= _key_max_length() and "\x00" not in key:
             with prepared_cursor() as cursor:
                 row = cursor.execute(_token_query(), [key], prepare=True).fetchone()
         if row is None:
@@ -37,6 +37,13 @@ class TokenAuthentication(authentication.TokenAuthentication):
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
         return user, token
+
+
+@cache
+def _key_max_length() -> int:
+    max_length = Token._meta.get_field("key").max_length
+    assert max_length is not None  # a CharField(max_length=40)
+    return max_length
 
 
 @cache

@@ -54,9 +54,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
     if isinstance(exc, DjangoValidationError):
         set_rollback()
-        details = exc.message_dict if hasattr(exc, "error_dict") else {"non_field": exc.messages}
+        field_errors = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field": exc.messages}
+        )
         return Response(
-            error_body("API.VALIDATION_ERROR", "The request is not valid.", details), 400
+            error_body("API.VALIDATION_ERROR", "The request is not valid.", field_errors), 400
         )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -73,10 +75,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = Response(
         error_body(code, message or str(exc.detail), details), status=exc.status_code
     )
-    if getattr(exc, "auth_header", None):
-        response["WWW-Authenticate"] = exc.auth_header
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        response["Retry-After"] = str(int(exc.wait))
+    # APIView sets auth_header on the exception; Throttled sets wait in its __init__. Neither is
+    # declared by djangorestframework-stubs, hence getattr.
+    auth_header = getattr(exc, "auth_header", None)
+    if auth_header:
+        response["WWW-Authenticate"] = auth_header
+    wait = getattr(exc, "wait", None) if isinstance(exc, exceptions.Throttled) else None
+    if wait is not None:
+        response["Retry-After"] = str(int(wait))
     return response
 
 

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from typing import Any
-
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
+from rest_framework.request import Request
 
 from jobplatform.errors import InvalidInput
 
@@ -11,11 +10,11 @@ from jobplatform.errors import InvalidInput
 class CreatedCursorPagination(CursorPagination):
     """Newest first; stable under inserts (a cursor, not an offset). ``?page_size=`` up to 500."""
 
-    ordering = ("-created_at",)
+    ordering: tuple[str, ...] = ("-created_at",)
     page_size_query_param = "page_size"
     max_page_size = 500
 
-    def decode_cursor(self, request: Any) -> Any:
+    def decode_cursor(self, request: Request) -> Cursor | None:
         try:
             return super().decode_cursor(request)
         except NotFound:

@@ -16,7 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--password", help="set this password (for the Django admin)")
 
     def handle(
-        self, *args: Any, username: str, staff: bool, password: str | None, **_: Any
+        self, *args: Any, username: str, staff: bool, password: str | None, **options: Any
     ) -> None:
         user, created = get_user_model().objects.get_or_create(username=username)
         if staff and not user.is_staff:
