@@ -11,14 +11,14 @@ from jobs.models import Job
 from jobs.schedules import admin as schedules_admin  # noqa: F401 - registers the schedule pages
 
 
-class ExecutionInline(admin.TabularInline):
+class ExecutionInline(admin.TabularInline[Execution, Job]):
     """Every attempt of the job; each links to its page with the step results."""
 
     model = Execution
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["attempt", "status", "worker", "started_at", "finished_at", "will_retry", "error"]
+    fields = ("attempt", "status", "worker", "started_at", "finished_at", "will_retry", "error")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
@@ -26,7 +26,7 @@ class ExecutionInline(admin.TabularInline):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(admin.ModelAdmin[Job]):
     list_display = ["name", "status", "owner", "queue", "priority", "attempts", "created_at"]
     list_filter = ["status", "queue"]
     search_fields = ["name", "id"]

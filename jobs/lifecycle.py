@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from jobs.models import Job
+from jobs.models import Job, JobStatus
 
 S = Job.Status
 
@@ -41,8 +41,8 @@ class Transition:
     """A named move between states: from any of ``sources`` to ``target``."""
 
     name: str
-    sources: frozenset[Job.Status]
-    target: Job.Status
+    sources: frozenset[JobStatus]
+    target: JobStatus
     by: str  # who makes it, for the reader
 
 

@@ -22,7 +22,8 @@ def backoff_delay(*, policy: RetryPolicy, attempt: int) -> float:
     """Delay after failed attempt ``attempt`` (1-based): backoff * 2**(attempt-1), capped."""
     # min() before the power would overflow for a large attempt; the exponent is bounded by the cap.
     exponent = min(attempt - 1, 64)
-    return min(policy.backoff_max, policy.backoff * 2**exponent)
+    factor: int = 2**exponent  # int ** int is typed Any: it is a float when the exponent is < 0
+    return min(policy.backoff_max, policy.backoff * factor)
 
 
 def next_delay(

@@ -6,14 +6,14 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import F, QuerySet
 
 from jobplatform.errors import NotFound
 from jobs.models import Job
 
 
-def job_list(*, user: AbstractBaseUser) -> QuerySet[Job]:
+def job_list(*, user: User) -> QuerySet[Job]:
     jobs = Job.objects.select_related("owner")
     return jobs if user.is_staff else jobs.filter(owner=user)
 
@@ -28,13 +28,16 @@ JOB_SUMMARY_COLUMNS = (
 )  # fmt: skip
 
 
-def job_summary_rows(*, user: AbstractBaseUser) -> QuerySet[Any]:
+def job_summary_rows(*, user: User) -> QuerySet[Job, dict[str, Any]]:
     """``job_list`` as dicts of JOB_SUMMARY_COLUMNS and ``owner_username``."""
     username = F(f"owner__{get_user_model().USERNAME_FIELD}")
-    return job_list(user=user).values(*JOB_SUMMARY_COLUMNS, owner_username=username)
+    rows: QuerySet[Job, dict[str, Any]] = job_list(user=user).values(
+        *JOB_SUMMARY_COLUMNS, owner_username=username
+    )
+    return rows
 
 
-def job_get_visible(*, job_id: UUID, user: AbstractBaseUser) -> Job:
+def job_get_visible(*, job_id: UUID, user: User) -> Job:
     """The job, if ``user`` may see it; otherwise NotFound, so others' ids are not disclosed."""
     try:
         return job_list(user=user).get(id=job_id)

@@ -106,10 +106,11 @@ def parse_bulk_submission(data: Any) -> list[JobSpec]:
         try:
             spec, key = parse_submission(job)
         except serializers.ValidationError as exc:
-            raise serializers.ValidationError({"jobs": {index: exc.detail}}) from None
+            # str(index): the key JSON gives it anyway; the error's detail is keyed by str.
+            raise serializers.ValidationError({"jobs": {str(index): exc.detail}}) from None
         if key is not None:
             raise serializers.ValidationError(
-                {"jobs": {index: {"idempotency_key": ["not supported in bulk submissions"]}}}
+                {"jobs": {str(index): {"idempotency_key": ["not supported in bulk submissions"]}}}
             )
         specs.append(spec)
     return specs

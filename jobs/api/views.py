@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from django_filters.rest_framework import DjangoFilterBackend
@@ -11,6 +12,7 @@ from rest_framework.views import APIView
 from executions.api.serializers import execution_output
 from executions.selectors import execution_list_for_job
 from jobplatform.api.pagination import CreatedCursorPagination
+from jobplatform.auth import AuthenticatedRequest
 from jobplatform.errors import InvalidInput
 from jobs import services
 from jobs.api.filters import JobFilter
@@ -28,7 +30,7 @@ from jobs.selectors import job_get_visible, job_summary_rows
 from jobs.steps import registered_steps
 
 
-def _job_detail(request: Request, job: Job, *, new: bool = False) -> dict:
+def _job_detail(request: Request, job: Job, *, new: bool = False) -> dict[str, Any]:
     """The job with every attempt; ``new``: it was just created, so it has none to look up."""
     data = job_output(job, JobLinks(request))
     data["executions"] = [] if new else execution_output(execution_list_for_job(job_id=job.id))
@@ -40,16 +42,16 @@ class JobListCreateApi(APIView):
 
     filterset_class = JobFilter
 
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         jobs = job_summary_rows(user=request.user)
         jobs = DjangoFilterBackend().filter_queryset(request, jobs, self)
         paginator = CreatedCursorPagination()
         page = paginator.paginate_queryset(jobs, request, view=self)
         links = JobLinks(request)
-        rows = [job_summary_row_output(row, links) for row in page]
+        rows = [job_summary_row_output(row, links) for row in page or []]
         return paginator.get_paginated_response(rows)
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         spec, in_body = parse_submission(request.data)
         key = _idempotency_key(request, in_body)
         submission = services.job_submit(owner=request.user, spec=spec, idempotency_key=key)
@@ -64,7 +66,7 @@ class JobListCreateApi(APIView):
 class JobBulkCreateApi(APIView):
     """POST {"jobs": [submission, ...]}: up to JOBPLATFORM_MAX_BULK_JOBS jobs, all or none."""
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         ids = services.job_submit_many(
             owner=request.user, specs=parse_bulk_submission(request.data)
         )
@@ -88,11 +90,11 @@ def _idempotency_key(request: Request, in_body: str | None) -> str | None:
 class JobDetailApi(APIView):
     """GET: a job with its attempts. PATCH {"run_at"}: move a job that is still PENDING."""
 
-    def get(self, request: Request, job_id: UUID) -> Response:
+    def get(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
         job = job_get_visible(job_id=job_id, user=request.user)
         return Response(_job_detail(request, job))
 
-    def patch(self, request: Request, job_id: UUID) -> Response:
+    def patch(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
         job = job_get_visible(job_id=job_id, user=request.user)
         services.job_reschedule(job_id=job.id, run_at=parse_job_change(request.data))
         return Response(_job_detail(request, job_get_visible(job_id=job_id, user=request.user)))
@@ -101,7 +103,7 @@ class JobDetailApi(APIView):
 class JobCancelApi(APIView):
     """Cancel a job that has not finished; cancelling a cancelled job again is a no-op."""
 
-    def post(self, request: Request, job_id: UUID) -> Response:
+    def post(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
         job = job_get_visible(job_id=job_id, user=request.user)
         services.job_cancel(job_id=job.id)  # Conflict if it finished otherwise
         job = job_get_visible(job_id=job_id, user=request.user)

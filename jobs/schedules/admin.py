@@ -16,13 +16,13 @@ from jobs.schedules.models import Schedule, ScheduleFiring
 from jobs.schedules.selectors import schedule_next_fire_times
 
 
-class ScheduleFiringInline(admin.TabularInline):
+class ScheduleFiringInline(admin.TabularInline[ScheduleFiring, Schedule]):
     """The schedule's latest firings: the job each tick made, or why it made none."""
 
     model = ScheduleFiring
     extra = 0
     can_delete = False
-    fields = ["scheduled_for", "fired_at", "outcome", "job", "manual", "missed", "cancelled"]
+    fields = ("scheduled_for", "fired_at", "outcome", "job", "manual", "missed", "cancelled")
     readonly_fields = fields
     ordering = ["-id"]
 
@@ -42,7 +42,7 @@ def _describe(tick: FireTime, timezone: str) -> str:
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(admin.ModelAdmin):
+class ScheduleAdmin(admin.ModelAdmin[Schedule]):
     """Read-only: schedules change through the API and these actions, which call the services
     (a plain row edit would leave next_fire_at and beat's row behind)."""
 

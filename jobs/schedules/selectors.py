@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -16,12 +16,12 @@ from jobs.schedules.cron import FireTime
 from jobs.schedules.models import Schedule, ScheduleFiring
 
 
-def schedule_list(*, user: AbstractBaseUser) -> QuerySet[Schedule]:
+def schedule_list(*, user: User) -> QuerySet[Schedule]:
     schedules = Schedule.objects.select_related("owner")
     return schedules if user.is_staff else schedules.filter(owner=user)
 
 
-def schedule_get_visible(*, schedule_id: UUID, user: AbstractBaseUser) -> Schedule:
+def schedule_get_visible(*, schedule_id: UUID, user: User) -> Schedule:
     """The schedule, if ``user`` may see it; otherwise NotFound, as for jobs."""
     try:
         return schedule_list(user=user).get(id=schedule_id)
@@ -64,6 +64,7 @@ def schedule_recent_jobs(
     recent: dict[UUID, list[Job]] = {schedule_id: [] for schedule_id in schedule_ids}
     if schedule_ids:
         for job in Job.objects.raw(_RECENT_JOBS_SQL, [list(schedule_ids), per_schedule]):
+            assert job.schedule_id is not None  # WHERE schedule_id = s.id
             recent[job.schedule_id].append(job)
     for jobs in recent.values():
         jobs.sort(key=lambda job: job.created_at, reverse=True)

@@ -22,7 +22,7 @@ from datetime import datetime
 from uuid import UUID
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
@@ -66,7 +66,9 @@ def schedule_validate(*, spec: ScheduleSpec) -> cron.Ticks:
         expression = cron.parse_cron(spec.cron)
     except cron.CronError as exc:
         raise InvalidInput("SCHEDULES.INVALID_CRON", str(exc), {"cron": spec.cron}) from None
-    if len(expression.expression) > Schedule._meta.get_field("cron").max_length:
+    max_length = Schedule._meta.get_field("cron").max_length
+    assert max_length is not None  # a CharField(max_length=120)
+    if len(expression.expression) > max_length:
         raise InvalidInput("SCHEDULES.INVALID_CRON", "the expression is too long", {})
     try:
         tz = cron.zone(spec.timezone)
@@ -139,9 +141,7 @@ def schedule_spec(*, schedule: Schedule) -> ScheduleSpec:
 # --- create, update, pause, resume, delete -----------------------------------------------------
 
 
-def schedule_create(
-    *, owner: AbstractBaseUser, spec: ScheduleSpec, now: datetime | None = None
-) -> Schedule:
+def schedule_create(*, owner: User, spec: ScheduleSpec, now: datetime | None = None) -> Schedule:
     """A new schedule and the beat rows that wake it, in one transaction.
 
     ``next_fire_at`` is its first tick at or after now (or start_at); none while paused.
@@ -184,10 +184,8 @@ def schedule_update(
             schedule.next_fire_at = None
             schedule.paused_at = now if was_enabled else schedule.paused_at
         else:
-            keep_due = was_enabled and due is not None and due <= now
-            schedule.next_fire_at = _first_fire(
-                ticks, since=due if keep_due else now, schedule=schedule
-            )
+            since = due if was_enabled and due is not None and due <= now else now
+            schedule.next_fire_at = _first_fire(ticks, since=since, schedule=schedule)
             if not was_enabled:  # resumed by the edit
                 schedule.paused_at, schedule.pause_note = None, ""
         _save(schedule, now)

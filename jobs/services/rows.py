@@ -119,8 +119,8 @@ def job_insert(
             return [row[0] for row in cursor.fetchall()]
     assert not skip_tick_conflict, "COPY cannot skip conflicts: insert ticks one by one"
     with (
-        connection.cursor() as cursor,
-        cursor.cursor.copy(f"COPY jobs_job ({_COLUMNS}) FROM STDIN") as copy,
+        connection.cursor() as wrapper,
+        wrapper.cursor.copy(f"COPY jobs_job ({_COLUMNS}) FROM STDIN") as copy,
     ):
         for row in rows:
             copy.write_row(_cells(row))

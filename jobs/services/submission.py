@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -27,9 +27,7 @@ class Submission:
     created: bool  # False: an earlier submission with the same idempotency key is answered
 
 
-def job_submit(
-    *, owner: AbstractBaseUser, spec: JobSpec, idempotency_key: str | None = None
-) -> Submission:
+def job_submit(*, owner: User, spec: JobSpec, idempotency_key: str | None = None) -> Submission:
     """Store a new PENDING job and wake the dispatchers when the transaction commits.
 
     Nothing is published to the broker here: the dispatcher releases the job once it is due, so a
@@ -58,7 +56,7 @@ def job_submit(
     raise Conflict("JOBS.IDEMPOTENCY_KEY_BUSY", "the idempotency key is in use; try again")
 
 
-def job_submit_many(*, owner: AbstractBaseUser, specs: list[JobSpec]) -> list[UUID]:
+def job_submit_many(*, owner: User, specs: list[JobSpec]) -> list[UUID]:
     """Store many PENDING jobs in one transaction: one COPY, one NOTIFY.
 
     All or nothing: the first invalid spec rejects the batch, naming its index.
@@ -81,7 +79,7 @@ def job_submit_many(*, owner: AbstractBaseUser, specs: list[JobSpec]) -> list[UU
         return job_insert(rows)
 
 
-def _stored(owner: AbstractBaseUser, values: dict[str, Any]) -> Job:
+def _stored(owner: User, values: dict[str, Any]) -> Job:
     """The Job just inserted from ``values``, without reading it back."""
     job = Job(**values)
     job.owner = owner  # the response names its owner: no query to load it again
@@ -97,7 +95,7 @@ def _fingerprint(spec: JobSpec) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _earlier_submission(owner: AbstractBaseUser, key: str, fingerprint: str) -> Job | None:
+def _earlier_submission(owner: User, key: str, fingerprint: str) -> Job | None:
     """The live job submitted with ``key``; an expired key is released for reuse."""
     earlier = Job.objects.filter(owner=owner, idempotency_key=key).first()
     if earlier is None:

@@ -142,7 +142,7 @@ def job_retry(
         )
     if not job_ids:
         return []
-    params = {
+    params: dict[str, datetime | list[UUID] | int | str | None] = {
         "now": timezone.now(),
         "ids": list(job_ids),
         "max_retries": max_retries,

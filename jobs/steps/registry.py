@@ -44,7 +44,7 @@ class StepType:
     schema: dict[str, Any]
     run: StepFunction
     description: str = ""
-    validator: Draft202012Validator = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    validator: Draft202012Validator = field(repr=False, compare=False, kw_only=True)
 
     def validation_errors(self, params: Any) -> list[dict[str, str]]:
         """Every way ``params`` breaks the schema, as ``{"path", "message"}``; empty when valid."""

@@ -90,7 +90,7 @@ def fire_time_output(tick: FireTime, timezone: str) -> dict[str, Any]:
     }
 
 
-class ScheduledJobOutput(serializers.ModelSerializer):
+class ScheduledJobOutput(serializers.ModelSerializer[Job]):
     """A job as a schedule's recent job: its tick and how it went."""
 
     links = serializers.SerializerMethodField()
@@ -114,13 +114,13 @@ class ScheduledJobOutput(serializers.ModelSerializer):
         return {"self": request.build_absolute_uri(reverse("job-detail", args=[job.id]))}
 
 
-class ScheduleFiringOutput(serializers.ModelSerializer):
+class ScheduleFiringOutput(serializers.ModelSerializer[ScheduleFiring]):
     class Meta:
         model = ScheduleFiring
         fields = ["scheduled_for", "fired_at", "outcome", "job", "manual", "missed", "cancelled"]
 
 
-class ScheduleOutput(serializers.ModelSerializer):
+class ScheduleOutput(serializers.ModelSerializer[Schedule]):
     """A schedule with its next five fire times and recent jobs (``context["recent_jobs"]``)."""
 
     owner = serializers.CharField(source="owner.get_username")
@@ -164,7 +164,8 @@ class ScheduleOutput(serializers.ModelSerializer):
 
     def get_recent_jobs(self, schedule: Schedule) -> list[dict[str, Any]]:
         jobs = self.context["recent_jobs"].get(schedule.id, [])
-        return ScheduledJobOutput(jobs, many=True, context=self.context).data
+        # many=True makes a ListSerializer whose .data is a list; the stubs type it as a dict.
+        return ScheduledJobOutput(jobs, many=True, context=self.context).data  # type: ignore[return-value]
 
     def get_links(self, schedule: Schedule) -> dict[str, str]:
         request = self.context["request"]

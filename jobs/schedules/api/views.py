@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobplatform.api.pagination import CreatedCursorPagination
+from jobplatform.auth import AuthenticatedRequest
 from jobs.api.serializers import JobLinks, job_location, job_summary_output
 from jobs.schedules import firing, services
 from jobs.schedules.api.serializers import (
@@ -34,10 +35,11 @@ from jobs.selectors import job_get_visible
 def _schedules_output(request: Request, schedules: list[Schedule]) -> list[dict[str, Any]]:
     recent = schedule_recent_jobs(schedule_ids=[s.id for s in schedules])
     context = {"request": request, "recent_jobs": recent}
-    return ScheduleOutput(schedules, many=True, context=context).data
+    # many=True makes a ListSerializer whose .data is a list; the stubs type it as a dict.
+    return ScheduleOutput(schedules, many=True, context=context).data  # type: ignore[return-value]
 
 
-def _schedule_detail(request: Request, schedule_id: UUID) -> dict[str, Any]:
+def _schedule_detail(request: AuthenticatedRequest, schedule_id: UUID) -> dict[str, Any]:
     schedule = schedule_get_visible(schedule_id=schedule_id, user=request.user)
     data = _schedules_output(request, [schedule])[0]
     firings: list[ScheduleFiring] = schedule_recent_firings(schedule_id=schedule.id)
@@ -48,12 +50,12 @@ def _schedule_detail(request: Request, schedule_id: UUID) -> dict[str, Any]:
 class ScheduleListCreateApi(APIView):
     """GET: the caller's schedules, newest first. POST: create one."""
 
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         paginator = CreatedCursorPagination()
         page = paginator.paginate_queryset(schedule_list(user=request.user), request, view=self)
         return paginator.get_paginated_response(_schedules_output(request, list(page or [])))
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         spec = services.ScheduleSpec(**parse_schedule(request.data, partial=False))
         schedule = services.schedule_create(owner=request.user, spec=spec)
         return Response(
@@ -66,17 +68,17 @@ class ScheduleListCreateApi(APIView):
 class ScheduleDetailApi(APIView):
     """GET with next fire times, recent jobs and firings; PATCH any field; DELETE."""
 
-    def get(self, request: Request, schedule_id: UUID) -> Response:
+    def get(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         return Response(_schedule_detail(request, schedule_id))
 
-    def patch(self, request: Request, schedule_id: UUID) -> Response:
+    def patch(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         schedule = schedule_get_visible(schedule_id=schedule_id, user=request.user)
         changes = parse_schedule(request.data, partial=True, job_name=schedule.name)
         spec = replace(services.schedule_spec(schedule=schedule), **changes)
         services.schedule_update(schedule_id=schedule.id, spec=spec)
         return Response(_schedule_detail(request, schedule.id))
 
-    def delete(self, request: Request, schedule_id: UUID) -> Response:
+    def delete(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         schedule = schedule_get_visible(schedule_id=schedule_id, user=request.user)
         services.schedule_delete(schedule_id=schedule.id)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -85,7 +87,7 @@ class ScheduleDetailApi(APIView):
 class SchedulePauseApi(APIView):
     """POST {"note"?}: stop firing until resumed. Pausing a paused schedule is a no-op."""
 
-    def post(self, request: Request, schedule_id: UUID) -> Response:
+    def post(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         schedule = schedule_get_visible(schedule_id=schedule_id, user=request.user)
         services.schedule_pause(schedule_id=schedule.id, note=parse_pause(request.data))
         return Response(_schedule_detail(request, schedule.id))
@@ -94,7 +96,7 @@ class SchedulePauseApi(APIView):
 class ScheduleResumeApi(APIView):
     """POST: fire again from the next tick; the ticks that fell while paused do not run."""
 
-    def post(self, request: Request, schedule_id: UUID) -> Response:
+    def post(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         schedule = schedule_get_visible(schedule_id=schedule_id, user=request.user)
         services.schedule_resume(schedule_id=schedule.id)
         return Response(_schedule_detail(request, schedule.id))
@@ -104,7 +106,7 @@ class ScheduleTriggerApi(APIView):
     """POST: fire now, under the overlap policy. 201 with the job; 202 when buffer_one keeps the
     tick waiting for the unfinished job; 409 SCHEDULES.OVERLAP_SKIPPED when the policy skips it."""
 
-    def post(self, request: Request, schedule_id: UUID) -> Response:
+    def post(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         schedule = schedule_get_visible(schedule_id=schedule_id, user=request.user)
         # Conflict SCHEDULES.OVERLAP_SKIPPED when the overlap policy skips the tick.
         fired = firing.schedule_trigger(schedule_id=schedule.id).fired[-1]
