@@ -13,6 +13,7 @@ from django.utils.html import format_html
 
 from deadletter import services
 from deadletter.models import DeadLetter, DeadLetterAction
+from jobplatform.auth import AuthenticatedHttpRequest
 
 
 class NoteActionForm(ActionForm):
@@ -21,13 +22,13 @@ class NoteActionForm(ActionForm):
     note = forms.CharField(required=False, max_length=2000, label="Note")
 
 
-class ActionInline(admin.TabularInline):
+class ActionInline(admin.TabularInline[DeadLetterAction, DeadLetter]):
     """The audit trail of the entry."""
 
     model = DeadLetterAction
     extra = 0
     can_delete = False
-    fields = ["created_at", "kind", "actor_name", "note", "details"]
+    fields = ("created_at", "kind", "actor_name", "note", "details")
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
@@ -40,7 +41,7 @@ def _pre(value: Any) -> str:
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin):
+class DeadLetterAdmin(admin.ModelAdmin[DeadLetter]):
     list_display = [
         "id",
         "created_at",
@@ -139,7 +140,9 @@ class DeadLetterAdmin(admin.ModelAdmin):
         return _pre(dead.retry_policy)
 
     @admin.action(description="Retry the selected dead letters")
-    def retry_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+    def retry_selected(
+        self, request: AuthenticatedHttpRequest, queryset: QuerySet[DeadLetter]
+    ) -> None:
         outcome = services.dead_letter_retry_bulk(
             selection=queryset, actor=request.user, note=request.POST.get("note", "")
         )
@@ -150,7 +153,9 @@ class DeadLetterAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Dismiss the selected dead letters")
-    def dismiss_selected(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+    def dismiss_selected(
+        self, request: AuthenticatedHttpRequest, queryset: QuerySet[DeadLetter]
+    ) -> None:
         outcome = services.dead_letter_dismiss_bulk(
             selection=queryset, actor=request.user, note=request.POST.get("note", "")
         )

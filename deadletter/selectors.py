@@ -6,19 +6,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Count, Max, Min, QuerySet
 
 from deadletter.models import DeadLetter, DeadLetterAction
 from jobplatform.errors import NotFound
 
 
-def dead_letter_list(*, user: AbstractBaseUser) -> QuerySet[DeadLetter]:
+def dead_letter_list(*, user: User) -> QuerySet[DeadLetter]:
     entries = DeadLetter.objects.select_related("job", "job__owner", "resolved_by")
     return entries if user.is_staff else entries.filter(job__owner=user)
 
 
-def dead_letter_get_visible(*, dead_letter_id: int, user: AbstractBaseUser) -> DeadLetter:
+def dead_letter_get_visible(*, dead_letter_id: int, user: User) -> DeadLetter:
     """The entry, if ``user`` may see it; otherwise NotFound, so others' ids are not disclosed."""
     try:
         return dead_letter_list(user=user).get(id=dead_letter_id)

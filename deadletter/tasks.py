@@ -22,7 +22,7 @@ from deadletter.webhooks import WebhookDeliveryError
     retry_jitter=True,
     max_retries=8,
 )
-def notify_webhook(self: Task, dead_letter_id: int) -> None:
+def notify_webhook(self: Task[[int], None], dead_letter_id: int) -> None:
     """POST a new dead letter to the configured webhook; retried while the receiver is down."""
     services.dead_letter_notify(dead_letter_id=dead_letter_id)
 

@@ -6,7 +6,7 @@ from django.http import HttpRequest
 from executions.models import Execution, StepResult
 
 
-class StepResultInline(admin.TabularInline):
+class StepResultInline(admin.TabularInline[StepResult, Execution]):
     model = StepResult
     extra = 0
     can_delete = False
@@ -17,7 +17,7 @@ class StepResultInline(admin.TabularInline):
 
 
 @admin.register(Execution)
-class ExecutionAdmin(admin.ModelAdmin):
+class ExecutionAdmin(admin.ModelAdmin[Execution]):
     list_display = ["job", "attempt", "status", "worker", "started_at", "finished_at"]
     list_filter = ["status"]
     search_fields = ["job__id", "job__name", "worker"]

@@ -19,7 +19,7 @@ logger = logging.getLogger("jobplatform.executions")
     ignore_result=True,
     max_retries=None,  # the job's own policy, enforced from the database, bounds retries
 )
-def run_job(self: Task, job_id: str, attempt: int) -> None:
+def run_job(self: Task[[str, int], None], job_id: str, attempt: int) -> None:
     """Run attempt ``attempt`` of a job; on a transient failure, publish the next attempt."""
     try:
         outcome = execution_run(
@@ -39,4 +39,4 @@ def run_job(self: Task, job_id: str, attempt: int) -> None:
         )
         raise self.retry(exc=exc, countdown=delay) from exc
     if outcome.retry_in is not None:
-        raise self.retry(args=[job_id, outcome.next_attempt], countdown=outcome.retry_in)
+        raise self.retry(args=(job_id, outcome.next_attempt), countdown=outcome.retry_in)

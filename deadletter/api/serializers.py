@@ -14,8 +14,9 @@ MAX_NOTE = 2000
 MAX_BULK_IDS = 10_000
 
 
-class StrictInput(serializers.Serializer):
-    """Refuses unknown fields by name, so a typo ("max_retry") is not silently ignored."""
+class StrictInput(serializers.Serializer[None]):
+    """Refuses unknown fields by name, so a typo ("max_retry") is not silently ignored. Input
+    only: it never serializes an instance."""
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(self.initial_data, dict):
@@ -85,7 +86,7 @@ class BulkInput(DismissInput):
         return attrs
 
 
-class ActionOutput(serializers.ModelSerializer):
+class ActionOutput(serializers.ModelSerializer[DeadLetterAction]):
     actor = serializers.CharField(source="actor_name")
 
     class Meta:
@@ -93,7 +94,7 @@ class ActionOutput(serializers.ModelSerializer):
         fields = ["kind", "actor", "note", "details", "created_at"]
 
 
-class DeadLetterSummaryOutput(serializers.ModelSerializer):
+class DeadLetterSummaryOutput(serializers.ModelSerializer[DeadLetter]):
     job = serializers.SerializerMethodField()
     resolved_by = serializers.SerializerMethodField()
     links = serializers.SerializerMethodField()
@@ -159,7 +160,7 @@ class DeadLetterOutput(DeadLetterSummaryOutput):
         ]
 
 
-class GroupOutput(serializers.Serializer):
+class GroupOutput(serializers.Serializer[Group | list[Group]]):  # a list: many=True
     fingerprint = serializers.CharField()
     step_type = serializers.CharField()
     error_type = serializers.CharField()

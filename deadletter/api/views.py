@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import QueryDict
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import serializers
-from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -25,6 +25,7 @@ from deadletter.models import DeadLetter
 from executions.api.serializers import execution_output
 from executions.selectors import execution_list_for_job
 from jobplatform.api.pagination import CreatedCursorPagination
+from jobplatform.auth import AuthenticatedRequest
 
 OPEN = DeadLetter.State.OPEN
 
@@ -34,7 +35,7 @@ class DeadLetterPagination(CreatedCursorPagination):
     ordering = ("-created_at", "-id")
 
 
-def _detail(request: Request, dead_letter_id: int) -> dict[str, Any]:
+def _detail(request: AuthenticatedRequest, dead_letter_id: int) -> dict[str, Any]:
     """The entry, its audit trail and its job's whole attempt history (each attempt's steps)."""
     dead = selectors.dead_letter_get_visible(dead_letter_id=dead_letter_id, user=request.user)
     data = DeadLetterOutput(dead, context={"request": request}).data
@@ -46,7 +47,7 @@ def _detail(request: Request, dead_letter_id: int) -> dict[str, Any]:
 
 
 def _filtered(
-    params: dict[str, Any] | QueryDict, user: Any, *, default_state: str | None = None
+    params: dict[str, Any] | QueryDict, user: User, *, default_state: str | None = None
 ) -> QuerySet[DeadLetter]:
     """The visible entries matching list parameters; a bad value is a 400 API.VALIDATION_ERROR."""
     data = QueryDict(mutable=True)
@@ -68,7 +69,7 @@ class DeadLetterListApi(APIView):
 
     filterset_class = DeadLetterFilter
 
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         entries = DjangoFilterBackend().filter_queryset(
             request, selectors.dead_letter_list(user=request.user), self
         )
@@ -80,14 +81,14 @@ class DeadLetterListApi(APIView):
 
 
 class DeadLetterDetailApi(APIView):
-    def get(self, request: Request, dead_letter_id: int) -> Response:
+    def get(self, request: AuthenticatedRequest, dead_letter_id: int) -> Response:
         return Response(_detail(request, dead_letter_id))
 
 
 class DeadLetterRetryApi(APIView):
     """Send the job back to the queue, optionally with a new max_retries, input or from_step."""
 
-    def post(self, request: Request, dead_letter_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, dead_letter_id: int) -> Response:
         dead = selectors.dead_letter_get_visible(dead_letter_id=dead_letter_id, user=request.user)
         payload = RetryInput(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -101,7 +102,7 @@ class DeadLetterRetryApi(APIView):
 
 
 class DeadLetterDismissApi(APIView):
-    def post(self, request: Request, dead_letter_id: int) -> Response:
+    def post(self, request: AuthenticatedRequest, dead_letter_id: int) -> Response:
         dead = selectors.dead_letter_get_visible(dead_letter_id=dead_letter_id, user=request.user)
         payload = DismissInput(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -111,7 +112,7 @@ class DeadLetterDismissApi(APIView):
         return Response(_detail(request, dead.id))
 
 
-def _bulk_selection(request: Request) -> tuple[QuerySet[DeadLetter], str]:
+def _bulk_selection(request: AuthenticatedRequest) -> tuple[QuerySet[DeadLetter], str]:
     payload = BulkInput(data=request.data)
     payload.is_valid(raise_exception=True)
     data = payload.validated_data
@@ -128,7 +129,7 @@ def _bulk_selection(request: Request) -> tuple[QuerySet[DeadLetter], str]:
 class DeadLetterBulkRetryApi(APIView):
     """Retry many entries, by ids, group or filter, in batches; answers with counts."""
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         selection, note = _bulk_selection(request)
         outcome = services.dead_letter_retry_bulk(
             selection=selection, actor=request.user, note=note
@@ -141,7 +142,7 @@ class DeadLetterBulkRetryApi(APIView):
 class DeadLetterBulkDismissApi(APIView):
     """Dismiss many open entries, by ids, group or filter; answers with counts."""
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         selection, note = _bulk_selection(request)
         outcome = services.dead_letter_dismiss_bulk(
             selection=selection, actor=request.user, note=note
@@ -156,7 +157,7 @@ class DeadLetterGroupsApi(APIView):
 
     MAX_LIMIT = 1000
 
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         params = request.query_params.copy()
         limit = _limit(params.pop("limit", ["100"])[-1], self.MAX_LIMIT)
         entries = _filtered(params, request.user, default_state=OPEN)
@@ -179,6 +180,6 @@ def _limit(raw: str, maximum: int) -> int:
 class DeadLetterStatsApi(APIView):
     """Open dead letters by reason and by queue (the caller's jobs; staff: all)."""
 
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         entries = selectors.dead_letter_list(user=request.user)
         return Response(selectors.dead_letter_stats(entries=entries))

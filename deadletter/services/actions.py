@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -59,7 +59,7 @@ class BulkOutcome:
 def dead_letter_retry(
     *,
     dead_letter_id: int,
-    actor: AbstractBaseUser,
+    actor: User,
     note: str = "",
     overrides: RetryOverrides | None = None,
 ) -> None:
@@ -140,7 +140,7 @@ def _not_retryable(dead_letter_id: int) -> Exception:
 def dead_letter_retry_bulk(
     *,
     selection: QuerySet[DeadLetter],
-    actor: AbstractBaseUser,
+    actor: User,
     note: str = "",
     batch_size: int = BULK_BATCH,
 ) -> BulkOutcome:
@@ -166,7 +166,7 @@ def dead_letter_retry_bulk(
     return _in_batches(selection, batch_size, retry)
 
 
-def dead_letter_dismiss(*, dead_letter_id: int, actor: AbstractBaseUser, note: str = "") -> None:
+def dead_letter_dismiss(*, dead_letter_id: int, actor: User, note: str = "") -> None:
     """OPEN -> DISMISSED: the job stays FAILED. Raises Conflict if the entry is not open."""
     now = timezone.now()
     with transaction.atomic():
@@ -191,7 +191,7 @@ def dead_letter_dismiss(*, dead_letter_id: int, actor: AbstractBaseUser, note: s
 def dead_letter_dismiss_bulk(
     *,
     selection: QuerySet[DeadLetter],
-    actor: AbstractBaseUser,
+    actor: User,
     note: str = "",
     batch_size: int = BULK_BATCH,
 ) -> BulkOutcome:
@@ -250,7 +250,7 @@ def _lock_batch(
 def _audit(
     dead_letter_id: int,
     kind: str,
-    actor: AbstractBaseUser,
+    actor: User,
     note: str,
     details: dict[str, Any],
     at: datetime,
@@ -261,7 +261,7 @@ def _audit(
 def _audit_many(
     ids: list[int],
     kind: str,
-    actor: AbstractBaseUser,
+    actor: User,
     note: str,
     details: dict[str, Any],
     at: datetime,

@@ -174,7 +174,8 @@ def job_to_retrying(
     cursor.execute(
         _RETRY_SQL, {"retry_at": retry_at, "error": last_error, "job": job_id, "attempt": attempt}
     )
-    return cursor.rowcount == 1
+    updated: int = cursor.rowcount
+    return updated == 1
 
 
 def job_to_failed(
@@ -183,4 +184,5 @@ def job_to_failed(
     """RUNNING (under ``attempt``) -> FAILED. False if it moved on. The caller dead-letters it."""
     last_error = json.dumps(error.for_attempt(attempt).as_dict())
     cursor.execute(_FAIL_SQL, {"error": last_error, "job": job_id, "attempt": attempt})
-    return cursor.rowcount == 1
+    updated: int = cursor.rowcount
+    return updated == 1
