@@ -103,7 +103,7 @@ def await_succeeded(stack: Stack, count: int, timeout: float = 1800, poll: float
         time.sleep(poll)
 
 
-def platform_throughput(stack: Stack, count: int) -> dict[str, float]:
+def platform_throughput(stack: Stack, count: int) -> dict[str, Any]:
     stack.reset()
     stack.start_dispatcher()
     stack.start_worker()
@@ -125,7 +125,7 @@ def platform_throughput(stack: Stack, count: int) -> dict[str, float]:
             "runq_wait_ms_per_job": waited, "runq_wait_split": waits}  # fmt: skip
 
 
-def baseline_throughput(stack: Stack, count: int) -> dict[str, float]:
+def baseline_throughput(stack: Stack, count: int) -> dict[str, Any]:
     stack.reset()
     stack.start_baseline_worker()
     noop = baseline_app.tasks["baseline.noop"]
@@ -236,7 +236,7 @@ def latency(stack: Stack, count: int) -> dict[str, float]:
     stack.reset()
     stack.start_dispatcher()
     stack.start_worker()
-    lags = []
+    lags: list[float] = []
     try:
         for _ in range(count):
             job = stack.http.post("/api/v1/jobs/", json={"name": "lat", "steps": NOOP}).json()

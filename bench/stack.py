@@ -55,11 +55,15 @@ class Stack:
         subprocess.run([str(REPO / "scripts/services.sh"), "start"], env=self.env, check=True)
         self.manage("migrate", "--noinput", "-v0")
         out = self.manage("issue_token", "bench", "--staff")
-        self.token = re.search(r"API token: (\w+)", out).group(1)  # type: ignore[union-attr]
+        token = re.search(r"API token: (\w+)", out)
+        assert token is not None, out
+        self.token = token.group(1)
         self.db = psycopg.connect(self.env["DATABASE_URL"], autocommit=True)
         self.redis = redis.Redis.from_url(self.env["REDIS_URL"])
         self.baseline_redis = redis.Redis.from_url(self.env["BASELINE_BROKER_URL"])
-        baseline_app.conf.broker_url = self.env["BASELINE_BROKER_URL"]  # this process publishes
+        # this process publishes. Item, not attribute: celery-types makes conf.broker_url a
+        # read-only property; Settings.__setattr__ stores the same key.
+        baseline_app.conf["broker_url"] = self.env["BASELINE_BROKER_URL"]
         self.http = httpx.Client(
             base_url=f"http://127.0.0.1:{WEB_PORT}",
             headers={"Authorization": f"Token {self.token}"},

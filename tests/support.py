@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -52,7 +52,12 @@ def await_finished(api: Any, job_id: str, timeout: float = 30.0) -> dict[str, An
     )
 
 
-def wait_for(condition: Callable[[], T], *, timeout: float = 30.0, what: str = "condition") -> T:
+def wait_for(
+    condition: Callable[[], T | Literal[False] | None],
+    *,
+    timeout: float = 30.0,
+    what: str = "condition",
+) -> T:
     """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:

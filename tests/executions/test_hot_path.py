@@ -20,7 +20,7 @@ TWO_STEPS = [
 
 
 def run_queued_job(user) -> Job:
-    job = JobFactory(owner=user, steps=TWO_STEPS, status=Job.Status.QUEUED)
+    job = JobFactory.create(owner=user, steps=TWO_STEPS, status=Job.Status.QUEUED)
     outcome = execution_run(job_id=job.id, attempt=1, delivery_id="d", worker="w")
     assert outcome.status == Execution.Status.SUCCEEDED
     job.refresh_from_db()

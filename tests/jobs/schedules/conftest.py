@@ -26,5 +26,7 @@ def make_schedule(owner: Any, *, now: datetime, **fields: Any) -> Schedule:
     return schedule_create(owner=owner, spec=ScheduleSpec(**fields), now=now)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)

@@ -19,8 +19,10 @@ from jobs.schedules.cron import Ticks, parse_cron, zone
 from jobs.schedules.selectors import schedule_next_fire_times
 
 
-def fires(expression: str, tz: str, start: datetime, end: datetime) -> list[tuple[str, str]]:
-    """(UTC instant, local time with offset) of each firing in [start, end)."""
+def fires(
+    expression: str, tz: str, start: datetime, end: datetime
+) -> list[tuple[str, str, str | None]]:
+    """(UTC instant, local time with offset, DST transition) of each firing in [start, end)."""
     ticks = Ticks(parse_cron(expression), zone(tz))
     found = []
     tick = ticks.at_or_after(start)
@@ -32,8 +34,10 @@ def fires(expression: str, tz: str, start: datetime, end: datetime) -> list[tupl
     return found
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 # --- Europe/Berlin: spring forward 2026-03-29 02:00 -> 03:00, fall back 2026-10-25 03:00 -> 02:00

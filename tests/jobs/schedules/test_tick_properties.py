@@ -55,7 +55,9 @@ def expressions(draw: st.DrawFn) -> str:
 
 
 def _offset(tz, instant: datetime) -> timedelta:
-    return instant.astimezone(tz).utcoffset()
+    offset = instant.astimezone(tz).utcoffset()
+    assert offset is not None  # an aware datetime has one
+    return offset
 
 
 def _transitions(tz, start: datetime, end: datetime) -> list[tuple[datetime, timedelta, timedelta]]:

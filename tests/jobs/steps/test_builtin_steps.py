@@ -19,6 +19,7 @@ def ctx(attempt: int = 1, timeout: float = 30) -> StepContext:
 
 def run(name: str, params: dict, context: StepContext | None = None):
     step = get_step(name)
+    assert step is not None
     assert step.validation_errors(params) == []
     return step.run(params, context or ctx())
 
