@@ -2,8 +2,9 @@
 #
 #   make run      virtualenv + PostgreSQL/Redis, migrate, demo operator, then every process
 #                 (web, dispatcher, worker, beat, flower) under honcho. Ctrl-C stops them all.
-#   make test     ruff check, ruff format --check, mkdocs build --strict (the docs site, built into
-#                 $(RUN_DIR)/site), pytest (PYTEST_ARGS="-k foo -x" passes through)
+#   make test     ruff check, ruff format --check, mypy (pyproject.toml: strict on the four apps),
+#                 mkdocs build --strict (the docs site, built into $(RUN_DIR)/site), pytest
+#                 (PYTEST_ARGS="-k foo -x" passes through)
 #   make lint     ruff check + ruff format --check;   make fmt   reformat and autofix
 #   make services start PostgreSQL and Redis (scripts/services.sh);  make stop   stop them
 #   make bench    benchmarks side by side with bare Celery (see docs/performance.md)
@@ -84,6 +85,10 @@ test: venv services
 	ruff check . || status=1
 	echo "== ruff format --check"
 	ruff format --check . || status=1
+	# Type checking (pyproject.toml [tool.mypy]). django-stubs loads the settings, hence after
+	# scripts/env.sh; the cache is .mypy_cache (a cached run takes seconds).
+	echo "== mypy"
+	mypy || status=1
 	# The docs site (mkdocs.yml): --strict fails on a broken link or anchor, or a page left out of
 	# the nav. No network needed. NO_MKDOCS_2_WARNING silences Material's end-of-life banner. Not
 	# -q: it hides the warnings that --strict counts, and a broken link would pass.
@@ -114,5 +119,5 @@ fmt: venv
 
 clean:
 	scripts/services.sh stop
-	rm -rf .run staticfiles .pytest_cache .ruff_cache
+	rm -rf .run staticfiles .pytest_cache .ruff_cache .mypy_cache
 	if [ "$(RUN_DIR)" != "$(CURDIR)/.run" ]; then echo "left RUN_DIR=$(RUN_DIR) in place"; fi
