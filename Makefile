@@ -39,7 +39,7 @@ help:
 venv: $(STAMP)
 
 # Reinstalls only when a requirements file is newer than the stamp.
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt client/pyproject.toml
 	@if [ ! -x "$(VENV_BIN)/python" ]; then
 	  echo "creating virtualenv $(VENV)"
 	  $(PYTHON) -m venv "$(VENV)"

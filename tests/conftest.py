@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from jobplatform.celery import app as celery_app
 from tests.factories import UserFactory
-from tests.support import HttpTarget, wait_for
+from tests.support import HttpTarget, free_port, port_answers, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -121,3 +121,31 @@ def platform(
     finally:
         _stop(dispatcher)
         _stop(worker)
+
+
+@pytest.fixture(scope="session")
+def live_api(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The root URL of the web process as deployed (gunicorn with gunicorn.conf.py: gthread, one
+    process, four threads) serving the test database on a free port of 127.0.0.1. Tests that
+    use it need ``django_db(transaction=True)``: the server sees only committed data."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("live-api") / "gunicorn.log"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url(),
+        "WEB_CONCURRENCY": "1",
+        "WEB_THREADS": "4",
+    }
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "jobplatform.wsgi:application",
+             "--bind", f"127.0.0.1:{port}"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: server.poll() is not None or port_answers(port), what="gunicorn")
+        assert server.poll() is None, log.read_text()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(server)
