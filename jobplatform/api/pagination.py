@@ -8,9 +8,14 @@ from jobplatform.errors import InvalidInput
 
 
 class CreatedCursorPagination(CursorPagination):
-    """Newest first; stable under inserts (a cursor, not an offset). ``?page_size=`` up to 500."""
+    """Newest first; stable under inserts (a cursor, not an offset). ``?page_size=`` up to 500.
 
-    ordering: tuple[str, ...] = ("-created_at",)
+    The cursor holds the last ``created_at`` and how many rows of that instant were served. Rows
+    that share an instant (two inserts in one microsecond) must come in the same order on every
+    page, or one of them is served twice and another never: the id orders them.
+    """
+
+    ordering: tuple[str, ...] = ("-created_at", "-id")
     page_size_query_param = "page_size"
     max_page_size = 500
 

@@ -68,6 +68,19 @@ def test_cursor_pagination_walks_every_job_once_newest_first(api, user):
     assert seen == [str(job.id) for job in jobs]
 
 
+def test_cursor_pagination_serves_jobs_created_in_the_same_instant_once_each(api, user):
+    # Without a tiebreaker, PostgreSQL is free to order rows of one created_at differently for
+    # each page's query: with 40 such jobs one came twice and another never.
+    jobs = JobFactory.create_batch(40, owner=user)
+    Job.objects.filter(id__in=[j.id for j in jobs]).update(created_at=timezone.now())
+    seen, url = [], "/api/v1/jobs/?page_size=3"
+    while url:
+        page = api.get(url).json()
+        seen += [job["id"] for job in page["results"]]
+        url = page["next"]
+    assert sorted(seen) == sorted(str(job.id) for job in jobs)
+
+
 def test_an_invalid_cursor_is_a_400(api):
     response = api.get("/api/v1/jobs/?cursor=garbage")
     assert response.status_code == 400
