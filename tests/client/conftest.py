@@ -178,7 +178,9 @@ class FlakyProxy:
         self, request: BaseHTTPRequestHandler, body: bytes | None
     ) -> tuple[int, dict[str, str], bytes]:
         target = urlsplit(self.upstream)
-        connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+        connection = http.client.HTTPConnection(
+            target.hostname or "127.0.0.1", target.port, timeout=30
+        )
         skip = {"host", "connection", "content-length"}
         headers = {k: v for k, v in request.headers.items() if k.lower() not in skip}
         connection.request(request.command, request.path, body=body, headers=headers)
