@@ -34,7 +34,8 @@ FAST_RETRIES = {"retry_backoff": 0.05, "retry_backoff_max": 0.2}
 @pytest.fixture
 def token(transactional_db: Any) -> str:
     """A new user's API token (the test's data is committed, so gunicorn sees it)."""
-    return Token.objects.create(user=UserFactory()).key
+    user: Any = UserFactory()
+    return Token.objects.create(user=user).key
 
 
 @pytest.fixture
