@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.client.conftest import FAST_RETRIES, write
+from tests.client.conftest import FAST_RETRIES, Cli, write
 from tests.support import free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -134,6 +134,11 @@ def test_errors_exit_2_with_the_api_error_and_5_when_the_api_cannot_be_reached(c
     assert usage.code == 2 and "a job needs a name and steps" in usage.err
     bad_flag = cli("list", "--no-such-flag")
     assert bad_flag.code == 2 and "unrecognized arguments" in bad_flag.err
+
+    anonymous = Cli(url=cli.url, token="")("list")
+    assert anonymous.code == 2
+    assert anonymous.err.startswith("jobplatform: AUTH.NOT_AUTHENTICATED (401)")
+    assert "set JOBPLATFORM_TOKEN" in anonymous.err
 
     unreachable = cli.process("get", missing, url=f"http://127.0.0.1:{free_port()}")
     assert unreachable.code == 5 and "cannot reach the API" in unreachable.err

@@ -1015,5 +1015,7 @@ def _print_api_error(out: Output, exc: ApiError) -> None:
     print(f"jobplatform: {exc.code} ({exc.status}): {exc.message}", file=out.err)
     if exc.details:
         print(f"  details: {_compact(exc.details)}", file=out.err)
+    if exc.status == 401:
+        print("  set JOBPLATFORM_TOKEN (or JOBPLATFORM_API_KEY), or use --token", file=out.err)
     if exc.retry_after is not None:
         print(f"  retry after {exc.retry_after:g}s", file=out.err)
