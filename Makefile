@@ -2,7 +2,7 @@
 #
 #   make run      virtualenv + PostgreSQL/Redis, migrate, demo operator, then every process
 #                 (web, dispatcher, worker, beat, flower) under honcho. Ctrl-C stops them all.
-#   make test     ruff check, ruff format --check, mypy (pyproject.toml: strict on the four apps),
+#   make test     ruff check, ruff format --check, mypy (pyproject.toml: strict on the apps and client/),
 #                 mkdocs build --strict (the docs site, built into $(RUN_DIR)/site), pytest
 #                 (PYTEST_ARGS="-k foo -x" passes through)
 #   make lint     ruff check + ruff format --check;   make fmt   reformat and autofix
