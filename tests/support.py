@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 T = TypeVar("T")
 
@@ -93,6 +94,11 @@ class HttpTarget:
     - ``/status/<code>/<key>``: answers ``code``
     - ``/flaky/<k>/<key>``: 503 for the first ``k`` hits, then 200
     - ``/block/<key>``: holds the request until :meth:`release` (or 30 s), then 200
+    - ``/redirect/<n>/<key>``: 302 to ``/redirect/<n-1>/<key>`` while n > 0, then 200
+    - ``/redirect-to/<key>?location=<url>``: 302 to ``url``
+    - ``/big/<n>/<key>``: 200 with ``n`` bytes of text (``/big-unsized/...``: no Content-Length,
+      the body ends when the connection closes)
+    - ``/json-nul/<key>``: 200 with JSON holding a NUL character (``"\\u0000"``)
     Every request is counted per path; the last request's headers are kept per path.
     """
 
@@ -140,20 +146,34 @@ class HttpTarget:
             self.headers[path] = dict(request.headers.items())
             if body:
                 self.bodies.setdefault(path, []).append(json.loads(body))
-        parts = path.strip("/").split("/")
+        parts = urlsplit(path).path.strip("/").split("/")
         status = 200
-        if parts[0] == "status":
+        content_type, answer = "application/json", json.dumps({"key": parts[-1], "hits": hits})
+        headers: dict[str, str] = {}
+        if parts[0] == "redirect" and int(parts[1]) > 0:
+            status, headers["Location"] = 302, f"/redirect/{int(parts[1]) - 1}/{parts[-1]}"
+        elif parts[0] == "redirect-to":
+            status = 302
+            headers["Location"] = parse_qs(urlsplit(path).query)["location"][0]
+        elif parts[0] in ("big", "big-unsized"):
+            content_type, answer = "text/plain", "x" * int(parts[1])
+        elif parts[0] == "json-nul":
+            answer = json.dumps({"key": parts[-1], "text": "a\u0000b"})
+        elif parts[0] == "status":
             status = int(parts[1])
         elif parts[0] == "flaky" and hits <= int(parts[1]):
             status = 503
         elif parts[0] == "block":
             self.gate(parts[-1]).wait(timeout=30)
-        answer = json.dumps({"key": parts[-1], "hits": hits}).encode()
+        raw = answer.encode()
         request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(answer)))
+        request.send_header("Content-Type", content_type)
+        for name, value in headers.items():
+            request.send_header(name, value)
+        if parts[0] != "big-unsized":
+            request.send_header("Content-Length", str(len(raw)))
         request.end_headers()
-        request.wfile.write(answer)
+        request.wfile.write(raw)
 
     def close(self) -> None:
         for gate in self._gates.values():

@@ -1,0 +1,239 @@
+"""The http step cannot be turned inward: refused addresses, the allowlist, one DNS lookup per hop
+and a connection to the checked address, redirects re-checked, response bodies capped.
+
+Requests only ever reach the local HttpTarget on 127.0.0.1: a refused address is refused before
+any connection, and names are answered by replacing the step's resolver (DNS is outside the
+house), never by the network.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import uuid
+from urllib.parse import quote
+
+import httpcore
+import pytest
+from django.test import override_settings
+
+from jobs.steps import PermanentStepError, StepContext, TransientStepError, get_step
+from jobs.steps import http as http_module
+from jobs.steps.http import AddressPolicy, non_public_reason, redact_url
+
+LOCAL = ipaddress.ip_address("127.0.0.1")
+
+
+def ctx() -> StepContext:
+    return StepContext(
+        job_id=uuid.uuid4(), attempt=1, step_index=0, input={}, outputs=(), timeout=30
+    )
+
+
+def run(params: dict) -> dict:
+    step = get_step("http")
+    assert step.validation_errors(params) == []
+    return step.run(params, ctx())
+
+
+@pytest.fixture
+def dns(monkeypatch):
+    """The step's resolver, answering from a table; records every lookup."""
+    answers: dict[str, list] = {}
+    lookups: list[str] = []
+
+    def resolve(host: str, port: int) -> list:
+        lookups.append(host)
+        if host not in answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        answer = answers[host]
+        return answer.pop(0) if answer and isinstance(answer[0], list) else answer
+
+    monkeypatch.setattr(http_module, "resolve", resolve)
+    return answers, lookups
+
+
+def port_of(http_target) -> int:
+    return int(http_target.url.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("fd00::1", "private"),
+        ("169.254.169.254", "link-local"),  # the cloud metadata service
+        ("fe80::1", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("240.0.0.1", "reserved"),
+        ("100.64.0.1", "not global"),  # carrier-grade NAT
+        ("::ffff:127.0.0.1", "IPv4-mapped loopback"),
+        ("::ffff:169.254.169.254", "IPv4-mapped link-local"),
+        ("8.8.8.8", None),
+        ("2606:4700:4700::1111", None),
+        ("::ffff:8.8.8.8", None),
+    ],
+)
+def test_addresses_are_classified(address, reason):
+    assert non_public_reason(ipaddress.ip_address(address)) == reason
+
+
+@override_settings(JOBPLATFORM_HTTP_ALLOW=[], JOBPLATFORM_HTTP_ALLOW_PRIVATE=False)
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "localhost",
+        "10.1.2.3",
+        "169.254.169.254",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "224.0.0.1",
+        "0.0.0.0",
+        "[fe80::1]",
+    ],
+)
+def test_non_public_addresses_are_refused_by_default(host):
+    with pytest.raises(PermanentStepError) as raised:
+        run({"url": f"http://{host}:9/"})
+    assert raised.value.code == "STEP.HTTP_ADDRESS_REFUSED"
+
+
+def test_the_allowlist_opens_a_network_or_a_host():
+    policy = AddressPolicy.parse(["10.0.0.0/8", "192.168.1.7", "internal.example"])
+    assert policy.refusal("a", ipaddress.ip_address("10.9.8.7")) is None
+    assert policy.refusal("a", ipaddress.ip_address("::ffff:10.9.8.7")) is None
+    assert policy.refusal("a", ipaddress.ip_address("192.168.1.7")) is None
+    assert policy.refusal("a", ipaddress.ip_address("192.168.1.8")) == "private"
+    assert policy.refusal("Internal.Example.", ipaddress.ip_address("172.16.0.1")) is None
+    assert policy.refusal("other.example", ipaddress.ip_address("172.16.0.1")) == "private"
+    assert AddressPolicy.parse([], allow_all=True).refusal("a", LOCAL) is None
+
+
+def test_an_allowlisted_address_is_reached(http_target):
+    with override_settings(JOBPLATFORM_HTTP_ALLOW=["127.0.0.0/8"]):
+        assert run({"url": f"{http_target.url}/ok/allow-net"})["status"] == 200
+    with override_settings(JOBPLATFORM_HTTP_ALLOW=["10.0.0.0/8"]):
+        with pytest.raises(PermanentStepError) as raised:
+            run({"url": f"{http_target.url}/ok/allow-other"})
+        assert raised.value.code == "STEP.HTTP_ADDRESS_REFUSED"
+    with override_settings(JOBPLATFORM_HTTP_ALLOW=[], JOBPLATFORM_HTTP_ALLOW_PRIVATE=True):
+        assert run({"url": f"{http_target.url}/ok/allow-all"})["status"] == 200
+
+
+def test_an_allowlisted_name_is_reached_under_its_name(http_target, dns):
+    answers, _ = dns
+    answers["internal.example"] = [LOCAL]
+    url = f"http://internal.example:{port_of(http_target)}/ok/allow-name"
+    with override_settings(JOBPLATFORM_HTTP_ALLOW=["internal.example"]):
+        assert run({"url": url})["body"] == {"key": "allow-name", "hits": 1}
+    host = http_target.headers["/ok/allow-name"]["Host"]
+    assert host == f"internal.example:{port_of(http_target)}"
+
+
+def test_dns_rebinding_changes_nothing_the_name_is_resolved_once(http_target, dns):
+    """The first answer passes the check; a second lookup would say the metadata service. There is
+    no second lookup: the connection goes to the checked address, with the name in Host."""
+    answers, lookups = dns
+    answers["rebind.example"] = [[LOCAL], [ipaddress.ip_address("169.254.169.254")]]
+    url = f"http://rebind.example:{port_of(http_target)}/ok/rebind"
+    assert run({"url": url})["body"] == {"key": "rebind", "hits": 1}
+    assert lookups == ["rebind.example"]
+    assert http_target.headers["/ok/rebind"]["Host"] == f"rebind.example:{port_of(http_target)}"
+
+
+def test_a_name_with_one_refused_address_is_refused(dns):
+    answers, _ = dns
+    answers["mixed.example"] = [ipaddress.ip_address("8.8.8.8"), LOCAL]
+    with override_settings(JOBPLATFORM_HTTP_ALLOW=[]), pytest.raises(PermanentStepError) as raised:
+        run({"url": "http://mixed.example/"})
+    assert raised.value.code == "STEP.HTTP_ADDRESS_REFUSED"
+    assert "127.0.0.1 (loopback)" in str(raised.value)
+
+
+def test_a_dns_failure_is_transient(dns):
+    _, lookups = dns  # "nowhere.example" is not in the table: the resolver says so
+    with pytest.raises(TransientStepError) as raised:
+        run({"url": "http://nowhere.example/"})
+    assert raised.value.code == "STEP.HTTP_DNS"
+    assert lookups == ["nowhere.example"]
+
+
+def test_the_connection_backend_connects_only_to_a_pinned_host():
+    with pytest.raises(httpcore.ConnectError):
+        http_module.BACKEND.connect_tcp("unchecked.example", 80)
+
+
+def test_redirects_are_followed_and_bounded(http_target):
+    output = run({"url": f"{http_target.url}/redirect/2/hops"})
+    assert output["body"] == {"key": "hops", "hits": 1}
+    assert http_target.count("/redirect/2/hops") == 1
+    with (
+        override_settings(JOBPLATFORM_HTTP_MAX_REDIRECTS=1),
+        pytest.raises(PermanentStepError) as raised,
+    ):
+        run({"url": f"{http_target.url}/redirect/3/too-many"})
+    assert raised.value.code == "STEP.HTTP_TOO_MANY_REDIRECTS"
+
+
+def test_every_redirect_hop_is_checked(http_target):
+    location = quote("http://169.254.169.254/latest/meta-data/", safe="")
+    with pytest.raises(PermanentStepError) as raised:
+        run({"url": f"{http_target.url}/redirect-to/meta?location={location}"})
+    assert raised.value.code == "STEP.HTTP_ADDRESS_REFUSED"
+    assert "169.254.169.254 (link-local)" in str(raised.value)
+
+
+def test_the_callers_headers_do_not_follow_a_redirect_to_another_origin(http_target, dns):
+    answers, _ = dns
+    answers["elsewhere.example"] = [LOCAL]
+    location = quote(f"http://elsewhere.example:{port_of(http_target)}/ok/cross", safe="")
+    run(
+        {
+            "url": f"{http_target.url}/redirect-to/cross?location={location}",
+            "headers": {"X-Api-Key": "s3cret"},
+        }
+    )
+    first = http_target.headers[f"/redirect-to/cross?location={location}"]
+    assert first["X-Api-Key"] == "s3cret"
+    second = http_target.headers["/ok/cross"]
+    assert "X-Api-Key" not in second
+    assert second["Idempotency-Key"] == first["Idempotency-Key"]
+
+
+@override_settings(JOBPLATFORM_HTTP_MAX_RESPONSE_BYTES=1000)
+@pytest.mark.parametrize("path", ["big", "big-unsized"])
+def test_a_response_body_beyond_the_limit_is_refused(http_target, path):
+    assert run({"url": f"{http_target.url}/{path}/1000/fits"})["body"] == "x" * 1000
+    with pytest.raises(PermanentStepError) as raised:
+        run({"url": f"{http_target.url}/{path}/5000/too-big"})
+    assert raised.value.code == "STEP.HTTP_RESPONSE_TOO_LARGE"
+
+
+def test_a_json_answer_postgresql_cannot_store_is_kept_as_clean_text(http_target):
+    body = run({"url": f"{http_target.url}/json-nul/nul"})["body"]
+    assert isinstance(body, str)
+    assert "\x00" not in body
+    assert '"key": "nul"' in body
+
+
+def test_urls_in_messages_lose_their_credentials():
+    assert (
+        redact_url("https://user:pw@api.example/x?token=abc&q=1&api_key=k")
+        == "https://api.example/x?token=redacted&q=1&api_key=redacted"
+    )
+
+
+def test_a_failure_message_carries_no_credentials(http_target):
+    url = http_target.url.replace("http://", "http://user:hunter2@") + "/status/404/cred?token=t0k"
+    with pytest.raises(PermanentStepError) as raised:
+        run({"url": url})
+    assert "hunter2" not in str(raised.value)
+    assert "t0k" not in str(raised.value)
