@@ -34,3 +34,9 @@ class Conflict(DomainError):
     """The object is not in a state that allows the action."""
 
     http_status = 409
+
+
+class PayloadTooLarge(DomainError):
+    """The request is larger than the platform accepts."""
+
+    http_status = 413

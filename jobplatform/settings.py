@@ -7,6 +7,8 @@ from pathlib import Path
 import django_stubs_ext
 import environ
 
+from jobplatform.secrets import env_secret, url_with_password
+
 # ModelAdmin and other Django generics become subscriptable (admin.ModelAdmin[Job]) for mypy's
 # django-stubs; nothing else changes.
 django_stubs_ext.monkeypatch(include_builtins=False)
@@ -15,7 +17,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 
-SECRET_KEY = env("DJANGO_SECRET_KEY")  # required: no default, never a literal
+# Secrets (docs/security.md#secrets): each from NAME or from the file named by NAME_FILE (Docker
+# secrets), never a literal.
+SECRET_KEY = env_secret("DJANGO_SECRET_KEY")  # required: no default
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 
@@ -38,6 +42,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before anything reads a cookie, a header or the query string (docs/security.md).
+    "jobplatform.middleware.RejectUnstorableInput",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -65,7 +71,10 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db("DATABASE_URL")}
+DATABASES = {"default": env.db_url_config(env_secret("DATABASE_URL"))}
+# The password may live in its own secret instead of the URL (then no escaping is needed).
+if _database_password := env_secret("DATABASE_PASSWORD", default=""):
+    DATABASES["default"]["PASSWORD"] = _database_password
 # Persistent connections for web processes; workers keep theirs via CELERY_DB_REUSE_MAX below.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -100,12 +109,45 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # The one parser: size, depth, number and character limits (jobplatform/api/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["jobplatform.api.parsers.LimitedJSONParser"],
     "EXCEPTION_HANDLER": "jobplatform.api.exceptions.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "jobplatform.api.pagination.CreatedCursorPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
 }
+
+# --- Request limits (docs/security.md#input-limits) ----------------------------------------------
+# The largest request body, in bytes: the API's JSON parser answers 413 API.BODY_TOO_LARGE beyond
+# it, and Django applies it to form posts (the admin). One number, one place.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("JOBPLATFORM_MAX_REQUEST_BYTES", default=5 * 1024 * 1024)
+# How deep arrays and objects may nest in a JSON body (400 API.JSON_TOO_DEEP beyond).
+JOBPLATFORM_MAX_JSON_DEPTH = env.int("JOBPLATFORM_MAX_JSON_DEPTH", default=64)
+
+# --- HTTPS (docs/security.md#production-settings) ------------------------------------------------
+# DJANGO_SECURE=1 when the site is served over HTTPS (directly or behind a TLS proxy): secure
+# cookies, HSTS and a redirect from http. `manage.py check --deploy` is then clean
+# (tests/jobplatform/test_production_settings.py).
+SECURE = env.bool("DJANGO_SECURE", default=False)
+SESSION_COOKIE_SECURE = SECURE
+CSRF_COOKIE_SECURE = SECURE
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=SECURE)
+# The health check of a load balancer or of compose speaks plain http from inside.
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/$"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000 if SECURE else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=SECURE)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+# Preloading is a promise about the whole domain made by its owner, not by this application, so it
+# is off unless asked; check --deploy's reminder about it (security.W021) is silenced meanwhile.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients).
+if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 
 LOGGING = {
     "version": 1,
@@ -126,7 +168,9 @@ JOBPLATFORM_QUEUES = env.list("JOBPLATFORM_QUEUES", default=["default"])
 JOBPLATFORM_MAX_JOB_TIMEOUT = env.int("JOBPLATFORM_MAX_JOB_TIMEOUT", default=3600)
 JOBPLATFORM_MAX_RETRY_BACKOFF = env.int("JOBPLATFORM_MAX_RETRY_BACKOFF", default=3600)
 
-CELERY_BROKER_URL = env("REDIS_URL")
+# The Redis password may live in its own secret instead of the URL.
+REDIS_URL = url_with_password(env_secret("REDIS_URL"), env_secret("REDIS_PASSWORD", default=""))
+CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_DEFAULT_QUEUE = JOBPLATFORM_QUEUES[0]
 # A message is acknowledged only after the task returns, and handed back if the worker process dies,
 # so a crash never loses a job; duplicate deliveries are made harmless by the claim (DESIGN §2).
@@ -161,7 +205,17 @@ CELERY_TIMEZONE = "UTC"
 
 # --- jobplatform -------------------------------------------------------------------------------
 JOBPLATFORM_STEP_MODULES = env.list("JOBPLATFORM_STEP_MODULES", default=[])
+# The http step (docs/security.md#the-http-step) reaches public addresses only, plus these: IP
+# addresses or CIDR networks (10.1.0.0/16, fd00::/8) and host names (exact) whose addresses may
+# be non-public. JOBPLATFORM_HTTP_ALLOW_PRIVATE=1 allows every address (deprecated: prefer a list).
+JOBPLATFORM_HTTP_ALLOW = env.list("JOBPLATFORM_HTTP_ALLOW", default=[])
 JOBPLATFORM_HTTP_ALLOW_PRIVATE = env.bool("JOBPLATFORM_HTTP_ALLOW_PRIVATE", default=False)
+# Redirects the http step follows (each hop checked as the first request); 0 follows none.
+JOBPLATFORM_HTTP_MAX_REDIRECTS = env.int("JOBPLATFORM_HTTP_MAX_REDIRECTS", default=5)
+# The largest response body the http step reads, in bytes after decompression.
+JOBPLATFORM_HTTP_MAX_RESPONSE_BYTES = env.int(
+    "JOBPLATFORM_HTTP_MAX_RESPONSE_BYTES", default=1024 * 1024
+)
 JOBPLATFORM_MAX_STEPS = env.int("JOBPLATFORM_MAX_STEPS", default=50)
 JOBPLATFORM_MAX_INPUT_BYTES = env.int("JOBPLATFORM_MAX_INPUT_BYTES", default=65536)
 JOBPLATFORM_MAX_RETRIES = env.int("JOBPLATFORM_MAX_RETRIES", default=25)
@@ -191,4 +245,6 @@ JOBPLATFORM_DEADLETTER_RETENTION_DAYS = env.int("JOBPLATFORM_DEADLETTER_RETENTIO
 # When set, every new dead letter is POSTed there as JSON, signed with HMAC-SHA256 of the raw body
 # under the secret (header X-Jobplatform-Signature: sha256=<hex>). The secret is then required.
 JOBPLATFORM_DEADLETTER_WEBHOOK_URL = env("JOBPLATFORM_DEADLETTER_WEBHOOK_URL", default="")
-JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET = env("JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET", default="")
+JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET = env_secret(
+    "JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET", default=""
+)

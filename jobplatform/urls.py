@@ -13,5 +13,6 @@ urlpatterns = [
     path("api/v1/", include("deadletter.api.urls")),
 ]
 
+handler400 = "jobplatform.api.exceptions.bad_request"
 handler404 = "jobplatform.api.exceptions.not_found"
 handler500 = "jobplatform.api.exceptions.server_error"

@@ -9,12 +9,12 @@ from jobplatform.settings import env
 
 JOBPLATFORM_STEP_MODULES = ["tests.custom_steps"]
 # The tests' HTTP server listens on 127.0.0.1, which production refuses by default.
-JOBPLATFORM_HTTP_ALLOW_PRIVATE = True
+JOBPLATFORM_HTTP_ALLOW = ["127.0.0.1"]
 # "dispatch-probe" has no worker: the dispatcher tests read what was published to it from Redis.
 JOBPLATFORM_QUEUES = ["default", "dispatch-probe", "chaos"]
 
 # Tests use their own Redis database so a dev platform on the same server is not disturbed.
-_redis = urlsplit(env("REDIS_URL"))
+_redis = urlsplit(REDIS_URL)  # noqa: F405
 CELERY_BROKER_URL = env(
     "TEST_REDIS_URL",
     default=urlunsplit(_redis._replace(path="/" + env("TEST_REDIS_DB", default="9"))),

@@ -94,3 +94,8 @@ def not_found(request: HttpRequest, exception: Exception) -> JsonResponse:
 def server_error(request: HttpRequest) -> JsonResponse:
     """handler500: the traceback goes to the log, never to the client."""
     return JsonResponse(error_body("API.INTERNAL_ERROR", "Internal server error."), status=500)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> JsonResponse:
+    """handler400 (a SuspiciousOperation: too many query parameters, a bad Host): JSON."""
+    return JsonResponse(error_body("API.BAD_REQUEST", "Bad request."), status=400)
