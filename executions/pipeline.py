@@ -23,6 +23,7 @@ from executions.services.outcomes import (
 )
 from executions.services.step_results import StepRecord, step_done
 from executions.timeouts import step_deadline
+from jobplatform.text import UNSTORABLE, unstorable_paths
 from jobs.steps import AttemptError, PermanentStepError, StepContext, StepStopped, get_step
 
 logger = logging.getLogger("jobplatform.executions")
@@ -99,11 +100,19 @@ def run_step(spec: dict[str, Any], ctx: StepContext) -> tuple[Any, AttemptError 
         with step_deadline(ctx.timeout):
             output = step_type.run(spec.get("params", {}), ctx)
         try:
-            json.dumps(output)
+            # allow_nan=False: NaN and infinities are not JSON, and PostgreSQL refuses them.
+            dumped = json.dumps(output, ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise PermanentStepError(
                 f"step returned an output that is not JSON: {exc}", code="STEP.OUTPUT_NOT_JSON"
             ) from exc
+        # json.dumps writes NUL as an escape, surrogates as they are: either means "look closer".
+        if ("\\u0000" in dumped or UNSTORABLE.search(dumped)) and any(unstorable_paths(output)):
+            raise PermanentStepError(
+                "step returned text with a NUL character or a lone surrogate, which PostgreSQL"
+                " cannot store",
+                code="STEP.OUTPUT_NOT_STORABLE",
+            )
     except StepStopped:
         raise
     except Exception as exc:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -8,6 +10,7 @@ from executions.models import Execution
 from jobplatform.errors import Conflict
 from jobs import services
 from jobs.models import Job
+from jobs.redaction import redact_steps
 from jobs.schedules import admin as schedules_admin  # noqa: F401 - registers the schedule pages
 
 
@@ -34,8 +37,14 @@ class JobAdmin(admin.ModelAdmin[Job]):
     list_select_related = ["owner"]
     actions = ["cancel_jobs"]
     inlines = [ExecutionInline]
-    # Operators change jobs through the services (actions), never by editing the row.
-    readonly_fields = [f.name for f in Job._meta.fields]
+    # Operators change jobs through the services (actions), never by editing the row. The steps
+    # are shown with their secret params redacted (jobs.redaction), never raw.
+    readonly_fields = [f.name if f.name != "steps" else "pipeline" for f in Job._meta.fields]
+    exclude = ["steps"]
+
+    @admin.display(description="steps")
+    def pipeline(self, job: Job) -> str:
+        return json.dumps(redact_steps(job.steps), indent=2)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

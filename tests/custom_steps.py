@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from jobs.steps import StepContext, StepStopped, step
+from jobs.steps import PermanentStepError, StepContext, StepStopped, step
 
 
 @step(
@@ -39,3 +39,36 @@ def tick(params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     if ctx.stop.wait(params.get("seconds", 0)):
         raise StepStopped("stopped while ticking")
     return {"attempt": ctx.attempt}
+
+
+@step(
+    "unstorable",
+    schema={
+        "type": "object",
+        "properties": {"where": {"enum": ["output", "error"]}},
+        "required": ["where"],
+        "additionalProperties": False,
+    },
+)
+def unstorable(params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Return, or fail with, text PostgreSQL cannot store (a NUL and a lone surrogate)."""
+    if params["where"] == "error":
+        raise PermanentStepError("bad\x00news \ud800")
+    return {"text": "a\x00b"}
+
+
+@step(
+    "vault",
+    schema={
+        "type": "object",
+        "properties": {
+            "user": {"type": "string"},
+            "password": {"type": "string", "writeOnly": True},
+            "extra": {"type": "object", "additionalProperties": {"writeOnly": True}},
+        },
+        "additionalProperties": False,
+    },
+)
+def vault(params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """A step with secret params: it proves it got the real values without returning them."""
+    return {"password_length": len(params.get("password", ""))}

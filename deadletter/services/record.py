@@ -15,6 +15,7 @@ from deadletter.fingerprints import fingerprint, normalise_message
 from deadletter.models import DeadLetter
 from jobplatform.celery import app as celery_app
 from jobs.models import Job
+from jobs.redaction import redact_steps
 from jobs.steps import AttemptError
 
 logger = logging.getLogger("jobplatform.deadletter")
@@ -62,7 +63,8 @@ def dead_letter_record(
         fingerprint=fingerprint(step_type=step_type, error_type=error_type, pattern=pattern),
         attempts=attempts,
         worker=worker[:255],
-        steps=job["steps"],
+        # The snapshot is for reading (the retry runs the job row): secret params stay out.
+        steps=redact_steps(job["steps"]),
         input=job["input"],
         retry_policy={key: job[key] for key in policy_fields},
         created_at=now,

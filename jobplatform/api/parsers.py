@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import IO, Any
 
 from django.conf import settings
@@ -32,7 +32,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import BaseParser
 
 from jobplatform.errors import InvalidInput, PayloadTooLarge
-from jobplatform.text import UNSTORABLE
+from jobplatform.text import unstorable_paths
 
 INT_MAX = 2**63 - 1
 INT_MIN = -(2**63)
@@ -86,24 +86,6 @@ def json_depth_exceeds(text: str, limit: int) -> bool:
         if not removed:
             return False  # unbalanced: malformed, json.loads says so
     return bool(_EMPTY_CONTAINER.search(brackets))
-
-
-def unstorable_paths(value: Any, path: str = "") -> Iterator[str]:
-    """JSON-pointer-like paths of the strings and keys in ``value`` with NUL or a lone surrogate."""
-    stack: list[tuple[str, Any]] = [(path, value)]
-    while stack:
-        where, item = stack.pop()
-        if isinstance(item, str):
-            if UNSTORABLE.search(item):
-                yield where or "/"
-        elif isinstance(item, Mapping):
-            for key, child in item.items():
-                if UNSTORABLE.search(key):
-                    yield f"{where}/{key.encode('unicode_escape').decode()}"
-                else:
-                    stack.append((f"{where}/{key}", child))
-        elif isinstance(item, list):
-            stack.extend((f"{where}/{index}", child) for index, child in enumerate(item))
 
 
 def invalid_characters(where: list[str]) -> InvalidInput:

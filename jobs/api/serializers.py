@@ -12,6 +12,7 @@ from rest_framework.request import Request
 
 from jobplatform.api.render import api_datetime
 from jobs.models import Job
+from jobs.redaction import redact_steps
 from jobs.selectors import JOB_SUMMARY_COLUMNS
 from jobs.services import JobSpec
 
@@ -181,7 +182,7 @@ def job_summary_row_output(row: Mapping[str, Any], links: JobLinks) -> dict[str,
 def job_output(job: Job, links: JobLinks) -> dict[str, Any]:
     """A job in full, as its detail shows it (without its executions)."""
     return job_summary_output(job, links) | {
-        "steps": job.steps,
+        "steps": redact_steps(job.steps),
         "input": job.input,
         "max_retries": job.max_retries,
         "retry_backoff": float(job.retry_backoff),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from zoneinfo import ZoneInfo
 
 from django.contrib import admin, messages
@@ -10,6 +11,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html_join
 
 from jobplatform.errors import Conflict
+from jobs.redaction import redact_template
 from jobs.schedules import firing, services
 from jobs.schedules.cron import FireTime
 from jobs.schedules.models import Schedule, ScheduleFiring
@@ -52,7 +54,16 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
     list_select_related = ["owner"]
     actions = ["pause_schedules", "resume_schedules", "trigger_schedules"]
     inlines = [ScheduleFiringInline]
-    readonly_fields = ["next_runs", *(f.name for f in Schedule._meta.fields)]
+    # The job template is shown with its secret step params redacted (jobs.redaction).
+    readonly_fields = [
+        "next_runs",
+        *(f.name if f.name != "job_template" else "template" for f in Schedule._meta.fields),
+    ]
+    exclude = ["job_template"]
+
+    @admin.display(description="job template")
+    def template(self, schedule: Schedule) -> str:
+        return json.dumps(redact_template(schedule.job_template), indent=2)
 
     @admin.display(description="next runs")
     def next_runs(self, schedule: Schedule) -> str:

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, replace
 from traceback import format_exception
 from typing import Any
 
+from jobplatform.text import storable
+
 
 class StepError(Exception):
     permanent = False
@@ -56,11 +58,12 @@ class AttemptError:
         return cls(
             type=type(exc).__name__,
             code=exc.code if isinstance(exc, StepError) else "STEP.UNEXPECTED_ERROR",
-            message=str(exc),
+            # What PostgreSQL cannot store would make the failure itself unrecordable.
+            message=storable(str(exc)),
             permanent=isinstance(exc, StepError) and exc.permanent,
             step_index=step_index,
             step_type=step_type,
-            traceback="".join(format_exception(exc)),
+            traceback=storable("".join(format_exception(exc))),
         )
 
     @classmethod

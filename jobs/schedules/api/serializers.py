@@ -12,6 +12,7 @@ from rest_framework import serializers
 from jobplatform.api.render import api_datetime
 from jobs.api.serializers import datetime_field, parse_submission
 from jobs.models import Job
+from jobs.redaction import redact_template
 from jobs.schedules.cron import FireTime
 from jobs.schedules.models import Schedule, ScheduleFiring
 from jobs.schedules.selectors import schedule_next_fire_times
@@ -124,7 +125,7 @@ class ScheduleOutput(serializers.ModelSerializer[Schedule]):
     """A schedule with its next five fire times and recent jobs (``context["recent_jobs"]``)."""
 
     owner = serializers.CharField(source="owner.get_username")
-    job = serializers.JSONField(source="job_template")
+    job = serializers.SerializerMethodField()
     next_fire_times = serializers.SerializerMethodField()
     recent_jobs = serializers.SerializerMethodField()
     links = serializers.SerializerMethodField()
@@ -157,6 +158,9 @@ class ScheduleOutput(serializers.ModelSerializer[Schedule]):
             "updated_at",
             "links",
         ]
+
+    def get_job(self, schedule: Schedule) -> Any:
+        return redact_template(schedule.job_template)
 
     def get_next_fire_times(self, schedule: Schedule) -> list[dict[str, Any]]:
         ticks = schedule_next_fire_times(schedule=schedule)
