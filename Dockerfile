@@ -21,7 +21,7 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 # Only the application itself: never .env, secrets/, .run/ or .venv from the build context.
-COPY manage.py gunicorn.conf.py ./
+COPY manage.py gunicorn.conf.py flowerconfig.py ./
 COPY jobplatform/ jobplatform/
 COPY jobs/ jobs/
 COPY executions/ executions/

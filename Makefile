@@ -65,12 +65,19 @@ run: venv services
 	  DEMO_PASSWORD="$$(cat "$$RUN_DIR/demo-password")"
 	fi
 	python manage.py issue_token demo --staff --password "$$DEMO_PASSWORD"
+	# Flower asks for a login too (flowerconfig.py): the demo user's, unless one is configured.
+	if [ -z "$${JOBPLATFORM_FLOWER_AUTH:-}$${JOBPLATFORM_FLOWER_AUTH_FILE:-}" ]; then
+	  export JOBPLATFORM_FLOWER_AUTH="demo:$$DEMO_PASSWORD"
+	  flower_login="user demo, password $$DEMO_PASSWORD"
+	else
+	  flower_login="the credentials of JOBPLATFORM_FLOWER_AUTH"
+	fi
 	web_port="$${WEB_PORT:-8000}"
 	printf '\n%s\n' "jobplatform is starting: Ctrl-C stops it, then \`make stop\` stops PostgreSQL and Redis"
 	printf '  %-7s %s\n' \
 	  API "http://127.0.0.1:$$web_port/api/v1/  (header 'Authorization: Token <the token above>')" \
 	  Admin "http://127.0.0.1:$$web_port/admin/  (user demo, password $$DEMO_PASSWORD)" \
-	  Flower "http://127.0.0.1:$${FLOWER_PORT:-5555}/"
+	  Flower "http://127.0.0.1:$${FLOWER_PORT:-5555}/  ($$flower_login)"
 	echo
 	# -e /dev/null: honcho would otherwise load .env, which is meant for docker compose.
 	exec honcho start -f Procfile -e /dev/null

@@ -13,3 +13,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # own database connection (DJANGO_CONN_MAX_AGE).
 threads = int(os.environ.get("WEB_THREADS", "2"))
 worker_class = "gthread"
+# Request-head limits (docs/security.md#input-limits): a request line (path and query string) of
+# at most 8 KiB, at most 100 header fields of at most 8 KiB each; gunicorn answers 400 beyond.
+# Bodies are capped by Django (JOBPLATFORM_MAX_REQUEST_BYTES), where the API can say why.
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190

@@ -2,7 +2,8 @@
 
 ``env_secret("NAME")`` is the value of ``NAME`` or, when ``NAME_FILE`` is set instead, the
 content of the file it names (one trailing newline dropped, as ``echo`` and editors add one).
-Setting both is a configuration error: which one wins would be a guess.
+Setting both is a configuration error: which one wins would be a guess. An empty variable counts
+as unset.
 
 Plain Python, no Django: ``gunicorn.conf.py`` and ``flowerconfig.py`` import it before (or
 without) the settings.
@@ -28,7 +29,8 @@ def env_secret(
     Without a default (None), a secret that is set neither way raises SecretError.
     """
     environ = os.environ if environ is None else environ
-    value, path = environ.get(name), environ.get(f"{name}_FILE")
+    # Empty counts as unset: compose's env_file turns "NAME=" into an empty variable.
+    value, path = environ.get(name) or None, environ.get(f"{name}_FILE") or None
     if value is not None and path:
         raise SecretError(f"set {name} or {name}_FILE, not both")
     if path:
