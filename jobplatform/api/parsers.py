@@ -8,7 +8,8 @@ PostgreSQL is a value PostgreSQL can store and Python can walk:
   ``413 API.BODY_TOO_LARGE``; the same setting caps Django's own form parsing (the admin);
 - nested at most ``JOBPLATFORM_MAX_JSON_DEPTH`` arrays/objects deep, else ``400
   API.JSON_TOO_DEEP`` (Python's recursion limit would otherwise turn deep nesting into a 500 in
-  the parser, the schema validator or the JSON encoder);
+  the parser, the schema validator or the JSON encoder: json.loads's own RecursionError is caught
+  and answered the same way);
 - integers within 64 bits and finite floats, else ``400 API.NUMBER_OUT_OF_RANGE`` (``1e400``
   parses to infinity, which PostgreSQL's jsonb refuses; an id of 10**30 overflows a bigint);
 - no NUL character and no lone surrogate (``\\u0000``, ``\\ud800``) in any string or key, else
@@ -37,12 +38,16 @@ from jobplatform.text import unstorable_paths
 INT_MAX = 2**63 - 1
 INT_MIN = -(2**63)
 
-# A JSON string, escapes included (no ambiguity between the alternatives: no backtracking blow-up).
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
-_EMPTY_CONTAINER = re.compile(r"\[\]|\{\}")
 # What json.loads could turn into NUL or a surrogate: only escapes can (a raw NUL is invalid JSON,
 # raw surrogate bytes invalid UTF-8). A hit means "walk the parsed value", not "refuse".
+# Digits become "0", exponent markers "e", signs "+", everything else a space.
+_NUMBER_SHAPE = bytes(
+    ord("0") if chr(b).isdigit() and b < 128 else
+    ord("e") if b in b"eE" else
+    ord("+") if b in b"+-" else
+    ord(" ")
+    for b in range(256)
+)  # fmt: skip
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
@@ -72,20 +77,32 @@ def _parse_constant(text: str) -> Any:
     raise _ConstantRefused(f"{text} is not JSON")
 
 
-def json_depth_exceeds(text: str, limit: int) -> bool:
-    """True when arrays/objects nest deeper than ``limit`` in the JSON ``text``.
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """True when arrays/objects nest deeper than ``limit`` in the parsed JSON ``value``.
 
-    Strings are dropped, then the innermost ``[]``/``{}`` pairs are removed once per level: each
-    pass is one regular-expression substitution in C, and a body of usual depth needs a few.
+    Level by level over the containers, without recursion. (A scan of the text cannot tell: the
+    brackets inside strings can hide real nesting, and dropping the strings first with a regular
+    expression cost twice json.loads.)
     """
-    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
+    level = [value]
     for _ in range(limit):
-        if not brackets:
+        deeper = []
+        for item in level:
+            for child in item.values() if type(item) is dict else item:
+                if type(child) is dict or type(child) is list:
+                    deeper.append(child)
+        if not deeper:
             return False
-        brackets, removed = _EMPTY_CONTAINER.subn("", brackets)
-        if not removed:
-            return False  # unbalanced: malformed, json.loads says so
-    return bool(_EMPTY_CONTAINER.search(brackets))
+        level = deeper
+    return True
+
+
+def _may_hold_big_numbers(raw: bytes) -> bool:
+    """False when no number in ``raw`` can be out of range: no run of 19 digits (an integer
+    beyond 64 bits, a float beyond 1e308) and no exponent of 3 digits. bytes.translate and ``in``
+    run in C; strings that merely look like this only cost the slower, exact parse."""
+    shape = raw.translate(_NUMBER_SHAPE)
+    return b"0" * 19 in shape or b"e000" in shape or b"e+000" in shape
 
 
 def invalid_characters(where: list[str]) -> InvalidInput:
@@ -103,11 +120,12 @@ def parse_json(raw: bytes) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ParseError(f"JSON parse error - the body is not UTF-8: {exc.reason}") from None
-    if json_depth_exceeds(text, limit):
-        raise _too_deep(limit)
+    # The number hooks cost a Python call per number (doubling json.loads on a bulk body): only
+    # when a number may be out of range.
+    hooks = {"parse_int": _parse_int, "parse_float": _parse_float}
     try:
         data = json.loads(
-            text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+            text, parse_constant=_parse_constant, **(hooks if _may_hold_big_numbers(raw) else {})
         )
     except _NumberOutOfRange as exc:
         raise InvalidInput(
@@ -119,6 +137,11 @@ def parse_json(raw: bytes) -> Any:
         raise _too_deep(limit) from None
     except ValueError as exc:  # JSONDecodeError, _ConstantRefused
         raise ParseError(f"JSON parse error - {exc}") from None
+    # Deeper than the recursion limit is a RecursionError above; deeper than ``limit`` is found
+    # here, before a schema validator or an encoder recurses through it.
+    containers = text.count("[") + text.count("{")  # an upper bound of the depth, in C
+    if containers > limit and json_depth_exceeds(data, limit):
+        raise _too_deep(limit)
     if _SUSPECT_ESCAPE.search(text):
         where = list(unstorable_paths(data))
         if where:

@@ -73,10 +73,11 @@ def test_nesting_up_to_the_limit_is_accepted(api):
     assert post(api, "/api/v1/jobs/", raw).status_code == 201
 
 
-def test_depth_ignores_brackets_inside_strings():
-    assert not json_depth_exceeds('{"a": "[[[[[[[[[[", "b": [1, [2]]}', 3)
-    assert json_depth_exceeds('{"a": "]]]]]", "b": [1, [2, [3]]]}', 3)
-    assert not json_depth_exceeds('["\\"[[[[[["]', 1)
+def test_depth_counts_arrays_and_objects():
+    assert not json_depth_exceeds({"a": "[[[[[[[[[[", "b": [1, [2]]}, 3)
+    assert json_depth_exceeds({"a": "]]]]]", "b": [1, [2, [3]]]}, 3)
+    assert json_depth_exceeds([{"a": [{}]}], 3)
+    assert not json_depth_exceeds([{"a": [{}]}], 4)
 
 
 @pytest.mark.parametrize(
