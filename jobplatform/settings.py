@@ -220,6 +220,8 @@ JOBPLATFORM_HTTP_ALLOW = env.list("JOBPLATFORM_HTTP_ALLOW", default=[])
 JOBPLATFORM_HTTP_ALLOW_PRIVATE = env.bool("JOBPLATFORM_HTTP_ALLOW_PRIVATE", default=False)
 # Redirects the http step follows (each hop checked as the first request); 0 follows none.
 JOBPLATFORM_HTTP_MAX_REDIRECTS = env.int("JOBPLATFORM_HTTP_MAX_REDIRECTS", default=5)
+# A PEM file of the CAs the http step trusts (an internal CA); default: certifi's public CAs.
+JOBPLATFORM_HTTP_CA_BUNDLE = env("JOBPLATFORM_HTTP_CA_BUNDLE", default="")
 # The largest response body the http step reads, in bytes after decompression.
 JOBPLATFORM_HTTP_MAX_RESPONSE_BYTES = env.int(
     "JOBPLATFORM_HTTP_MAX_RESPONSE_BYTES", default=1024 * 1024

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -238,8 +239,15 @@ def http_client() -> httpx.Client:
     global _client
     with _client_lock:
         if _client is None:
+            # Certificates checked against JOBPLATFORM_HTTP_CA_BUNDLE when set (an internal CA),
+            # else certifi's bundle, as httpx does.
+            verify: ssl.SSLContext | bool = True
+            if settings.JOBPLATFORM_HTTP_CA_BUNDLE:
+                verify = ssl.create_default_context(cafile=settings.JOBPLATFORM_HTTP_CA_BUNDLE)
             _client = httpx.Client(
-                transport=PinnedTransport(BACKEND), follow_redirects=False, trust_env=False
+                transport=PinnedTransport(BACKEND, verify=verify),
+                follow_redirects=False,
+                trust_env=False,
             )
         return _client
 

@@ -9,12 +9,17 @@ house), never by the network.
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
+import ssl
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote
 
 import httpcore
 import pytest
+import trustme
 from django.test import override_settings
 
 from jobs.steps import PermanentStepError, StepContext, TransientStepError, get_step
@@ -237,3 +242,58 @@ def test_a_failure_message_carries_no_credentials(http_target):
         run({"url": url})
     assert "hunter2" not in str(raised.value)
     assert "t0k" not in str(raised.value)
+
+
+@pytest.fixture
+def tls_target(tmp_path):
+    """A real HTTPS server on 127.0.0.1 with a certificate for ``pinned.example`` from a test CA,
+    recording the SNI name each handshake asked for; the step's client trusts only that CA."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("pinned.example")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    names: list[str | None] = []
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"host": self.headers["Host"]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    with override_settings(JOBPLATFORM_HTTP_CA_BUNDLE=str(bundle)):
+        http_module._client = None  # a client that trusts the test CA
+        try:
+            yield server.server_address[1], names
+        finally:
+            http_module._client = None
+            server.shutdown()
+            server.server_close()
+
+
+def test_tls_is_verified_for_the_name_while_connecting_to_the_pinned_address(tls_target, dns):
+    port, names = tls_target
+    answers, lookups = dns
+    answers["pinned.example"] = [LOCAL]
+    answers["impostor.example"] = [LOCAL]
+    output = run({"url": f"https://pinned.example:{port}/"})
+    assert output["body"] == {"host": f"pinned.example:{port}"}
+    assert names == ["pinned.example"]  # SNI carried the name, not 127.0.0.1
+    # The same address under another name: the certificate does not match, the request fails.
+    with pytest.raises(TransientStepError) as raised:
+        run({"url": f"https://impostor.example:{port}/"})
+    assert raised.value.code == "STEP.HTTP_CONNECT"
+    assert "CERTIFICATE_VERIFY_FAILED" in str(raised.value)
+    assert lookups == ["pinned.example", "impostor.example"]
