@@ -212,19 +212,17 @@ class PinnedBackend(httpcore.NetworkBackend):
 
 
 class PinnedTransport(httpx.HTTPTransport):
-    """httpx's transport with :class:`PinnedBackend` under its pool; no proxies from the
-    environment (a proxy would do the resolving, out of our sight)."""
+    """httpx's transport over a connection pool whose network backend is :class:`PinnedBackend`;
+    no proxies from the environment (a proxy would do the resolving, out of our sight)."""
 
-    def __init__(self, backend: PinnedBackend, **kwargs: Any) -> None:
-        super().__init__(trust_env=False, **kwargs)
-        pool = self._pool
+    def __init__(self, backend: PinnedBackend, *, verify: ssl.SSLContext | bool = True) -> None:
+        super().__init__(verify=verify, trust_env=False)
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=pool._ssl_context,
-            max_connections=pool._max_connections,
-            max_keepalive_connections=pool._max_keepalive_connections,
-            keepalive_expiry=pool._keepalive_expiry,
-            http1=pool._http1,
-            http2=pool._http2,
+            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
             network_backend=backend,
         )
 
