@@ -38,8 +38,6 @@ from jobplatform.text import unstorable_paths
 INT_MAX = 2**63 - 1
 INT_MIN = -(2**63)
 
-# What json.loads could turn into NUL or a surrogate: only escapes can (a raw NUL is invalid JSON,
-# raw surrogate bytes invalid UTF-8). A hit means "walk the parsed value", not "refuse".
 # Digits become "0", exponent markers "e", signs "+", everything else a space.
 _NUMBER_SHAPE = bytes(
     ord("0") if chr(b).isdigit() and b < 128 else
@@ -48,6 +46,8 @@ _NUMBER_SHAPE = bytes(
     ord(" ")
     for b in range(256)
 )  # fmt: skip
+# What json.loads could turn into NUL or a surrogate: only escapes can (a raw NUL is invalid JSON,
+# raw surrogate bytes invalid UTF-8). A hit means "walk the parsed value", not "refuse".
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
