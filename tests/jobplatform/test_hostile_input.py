@@ -4,11 +4,15 @@ through the REST API and the admin. tests/jobplatform/test_fuzz_endpoints.py gen
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from django.test import override_settings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from jobplatform.api.parsers import json_depth_exceeds
+from jobplatform.api.parsers import INT_MAX, INT_MIN, json_depth_exceeds, parse_json
+from jobplatform.errors import InvalidInput
 from tests.deadletter.factories import DeadLetterFactory
 from tests.factories import UserFactory
 from tests.jobs.factories import JobFactory
@@ -193,3 +197,18 @@ def test_the_admin_search_and_filters_refuse_nul(client):
 def test_a_nul_session_cookie_is_refused(client):
     response = client.get("/admin/", HTTP_COOKIE="sessionid=abcdefgh\x00ijk")
     assert code(response, 400) == "API.INVALID_CHARACTERS"
+
+
+@given(st.one_of(st.integers(), st.floats(allow_nan=False)))
+@settings(max_examples=300, deadline=None)
+def test_every_number_is_either_in_range_or_refused(number):
+    """The parser checks numbers exactly only when the text may hold a big one: that shortcut
+    must never let an out-of-range number through."""
+    in_range = INT_MIN <= number <= INT_MAX if isinstance(number, int) else math.isfinite(number)
+    raw = json.dumps({"n": number}).replace("Infinity", "1e999").encode()
+    if in_range:
+        assert parse_json(raw) == {"n": number}
+    else:
+        with pytest.raises(InvalidInput) as raised:
+            parse_json(raw)
+        assert raised.value.code == "API.NUMBER_OUT_OF_RANGE"
