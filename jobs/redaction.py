@@ -37,7 +37,8 @@ def redact_steps(steps: Any) -> Any:
         return steps
     redacted = []
     for spec in steps:
-        step_type = get_step(spec.get("type")) if isinstance(spec, dict) else None
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        step_type = get_step(kind) if isinstance(kind, str) else None
         if step_type is None or not isinstance(spec.get("params"), dict):
             redacted.append(spec)
             continue

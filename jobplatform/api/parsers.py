@@ -122,11 +122,13 @@ def parse_json(raw: bytes) -> Any:
         raise ParseError(f"JSON parse error - the body is not UTF-8: {exc.reason}") from None
     # The number hooks cost a Python call per number (doubling json.loads on a bulk body): only
     # when a number may be out of range.
-    hooks = {"parse_int": _parse_int, "parse_float": _parse_float}
     try:
-        data = json.loads(
-            text, parse_constant=_parse_constant, **(hooks if _may_hold_big_numbers(raw) else {})
-        )
+        if _may_hold_big_numbers(raw):
+            data = json.loads(
+                text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+            )
+        else:
+            data = json.loads(text, parse_constant=_parse_constant)
     except _NumberOutOfRange as exc:
         raise InvalidInput(
             "API.NUMBER_OUT_OF_RANGE",

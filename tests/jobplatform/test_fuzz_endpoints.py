@@ -81,7 +81,7 @@ def _walk(patterns: list[Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 def api_endpoints() -> list[Endpoint]:
     """Every route of the URLconf served by a DRF view, with each method the view implements."""
-    endpoints = []
+    endpoints: list[Endpoint] = []
     for route, callback in _walk(get_resolver().url_patterns):
         view = getattr(callback, "view_class", None)
         if view is None or route.startswith("admin/"):
@@ -190,7 +190,7 @@ def _quoted(value: str) -> str:
 def world(db: Any) -> dict[str, Any]:
     """A user, their client, and one object of each kind for the path parameters."""
     user = UserFactory()
-    dead = DeadLetterFactory(job__owner=user)
+    dead: Any = DeadLetterFactory(job__owner=user)
     schedule = make_schedule(user, now=timezone.now())
     return {
         "client": client_for(user),

@@ -37,6 +37,7 @@ def ctx() -> StepContext:
 
 def run(params: dict) -> dict:
     step = get_step("http")
+    assert step is not None
     assert step.validation_errors(params) == []
     return step.run(params, ctx())
 
