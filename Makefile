@@ -64,7 +64,9 @@ run: venv services
 	  fi
 	  DEMO_PASSWORD="$$(cat "$$RUN_DIR/demo-password")"
 	fi
-	python manage.py issue_token demo --staff --password "$$DEMO_PASSWORD"
+	# An operator (submits, cancels, retries; sees its own and its teams' work) who may log in
+	# to the admin; not a superuser.
+	python manage.py issue_token demo --role operator --staff --password "$$DEMO_PASSWORD"
 	web_port="$${WEB_PORT:-8000}"
 	printf '\n%s\n' "jobplatform is starting: Ctrl-C stops it, then \`make stop\` stops PostgreSQL and Redis"
 	printf '  %-7s %s\n' \

@@ -34,3 +34,9 @@ class Conflict(DomainError):
     """The object is not in a state that allows the action."""
 
     http_status = 409
+
+
+class Forbidden(DomainError):
+    """The caller is known but may not do this (their role, or their API key's scopes)."""
+
+    http_status = 403

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import django_stubs_ext
@@ -28,6 +29,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    # Its APIKey model is unused (jobplatform.ApiKey extends its abstract model), but the app
+    # must be installed for the module that defines both to be imported.
+    "rest_framework_api_key",
     "django_filters",
     "django_celery_beat",
     "jobplatform",
@@ -94,11 +98,35 @@ STATIC_URL = "static/"
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 
 REST_FRAMEWORK = {
+    # docs/security.md: Token (DRF), Api-Key (djangorestframework-api-key), Bearer (simplejwt),
+    # and the admin's session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "jobplatform.api.authentication.TokenAuthentication",
+        "jobplatform.api.authentication.ApiKeyAuthentication",
+        "jobplatform.api.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Authenticated, then the role's permission for the view and method, then the key's scope.
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "jobplatform.api.permissions.HasRolePermission",
+        "jobplatform.api.permissions.ApiKeyScope",
+    ],
+    # Counted in the cache below (Redis), so every web process shares the counts. A rate is
+    # "N/s", "N/min", "N/hour" or "N/day"; an empty value turns that throttle off.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "jobplatform.api.throttling.AnonRateThrottle",
+        "jobplatform.api.throttling.UserRateThrottle",
+        "jobplatform.api.throttling.ApiKeyRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("JOBPLATFORM_THROTTLE_ANON_RATE", default="60/min") or None,
+        "user": env("JOBPLATFORM_THROTTLE_USER_RATE", default="3000/min") or None,
+        "api_key": env("JOBPLATFORM_THROTTLE_API_KEY_RATE", default="1200/min") or None,
+    },
+    # Proxies in front of the web processes whose X-Forwarded-For is trusted for the client's
+    # address (the anonymous throttle); 0: REMOTE_ADDR, so a client cannot pick its own address.
+    "NUM_PROXIES": env.int("DJANGO_NUM_PROXIES", default=0),
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "jobplatform.api.exceptions.exception_handler",
@@ -106,6 +134,29 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
 }
+
+# JWTs for interactive clients (djangorestframework-simplejwt): a short-lived access token and
+# a refresh token. https://django-rest-framework-simplejwt.readthedocs.io/en/latest/settings.html
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(
+        minutes=env.float("JOBPLATFORM_JWT_ACCESS_MINUTES", default=5)
+    ),
+    "REFRESH_TOKEN_LIFETIME": timedelta(
+        hours=env.float("JOBPLATFORM_JWT_REFRESH_HOURS", default=24)
+    ),
+    # Its own key lets JWTs be revoked all at once (change it) without touching sessions.
+    "SIGNING_KEY": env("JOBPLATFORM_JWT_SIGNING_KEY", default=SECRET_KEY),
+    "ALGORITHM": "HS256",
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    # Tokens carry a hash of the password's hash: a password change revokes them.
+    "CHECK_REVOKE_TOKEN": True,
+    "UPDATE_LAST_LOGIN": True,
+}
+
+# A key's last_used_at is written at most this often (seconds), not on every request.
+JOBPLATFORM_API_KEY_LAST_USED_PRECISION = env.float(
+    "JOBPLATFORM_API_KEY_LAST_USED_PRECISION", default=60.0
+)
 
 LOGGING = {
     "version": 1,
@@ -127,6 +178,17 @@ JOBPLATFORM_MAX_JOB_TIMEOUT = env.int("JOBPLATFORM_MAX_JOB_TIMEOUT", default=360
 JOBPLATFORM_MAX_RETRY_BACKOFF = env.int("JOBPLATFORM_MAX_RETRY_BACKOFF", default=3600)
 
 CELERY_BROKER_URL = env("REDIS_URL")
+
+# The throttles' counts, shared by every web process. Django's own Redis backend on REDIS_URL by
+# default; the key prefix keeps its keys apart from Celery's. Nothing else is cached.
+# https://docs.djangoproject.com/en/5.2/topics/cache/#redis
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env("JOBPLATFORM_CACHE_URL", default=CELERY_BROKER_URL),
+        "KEY_PREFIX": "jobplatform",
+    }
+}
 CELERY_TASK_DEFAULT_QUEUE = JOBPLATFORM_QUEUES[0]
 # A message is acknowledged only after the task returns, and handed back if the worker process dies,
 # so a crash never loses a job; duplicate deliveries are made harmless by the claim (DESIGN §2).

@@ -15,7 +15,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from jobplatform.celery import app as celery_app
-from tests.factories import UserFactory
+from jobplatform.roles import Role
+from tests.factories import UserFactory, with_role
 from tests.support import HttpTarget, free_port, port_answers, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,12 +24,19 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def user(db: Any) -> Any:
-    return UserFactory()
+    """An operator: submits and acts on their own jobs, as every API client did before roles."""
+    return with_role(UserFactory(), Role.OPERATOR)
 
 
 @pytest.fixture
-def staff(db: Any) -> Any:
-    return UserFactory(is_staff=True)
+def viewer(db: Any) -> Any:
+    return with_role(UserFactory(), Role.VIEWER)
+
+
+@pytest.fixture
+def admin(db: Any) -> Any:
+    """The admin role (every owner's work, users, teams, keys), and may log in to the admin."""
+    return with_role(UserFactory(is_staff=True), Role.ADMIN)
 
 
 def client_for(user: Any) -> APIClient:
