@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -10,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.apps import apps as global_apps
 from django.conf import settings
+from django.db.models.signals import post_migrate
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -20,6 +23,17 @@ from tests.factories import UserFactory, with_role
 from tests.support import HttpTarget, free_port, port_answers, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _restore_roles(sender: Any, **kwargs: Any) -> None:
+    """A transactional test's flush empties auth_group; post_migrate follows the flush and
+    brings back the permissions, and this the role groups, as the migration made them."""
+    if sender.label == "jobplatform":
+        migration = importlib.import_module("jobplatform.migrations.0002_roles")
+        migration.create_roles(global_apps, None)
+
+
+post_migrate.connect(_restore_roles, dispatch_uid="tests.restore_roles")
 
 
 @pytest.fixture

@@ -4,10 +4,9 @@ from typing import Any
 
 import factory
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
-from django.db.models import Q
+from django.contrib.auth.models import Group
 
-from jobplatform.roles import PERMISSIONS, Role
+from jobplatform.roles import Role
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -20,16 +19,9 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 def role_group(role: Role) -> Group:
-    """The role's group. The migration 0002_roles made it, but a transactional test's flush
-    empties the table (the permissions come back by post_migrate, the groups do not)."""
-    group, created = Group.objects.get_or_create(name=role.value)
-    if created:
-        wanted = Q()
-        for key in PERMISSIONS[role]:
-            app_label, codename = key.split(".")
-            wanted |= Q(content_type__app_label=app_label, codename=codename)
-        group.permissions.set(Permission.objects.filter(wanted))
-    return group
+    """The role's group, made by the migration 0002_roles (and after a transactional test's
+    flush by tests.conftest._restore_roles)."""
+    return Group.objects.get(name=role.value)
 
 
 def with_role(user: Any, role: Role) -> Any:
