@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 from rest_framework_api_key.admin import APIKeyModelAdmin
@@ -51,9 +51,12 @@ class TeamAdmin(admin.ModelAdmin):
     filter_horizontal = ["members"]
     readonly_fields = ["created_at"]
 
-    @admin.display(description="members")
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
+        return super().get_queryset(request).annotate(member_total=Count("members"))
+
+    @admin.display(description="members", ordering="member_total")
     def member_count(self, team: Team) -> int:
-        return team.members.count()
+        return team.member_total  # type: ignore[attr-defined]
 
     def save_model(self, request: HttpRequest, obj: Team, form: ModelForm, change: bool) -> None:
         obj._members_before = (  # type: ignore[attr-defined]
