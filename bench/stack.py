@@ -80,7 +80,8 @@ class Stack:
         self.authorization = f"Token {self.token}"
         if auth != "token":
             scheme, code = {"api-key": ("Api-Key", NEW_API_KEY), "jwt": ("Bearer", NEW_JWT)}[auth]
-            self.authorization = f"{scheme} {self.manage('shell', '-c', code).strip()}"
+            printed = self.manage("shell", "--verbosity", "0", "-c", code)
+            self.authorization = f"{scheme} {printed.strip().splitlines()[-1]}"
         self.db = psycopg.connect(self.env["DATABASE_URL"], autocommit=True)
         self.redis = redis.Redis.from_url(self.env["REDIS_URL"])
         self.baseline_redis = redis.Redis.from_url(self.env["BASELINE_BROKER_URL"])

@@ -114,11 +114,7 @@ REST_FRAMEWORK = {
     ],
     # Counted in the cache below (Redis), so every web process shares the counts. A rate is
     # "N/s", "N/min", "N/hour" or "N/day"; an empty value turns that throttle off.
-    "DEFAULT_THROTTLE_CLASSES": [
-        "jobplatform.api.throttling.AnonRateThrottle",
-        "jobplatform.api.throttling.UserRateThrottle",
-        "jobplatform.api.throttling.ApiKeyRateThrottle",
-    ],
+    "DEFAULT_THROTTLE_CLASSES": ["jobplatform.api.throttling.RateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("JOBPLATFORM_THROTTLE_ANON_RATE", default="60/min") or None,
         "user": env("JOBPLATFORM_THROTTLE_USER_RATE", default="3000/min") or None,

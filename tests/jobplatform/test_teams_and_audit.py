@@ -74,7 +74,8 @@ def test_a_team_change_in_the_admin_is_audited(client, admin):
     event = AuditEvent.objects.get(action="team.members_changed")
     assert event.details == {"added": [member.username], "removed": []}
     listing = client.get("/admin/jobplatform/team/")
-    assert b">ops<" in listing.content and b'<td class="field-member_count">1</td>' in listing.content
+    assert b">ops<" in listing.content
+    assert b'<td class="field-member_count">1</td>' in listing.content
 
 
 def test_the_audit_trail_is_read_only_in_the_admin(client, admin):
