@@ -9,7 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -24,7 +24,7 @@ Action = AuditEvent.Action
 def audit_record(
     *,
     action: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     subject: str,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
@@ -41,6 +41,9 @@ def audit_record(
 # --- API keys ----------------------------------------------------------------------------------
 
 
+KEY_NAME_MAX = 50  # AbstractAPIKey.name's max_length
+
+
 @dataclass(frozen=True)
 class NewApiKey:
     api_key: ApiKey
@@ -49,9 +52,9 @@ class NewApiKey:
 
 def api_key_create(
     *,
-    user: AbstractBaseUser,
+    user: User,
     name: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     scopes: Iterable[str] = (ApiKey.Scope.READ, ApiKey.Scope.WRITE),
     expires_at: datetime | None = None,
 ) -> NewApiKey:
@@ -64,7 +67,7 @@ def api_key_create(
             f"scopes are one or more of {ApiKey.Scope.values}",
             {"unknown": sorted(unknown)},
         )
-    if not 1 <= len(name) <= ApiKey._meta.get_field("name").max_length:
+    if not 1 <= len(name) <= KEY_NAME_MAX:
         raise InvalidInput("KEYS.INVALID_NAME", "a key's name has 1-50 characters")
     if expires_at is not None and expires_at <= timezone.now():
         raise InvalidInput("KEYS.EXPIRY_IN_PAST", "expires_at must be in the future")
@@ -72,6 +75,7 @@ def api_key_create(
         api_key, key = ApiKey.objects.create_key(
             user=user, name=name, scopes=scopes, expiry_date=expires_at, created_by=actor
         )
+        assert isinstance(api_key, ApiKey)  # the library's manager is typed for its base model
         audit_record(
             action=Action.API_KEY_CREATED,
             actor=actor,
@@ -82,7 +86,7 @@ def api_key_create(
     return NewApiKey(api_key=api_key, key=key)
 
 
-def api_key_revoke(*, prefix: str, actor: AbstractBaseUser | None) -> bool:
+def api_key_revoke(*, prefix: str, actor: User | None) -> bool:
     """Revoke the key: refused from the next request on. One conditional UPDATE; False (and no
     audit row) if it was revoked already. NotFound if there is no such key."""
     with transaction.atomic():
@@ -160,9 +164,7 @@ def user_access(*, user: Any) -> Access:
     )
 
 
-def user_access_changed(
-    *, user: AbstractBaseUser, before: Access, actor: AbstractBaseUser | None
-) -> bool:
+def user_access_changed(*, user: User, before: Access, actor: User | None) -> bool:
     """Audit a change of the user's roles, permissions or flags, if ``before`` differs from
     now (the admin's user page calls this after saving; ``user_set_role`` too)."""
     after = user_access(user=user)
@@ -185,7 +187,7 @@ def user_set_role(
     *,
     user: Any,
     role: Role | None,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     staff: bool | None = None,
 ) -> bool:
     """Make ``role`` the user's only role (groups that are not roles stay), and no longer a
@@ -206,7 +208,7 @@ def user_set_role(
         return user_access_changed(user=user, before=before, actor=actor)
 
 
-def team_members_changed(*, team: Team, before: set[int], actor: AbstractBaseUser | None) -> bool:
+def team_members_changed(*, team: Team, before: set[int], actor: User | None) -> bool:
     """Audit a change of the team's members (user ids ``before``), if there was one (the admin's
     team page calls this after saving; ``team_set_members`` too)."""
     after = set(team.members.values_list("id", flat=True))
@@ -227,9 +229,7 @@ def team_members_changed(*, team: Team, before: set[int], actor: AbstractBaseUse
     return True
 
 
-def team_set_members(
-    *, team: Team, members: Iterable[AbstractBaseUser], actor: AbstractBaseUser | None
-) -> bool:
+def team_set_members(*, team: Team, members: Iterable[User], actor: User | None) -> bool:
     """Make ``members`` the team's members. Audited if anything changed."""
     with transaction.atomic():
         before = set(team.members.values_list("id", flat=True))

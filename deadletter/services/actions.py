@@ -214,7 +214,7 @@ def dead_letter_dismiss_bulk(
     return outcome
 
 
-def _audit_bulk(action: str, actor: AbstractBaseUser, note: str, outcome: BulkOutcome) -> None:
+def _audit_bulk(action: str, actor: User, note: str, outcome: BulkOutcome) -> None:
     """One row in the platform's security audit trail for the whole bulk action (each entry
     has its own DeadLetterAction row as well)."""
     audit_record(

@@ -18,13 +18,14 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Field, Model
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 from rest_framework.authtoken.models import Token
 from rest_framework.request import Request
 from rest_framework_api_key.permissions import KeyParser
 from rest_framework_simplejwt import authentication as jwt_authentication
+from rest_framework_simplejwt.exceptions import InvalidToken
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import Token as JwtToken
 from rest_framework_simplejwt.utils import get_md5_hash_password
@@ -97,9 +98,7 @@ class JWTAuthentication(jwt_authentication.JWTAuthentication):
         try:
             user_id = int(validated_token[jwt_settings.USER_ID_CLAIM])
         except (KeyError, TypeError, ValueError):
-            raise jwt_authentication.InvalidToken(
-                _("Token contained no recognizable user identification")
-            ) from None
+            raise InvalidToken("Token contained no recognizable user identification") from None
         user = user_with_permissions(user_id=user_id)
         if user is None:
             raise exceptions.AuthenticationFailed(_("User not found"), code="user_not_found")
@@ -155,6 +154,12 @@ def _key_max_length() -> int:
     max_length = Token._meta.get_field("key").max_length
     assert max_length is not None  # a CharField(max_length=40)
     return max_length
+
+
+def _column(model: type[Model], name: str) -> str:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field)  # a concrete field, not a relation's reverse side
+    return field.column
 
 
 @cache
@@ -222,13 +227,13 @@ def _credential_query(model: type[Model], field: str) -> str:
         _permissions_sql(),
         _teammates_sql(),
     ]
-    user_fk = quote(model._meta.get_field("user").column)
+    user_fk = quote(_column(model, "user"))
     user_pk = quote(user_model._meta.pk.column)
     # Names from the models' metadata, the value a parameter.
     return (
         f"SELECT {', '.join(columns)} FROM {quote(model._meta.db_table)} c"  # noqa: S608
         f" JOIN {quote(user_model._meta.db_table)} u ON u.{user_pk} = c.{user_fk}"
-        f" WHERE c.{quote(model._meta.get_field(field).column)} = %s"
+        f" WHERE c.{quote(_column(model, field))} = %s"
     )
 
 

@@ -43,13 +43,12 @@ class RateThrottle(BaseThrottle):
     user's (``user``) and, with an API key, the key's (``api_key``); without credentials, its
     client address's (``anon``: the JWT login and refresh). Refused if any count is over."""
 
-    timer = time.time
     cache = default_cache
     _wait = 1.0
 
     def allow_request(self, request: Request, view: Any) -> bool:
         rates = api_settings.DEFAULT_THROTTLE_RATES
-        counters: list[tuple[str, str | None]] = []
+        counters: list[tuple[str, Any]] = []
         if request.user and request.user.is_authenticated:
             counters.append((f"user:{request.user.pk}", rates.get("user")))
             if isinstance(request.auth, ApiKey):
@@ -59,7 +58,7 @@ class RateThrottle(BaseThrottle):
         limits = [(ident, *_parse(rate)) for ident, rate in counters if rate]
         if not limits:
             return True
-        now = self.timer()
+        now = time.time()
         pipeline = _redis().pipeline(transaction=False)
         for ident, _, duration in limits:
             key = self.cache.make_and_validate_key(f"throttle:{ident}:{int(now // duration)}")

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.db import connection
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -16,6 +16,7 @@ from jobplatform.api.serializers import (
     TokenRefreshSerializer,
     api_key_output,
 )
+from jobplatform.auth import AuthenticatedRequest
 from jobplatform.celery import app
 from jobplatform.errors import Forbidden, InvalidInput
 from jobplatform.models import ApiKey
@@ -68,7 +69,7 @@ class ApiKeyListCreateApi(APIView):
 
     required_permissions = {"GET": None, "POST": None}
 
-    def get(self, request: Request) -> Response:
+    def get(self, request: AuthenticatedRequest) -> Response:
         keys = selectors.api_key_list(user=request.user)
         if "user" in request.query_params:
             keys = keys.filter(user__username=request.query_params["user"])
@@ -76,7 +77,7 @@ class ApiKeyListCreateApi(APIView):
         page = paginator.paginate_queryset(keys, request, view=self)
         return paginator.get_paginated_response([api_key_output(k) for k in page or []])
 
-    def post(self, request: Request) -> Response:
+    def post(self, request: AuthenticatedRequest) -> Response:
         if isinstance(request.auth, ApiKey):
             # A key that could mint keys would outlive its own revocation.
             raise Forbidden(
@@ -88,15 +89,7 @@ class ApiKeyListCreateApi(APIView):
         data = payload.validated_data
         owner = request.user
         if data.get("user", owner.get_username()) != owner.get_username():
-            if not request.user.has_perm("jobplatform.add_apikey"):
-                raise Forbidden(
-                    "AUTH.PERMISSION_DENIED",
-                    "only an admin creates keys for other users",
-                    {"permission": "jobplatform.add_apikey"},
-                )
-            owner = get_user_model().objects.filter(username=data["user"]).first()
-            if owner is None:
-                raise InvalidInput("KEYS.UNKNOWN_USER", f"no user {data['user']}")
+            owner = _other_user(request, data["user"])
         new = services.api_key_create(
             user=owner,
             name=data["name"],
@@ -107,12 +100,26 @@ class ApiKeyListCreateApi(APIView):
         return Response({**api_key_output(new.api_key), "key": new.key}, status=201)
 
 
+def _other_user(request: AuthenticatedRequest, username: str) -> User:
+    """The user an admin names to create a key for."""
+    if not request.user.has_perm("jobplatform.add_apikey"):
+        raise Forbidden(
+            "AUTH.PERMISSION_DENIED",
+            "only an admin creates keys for other users",
+            {"permission": "jobplatform.add_apikey"},
+        )
+    other = User.objects.filter(username=username).first()
+    if other is None:
+        raise InvalidInput("KEYS.UNKNOWN_USER", f"no user {username}")
+    return other
+
+
 class ApiKeyRevokeApi(APIView):
     """POST: revoke a key (the caller's own; an admin: anyone's). Revoking twice is a no-op."""
 
     required_permissions = {"POST": None}
 
-    def post(self, request: Request, prefix: str) -> Response:
+    def post(self, request: AuthenticatedRequest, prefix: str) -> Response:
         api_key = selectors.api_key_get_visible(prefix=prefix, user=request.user)
         if api_key.user_id != request.user.pk and not request.user.has_perm(
             "jobplatform.change_apikey"
