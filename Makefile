@@ -64,7 +64,9 @@ run: venv services
 	  fi
 	  DEMO_PASSWORD="$$(cat "$$RUN_DIR/demo-password")"
 	fi
-	python manage.py issue_token demo --staff --password "$$DEMO_PASSWORD"
+	# An operator (submits, cancels, retries; sees its own and its teams' work) who may log in
+	# to the admin; not a superuser.
+	python manage.py issue_token demo --role operator --staff --password "$$DEMO_PASSWORD"
 	# Flower asks for a login too (flowerconfig.py): the demo user's, unless one is configured.
 	if [ -z "$${JOBPLATFORM_FLOWER_AUTH:-}$${JOBPLATFORM_FLOWER_AUTH_FILE:-}" ]; then
 	  export JOBPLATFORM_FLOWER_AUTH="demo:$$DEMO_PASSWORD"

@@ -195,7 +195,7 @@ def single_submissions(stack: Stack, count: int, clients: int = 8) -> dict[str, 
     stack.reset()
     errors: list[str] = []
     body = json.dumps({"name": "one", "steps": NOOP})
-    headers = {"Authorization": f"Token {stack.token}", "Content-Type": "application/json"}
+    headers = {"Authorization": stack.authorization, "Content-Type": "application/json"}
 
     def client(n: int) -> None:
         http = HTTPConnection("127.0.0.1", WEB_PORT, timeout=60)
@@ -404,13 +404,19 @@ def main() -> None:
         "--schedule-spread", type=float, default=60.0, help="seconds their run_at spread over"
     )
     parser.add_argument(
+        "--auth",
+        choices=["token", "api-key", "jwt"],
+        default="token",
+        help="the credential of the single submissions (docs/security.md)",
+    )
+    parser.add_argument(
         "--only", default="throughput,submission,latency,schedule,scale,memory", help="comma list"
     )
     args = parser.parse_args()
     only = set(args.only.split(","))
     stack = Stack()
     results: dict[str, Any] = {"args": vars(args), "started": datetime.now(UTC).isoformat()}
-    stack.up()
+    stack.up(auth=args.auth)
     stack.start_web()
     try:
         if "throughput" in only:

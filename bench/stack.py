@@ -29,6 +29,19 @@ SERVICE_PIDFILES = {
 }
 
 
+NEW_API_KEY = """
+from django.contrib.auth import get_user_model
+from jobplatform.services import api_key_create
+user = get_user_model().objects.get(username="bench")
+print(api_key_create(user=user, name="bench", actor=None).key)
+"""
+NEW_JWT = """
+from django.contrib.auth import get_user_model
+from rest_framework_simplejwt.tokens import AccessToken
+print(AccessToken.for_user(get_user_model().objects.get(username="bench")))
+"""
+
+
 class Stack:
     def __init__(self) -> None:
         self.env = {
@@ -43,6 +56,11 @@ class Stack:
             "DJANGO_DEBUG": "0",
             "DJANGO_LOG_LEVEL": "WARNING",
             "JOBPLATFORM_QUEUES": "default",
+            # Throttles on, as in production, so their cost is measured, at rates no scenario
+            # reaches (single submissions send ~20000 a minute from one user).
+            "JOBPLATFORM_THROTTLE_USER_RATE": "10000000/min",
+            "JOBPLATFORM_THROTTLE_API_KEY_RATE": "10000000/min",
+            "JOBPLATFORM_JWT_ACCESS_MINUTES": "120",  # outlives a run
             "PYTHONUNBUFFERED": "1",
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -50,14 +68,20 @@ class Stack:
 
     # --- services ----------------------------------------------------------------------------
 
-    def up(self) -> None:
+    def up(self, auth: str = "token") -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         subprocess.run([str(REPO / "scripts/services.sh"), "start"], env=self.env, check=True)
         self.manage("migrate", "--noinput", "-v0")
-        out = self.manage("issue_token", "bench", "--staff")
+        out = self.manage("issue_token", "bench", "--role", "operator")
         token = re.search(r"API token: (\w+)", out)
         assert token is not None, out
         self.token = token.group(1)
+        # The credential of the single submissions; the other scenarios use the token.
+        self.authorization = f"Token {self.token}"
+        if auth != "token":
+            scheme, code = {"api-key": ("Api-Key", NEW_API_KEY), "jwt": ("Bearer", NEW_JWT)}[auth]
+            printed = self.manage("shell", "--verbosity", "0", "-c", code)
+            self.authorization = f"{scheme} {printed.strip().splitlines()[-1]}"
         self.db = psycopg.connect(self.env["DATABASE_URL"], autocommit=True)
         self.redis = redis.Redis.from_url(self.env["REDIS_URL"])
         self.baseline_redis = redis.Redis.from_url(self.env["BASELINE_BROKER_URL"])

@@ -13,6 +13,7 @@ from django.utils.html import format_html
 
 from deadletter import services
 from deadletter.models import DeadLetter, DeadLetterAction
+from jobplatform.access import owned_by_visible
 from jobplatform.auth import AuthenticatedHttpRequest
 
 
@@ -109,6 +110,10 @@ class DeadLetterAdmin(admin.ModelAdmin[DeadLetter]):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DeadLetter]:
+        # The admin shows what the API would: the user's own, their teams', or (admin role) all.
+        return owned_by_visible(super().get_queryset(request), request.user, "job__owner")
+
     @admin.display(description="job", ordering="job__name")
     def job_link(self, dead: DeadLetter) -> str:
         url = reverse("admin:jobs_job_change", args=[dead.job_id])
@@ -139,7 +144,7 @@ class DeadLetterAdmin(admin.ModelAdmin[DeadLetter]):
     def policy(self, dead: DeadLetter) -> str:
         return _pre(dead.retry_policy)
 
-    @admin.action(description="Retry the selected dead letters")
+    @admin.action(description="Retry the selected dead letters", permissions=["change"])
     def retry_selected(
         self, request: AuthenticatedHttpRequest, queryset: QuerySet[DeadLetter]
     ) -> None:
@@ -152,7 +157,7 @@ class DeadLetterAdmin(admin.ModelAdmin[DeadLetter]):
             messages.SUCCESS,
         )
 
-    @admin.action(description="Dismiss the selected dead letters")
+    @admin.action(description="Dismiss the selected dead letters", permissions=["change"])
     def dismiss_selected(
         self, request: AuthenticatedHttpRequest, queryset: QuerySet[DeadLetter]
     ) -> None:

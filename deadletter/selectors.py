@@ -1,4 +1,5 @@
-"""Reads on dead letters. Visibility: a user sees the dead letters of their own jobs, staff all."""
+"""Reads on dead letters. Visibility follows the job's: the dead letters of a user's own jobs and
+their teams', an admin's all."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from django.contrib.auth.models import User
 from django.db.models import Count, Max, Min, QuerySet
 
 from deadletter.models import DeadLetter, DeadLetterAction
+from jobplatform.access import owned_by_visible
 from jobplatform.errors import NotFound
 
 
 def dead_letter_list(*, user: User) -> QuerySet[DeadLetter]:
     entries = DeadLetter.objects.select_related("job", "job__owner", "resolved_by")
-    return entries if user.is_staff else entries.filter(job__owner=user)
+    return owned_by_visible(entries, user, "job__owner")
 
 
 def dead_letter_get_visible(*, dead_letter_id: int, user: User) -> DeadLetter:

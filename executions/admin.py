@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from executions.models import Execution, StepResult
+from jobplatform.access import owned_by_visible
 
 
 class StepResultInline(admin.TabularInline[StepResult, Execution]):
@@ -27,3 +29,7 @@ class ExecutionAdmin(admin.ModelAdmin[Execution]):
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Execution]:
+        # The admin shows what the API would: the user's own, their teams', or (admin role) all.
+        return owned_by_visible(super().get_queryset(request), request.user, "job__owner")

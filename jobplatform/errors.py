@@ -40,3 +40,9 @@ class PayloadTooLarge(DomainError):
     """The request is larger than the platform accepts."""
 
     http_status = 413
+
+
+class Forbidden(DomainError):
+    """The caller is known but may not do this (their role, or their API key's scopes)."""
+
+    http_status = 403

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import django_stubs_ext
@@ -32,6 +33,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    # Its APIKey model is unused (jobplatform.ApiKey extends its abstract model), but the app
+    # must be installed for the module that defines both to be imported.
+    "rest_framework_api_key",
     "django_filters",
     "django_celery_beat",
     "jobplatform",
@@ -103,11 +107,31 @@ STATIC_URL = "static/"
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 
 REST_FRAMEWORK = {
+    # docs/security.md: Token (DRF), Api-Key (djangorestframework-api-key), Bearer (simplejwt),
+    # and the admin's session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "jobplatform.api.authentication.TokenAuthentication",
+        "jobplatform.api.authentication.ApiKeyAuthentication",
+        "jobplatform.api.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Authenticated, then the role's permission for the view and method, then the key's scope.
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "jobplatform.api.permissions.HasRolePermission",
+        "jobplatform.api.permissions.ApiKeyScope",
+    ],
+    # Counted in the cache below (Redis), so every web process shares the counts. A rate is
+    # "N/s", "N/min", "N/hour" or "N/day"; an empty value turns that throttle off.
+    "DEFAULT_THROTTLE_CLASSES": ["jobplatform.api.throttling.RateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("JOBPLATFORM_THROTTLE_ANON_RATE", default="60/min") or None,
+        "user": env("JOBPLATFORM_THROTTLE_USER_RATE", default="3000/min") or None,
+        "api_key": env("JOBPLATFORM_THROTTLE_API_KEY_RATE", default="1200/min") or None,
+    },
+    # Proxies in front of the web processes whose X-Forwarded-For is trusted for the client's
+    # address (the anonymous throttle); 0: REMOTE_ADDR, so a client cannot pick its own address.
+    "NUM_PROXIES": env.int("DJANGO_NUM_PROXIES", default=0),
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # The one parser: size, depth, number and character limits (jobplatform/api/parsers.py).
     "DEFAULT_PARSER_CLASSES": ["jobplatform.api.parsers.LimitedJSONParser"],
@@ -149,6 +173,29 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
+# JWTs for interactive clients (djangorestframework-simplejwt): a short-lived access token and
+# a refresh token. https://django-rest-framework-simplejwt.readthedocs.io/en/latest/settings.html
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(
+        minutes=env.float("JOBPLATFORM_JWT_ACCESS_MINUTES", default=5)
+    ),
+    "REFRESH_TOKEN_LIFETIME": timedelta(
+        hours=env.float("JOBPLATFORM_JWT_REFRESH_HOURS", default=24)
+    ),
+    # Its own key lets JWTs be revoked all at once (change it) without touching sessions.
+    "SIGNING_KEY": env("JOBPLATFORM_JWT_SIGNING_KEY", default=SECRET_KEY),
+    "ALGORITHM": "HS256",
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    # Tokens carry a hash of the password's hash: a password change revokes them.
+    "CHECK_REVOKE_TOKEN": True,
+    "UPDATE_LAST_LOGIN": True,
+}
+
+# A key's last_used_at is written at most this often (seconds), not on every request.
+JOBPLATFORM_API_KEY_LAST_USED_PRECISION = env.float(
+    "JOBPLATFORM_API_KEY_LAST_USED_PRECISION", default=60.0
+)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -179,6 +226,17 @@ JOBPLATFORM_MAX_RETRY_BACKOFF = env.int("JOBPLATFORM_MAX_RETRY_BACKOFF", default
 # The Redis password may live in its own secret instead of the URL.
 REDIS_URL = url_with_password(env_secret("REDIS_URL"), env_secret("REDIS_PASSWORD", default=""))
 CELERY_BROKER_URL = REDIS_URL
+
+# The throttles' counts, shared by every web process. Django's own Redis backend on REDIS_URL by
+# default; the key prefix keeps its keys apart from Celery's. Nothing else is cached.
+# https://docs.djangoproject.com/en/5.2/topics/cache/#redis
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env("JOBPLATFORM_CACHE_URL", default=CELERY_BROKER_URL),
+        "KEY_PREFIX": "jobplatform",
+    }
+}
 CELERY_TASK_DEFAULT_QUEUE = JOBPLATFORM_QUEUES[0]
 # A message is acknowledged only after the task returns, and handed back if the worker process dies,
 # so a crash never loses a job; duplicate deliveries are made harmless by the claim (DESIGN §2).

@@ -3,11 +3,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from jobplatform.api.views import HealthApi
-
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/v1/health/", HealthApi.as_view(), name="health"),
+    path("api/v1/", include("jobplatform.api.urls")),
     path("api/v1/", include("jobs.api.urls")),
     path("api/v1/", include("jobs.schedules.api.urls")),
     path("api/v1/", include("deadletter.api.urls")),

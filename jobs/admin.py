@@ -7,6 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from executions.models import Execution
+from jobplatform.access import owned_by_visible
 from jobplatform.errors import Conflict
 from jobs import services
 from jobs.models import Job
@@ -49,7 +50,11 @@ class JobAdmin(admin.ModelAdmin[Job]):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Cancel the selected jobs")
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
+        # The admin shows what the API would: the user's own, their teams', or (admin role) all.
+        return owned_by_visible(super().get_queryset(request), request.user, "owner")
+
+    @admin.action(description="Cancel the selected jobs", permissions=["change"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         cancelled, finished = 0, 0
         for job_id in queryset.values_list("id", flat=True):

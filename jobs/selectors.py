@@ -1,4 +1,5 @@
-"""Reads on jobs. Visibility lives here: a user sees their own, staff see all."""
+"""Reads on jobs. Visibility lives here: a user sees their own jobs and their teams', an admin
+all (jobplatform.access)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db.models import F, QuerySet
 
+from jobplatform.access import owned_by_visible
 from jobplatform.errors import NotFound
 from jobs.models import Job
 
 
 def job_list(*, user: User) -> QuerySet[Job]:
-    jobs = Job.objects.select_related("owner")
-    return jobs if user.is_staff else jobs.filter(owner=user)
+    return owned_by_visible(Job.objects.select_related("owner"), user, "owner")
 
 
 # What a job list shows (jobs.api.serializers.job_summary_row_output), read as rows, not model

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -10,25 +11,52 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.apps import apps as global_apps
 from django.conf import settings
+from django.db.models.signals import post_migrate
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from jobplatform.celery import app as celery_app
-from tests.factories import UserFactory
+from jobplatform.roles import Role
+from tests.factories import UserFactory, with_role
 from tests.support import HttpTarget, free_port, port_answers, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _restore_roles(sender: Any, **kwargs: Any) -> None:
+    """A transactional test's flush empties auth_group; post_migrate follows the flush and
+    brings back the permissions, and this the role groups, as the migration made them."""
+    if sender.label == "jobplatform":
+        migration = importlib.import_module("jobplatform.migrations.0002_roles")
+        migration.create_roles(global_apps, None)
+
+
+post_migrate.connect(_restore_roles, dispatch_uid="tests.restore_roles")
+
+
 @pytest.fixture
 def user(db: Any) -> Any:
-    return UserFactory()
+    """An operator: submits and acts on their own jobs, as every API client did before roles."""
+    return with_role(UserFactory(), Role.OPERATOR)
 
 
 @pytest.fixture
-def staff(db: Any) -> Any:
-    return UserFactory(is_staff=True)
+def viewer(db: Any) -> Any:
+    return with_role(UserFactory(), Role.VIEWER)
+
+
+@pytest.fixture
+def admin(db: Any) -> Any:
+    """The admin role (every owner's work, users, teams, keys), and may log in to the admin."""
+    return with_role(UserFactory(is_staff=True), Role.ADMIN)
+
+
+@pytest.fixture
+def staff(admin: Any) -> Any:
+    """What ``staff`` meant before roles (sees everything): the admin role. Prefer ``admin``."""
+    return admin
 
 
 def client_for(user: Any) -> APIClient:

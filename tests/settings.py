@@ -30,3 +30,11 @@ JOBPLATFORM_HEARTBEAT_INTERVAL = 0.2
 JOBPLATFORM_LOST_AFTER = 2.0
 JOBPLATFORM_REAPER_INTERVAL = 0.5
 JOBPLATFORM_REDELIVER_AFTER = 4.0
+
+# The throttles' cache on the tests' Redis database. Throttling is off except where a test turns
+# it on (tests/jobplatform/test_throttling.py): the suite sends requests faster than any client.
+CACHES = {"default": {**CACHES["default"], "LOCATION": CELERY_BROKER_URL}}  # noqa: F405
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,  # noqa: F405
+    "DEFAULT_THROTTLE_RATES": {"anon": None, "user": None, "api_key": None},
+}

@@ -9,22 +9,10 @@ from deadletter.api.filters import DeadLetterFilter
 from deadletter.models import DeadLetter, DeadLetterAction
 from deadletter.selectors import Group
 from deadletter.services import RetryOverrides
+from jobplatform.api.serializers import StrictInput
 
 MAX_NOTE = 2000
 MAX_BULK_IDS = 10_000
-
-
-class StrictInput(serializers.Serializer[None]):
-    """Refuses unknown fields by name, so a typo ("max_retry") is not silently ignored. Input
-    only: it never serializes an instance."""
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if not isinstance(self.initial_data, dict):
-            raise serializers.ValidationError("the body must be a JSON object")
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({field: "unknown field" for field in unknown})
-        return attrs
 
 
 class DismissInput(StrictInput):

@@ -65,7 +65,10 @@ def _filtered(
 
 
 class DeadLetterListApi(APIView):
-    """Dead letters of the caller's jobs (staff: all), newest first, filtered, cursor-paginated."""
+    """Dead letters of the caller's and their teams' jobs (admins: all), newest first, filtered,
+    cursor-paginated."""
+
+    required_permissions = {"GET": "deadletter.view_deadletter"}
 
     filterset_class = DeadLetterFilter
 
@@ -81,12 +84,16 @@ class DeadLetterListApi(APIView):
 
 
 class DeadLetterDetailApi(APIView):
+    required_permissions = {"GET": "deadletter.view_deadletter"}
+
     def get(self, request: AuthenticatedRequest, dead_letter_id: int) -> Response:
         return Response(_detail(request, dead_letter_id))
 
 
 class DeadLetterRetryApi(APIView):
     """Send the job back to the queue, optionally with a new max_retries, input or from_step."""
+
+    required_permissions = {"POST": "deadletter.change_deadletter"}
 
     def post(self, request: AuthenticatedRequest, dead_letter_id: int) -> Response:
         dead = selectors.dead_letter_get_visible(dead_letter_id=dead_letter_id, user=request.user)
@@ -102,6 +109,8 @@ class DeadLetterRetryApi(APIView):
 
 
 class DeadLetterDismissApi(APIView):
+    required_permissions = {"POST": "deadletter.change_deadletter"}
+
     def post(self, request: AuthenticatedRequest, dead_letter_id: int) -> Response:
         dead = selectors.dead_letter_get_visible(dead_letter_id=dead_letter_id, user=request.user)
         payload = DismissInput(data=request.data)
@@ -129,6 +138,8 @@ def _bulk_selection(request: AuthenticatedRequest) -> tuple[QuerySet[DeadLetter]
 class DeadLetterBulkRetryApi(APIView):
     """Retry many entries, by ids, group or filter, in batches; answers with counts."""
 
+    required_permissions = {"POST": "deadletter.change_deadletter"}
+
     def post(self, request: AuthenticatedRequest) -> Response:
         selection, note = _bulk_selection(request)
         outcome = services.dead_letter_retry_bulk(
@@ -142,6 +153,8 @@ class DeadLetterBulkRetryApi(APIView):
 class DeadLetterBulkDismissApi(APIView):
     """Dismiss many open entries, by ids, group or filter; answers with counts."""
 
+    required_permissions = {"POST": "deadletter.change_deadletter"}
+
     def post(self, request: AuthenticatedRequest) -> Response:
         selection, note = _bulk_selection(request)
         outcome = services.dead_letter_dismiss_bulk(
@@ -154,6 +167,8 @@ class DeadLetterBulkDismissApi(APIView):
 
 class DeadLetterGroupsApi(APIView):
     """Entries grouped by fingerprint, largest group first. Open entries unless ?state= says."""
+
+    required_permissions = {"GET": "deadletter.view_deadletter"}
 
     MAX_LIMIT = 1000
 
@@ -178,7 +193,9 @@ def _limit(raw: str, maximum: int) -> int:
 
 
 class DeadLetterStatsApi(APIView):
-    """Open dead letters by reason and by queue (the caller's jobs; staff: all)."""
+    """Open dead letters by reason and by queue (the jobs the caller sees)."""
+
+    required_permissions = {"GET": "deadletter.view_deadletter"}
 
     def get(self, request: AuthenticatedRequest) -> Response:
         entries = selectors.dead_letter_list(user=request.user)

@@ -20,6 +20,8 @@ from django.utils import timezone
 
 from deadletter.models import DeadLetter, DeadLetterAction
 from jobplatform.errors import Conflict, InvalidInput, NotFound
+from jobplatform.models import AuditEvent
+from jobplatform.services import audit_record
 from jobs.models import Job
 from jobs.services import job_retry
 
@@ -163,7 +165,9 @@ def dead_letter_retry_bulk(
         _audit_many(ids, Kind.RETRY, actor, note, {"bulk": True}, now)
         return ids
 
-    return _in_batches(selection, batch_size, retry)
+    outcome = _in_batches(selection, batch_size, retry)
+    _audit_bulk(AuditEvent.Action.BULK_RETRY, actor, note, outcome)
+    return outcome
 
 
 def dead_letter_dismiss(*, dead_letter_id: int, actor: User, note: str = "") -> None:
@@ -205,7 +209,25 @@ def dead_letter_dismiss_bulk(
         _audit_many(ids, Kind.DISMISS, actor, note, {"bulk": True}, now)
         return ids
 
-    return _in_batches(selection, batch_size, dismiss)
+    outcome = _in_batches(selection, batch_size, dismiss)
+    _audit_bulk(AuditEvent.Action.BULK_DISMISS, actor, note, outcome)
+    return outcome
+
+
+def _audit_bulk(action: str, actor: User, note: str, outcome: BulkOutcome) -> None:
+    """One row in the platform's security audit trail for the whole bulk action (each entry
+    has its own DeadLetterAction row as well)."""
+    audit_record(
+        action=action,
+        actor=actor,
+        subject=f"{outcome.selected} dead letter(s)",
+        details={
+            "selected": outcome.selected,
+            "done": outcome.done,
+            "skipped": outcome.skipped,
+            "note": note,
+        },
+    )
 
 
 def _in_batches(

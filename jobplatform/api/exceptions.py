@@ -72,9 +72,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         (f"API.{str(exc.default_code).upper()}", ""),
     )
     details = exc.detail if isinstance(exc, exceptions.ValidationError) else {}
-    response = Response(
-        error_body(code, message or str(exc.detail), details), status=exc.status_code
-    )
+    if not message:
+        # simplejwt's token errors carry {"detail": ..., "messages": [...]}: the detail says it.
+        detail = exc.detail
+        if isinstance(detail, dict) and "detail" in detail:
+            detail = detail["detail"]
+        message = str(detail)
+    response = Response(error_body(code, message, details), status=exc.status_code)
     # APIView sets auth_header on the exception; Throttled sets wait in its __init__. Neither is
     # declared by djangorestframework-stubs, hence getattr.
     auth_header = getattr(exc, "auth_header", None)

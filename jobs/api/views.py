@@ -40,6 +40,8 @@ def _job_detail(request: Request, job: Job, *, new: bool = False) -> dict[str, A
 class JobListCreateApi(APIView):
     """GET: the caller's jobs, newest first, filtered. POST: submit a job."""
 
+    required_permissions = {"GET": "jobs.view_job", "POST": "jobs.add_job"}
+
     filterset_class = JobFilter
 
     def get(self, request: AuthenticatedRequest) -> Response:
@@ -66,6 +68,8 @@ class JobListCreateApi(APIView):
 class JobBulkCreateApi(APIView):
     """POST {"jobs": [submission, ...]}: up to JOBPLATFORM_MAX_BULK_JOBS jobs, all or none."""
 
+    required_permissions = {"POST": "jobs.add_job"}
+
     def post(self, request: AuthenticatedRequest) -> Response:
         ids = services.job_submit_many(
             owner=request.user, specs=parse_bulk_submission(request.data)
@@ -90,6 +94,8 @@ def _idempotency_key(request: Request, in_body: str | None) -> str | None:
 class JobDetailApi(APIView):
     """GET: a job with its attempts. PATCH {"run_at"}: move a job that is still PENDING."""
 
+    required_permissions = {"GET": "jobs.view_job", "PATCH": "jobs.change_job"}
+
     def get(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
         job = job_get_visible(job_id=job_id, user=request.user)
         return Response(_job_detail(request, job))
@@ -103,6 +109,8 @@ class JobDetailApi(APIView):
 class JobCancelApi(APIView):
     """Cancel a job that has not finished; cancelling a cancelled job again is a no-op."""
 
+    required_permissions = {"POST": "jobs.change_job"}
+
     def post(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
         job = job_get_visible(job_id=job_id, user=request.user)
         services.job_cancel(job_id=job.id)  # Conflict if it finished otherwise
@@ -112,6 +120,8 @@ class JobCancelApi(APIView):
 
 class StepTypeListApi(APIView):
     """The step types a job may use, with the JSON Schema of their parameters."""
+
+    required_permissions = {"GET": "jobs.view_job"}
 
     def get(self, request: Request) -> Response:
         return Response(

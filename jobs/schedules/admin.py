@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html_join
 
+from jobplatform.access import owned_by_visible
 from jobplatform.errors import Conflict
 from jobs.redaction import redact_template
 from jobs.schedules import firing, services
@@ -77,6 +78,10 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
+        # The admin shows what the API would: the user's own, their teams', or (admin role) all.
+        return owned_by_visible(super().get_queryset(request), request.user, "owner")
+
     def delete_model(self, request: HttpRequest, obj: Schedule) -> None:
         services.schedule_delete(schedule_id=obj.id)  # with its beat rows
 
@@ -84,20 +89,20 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         for schedule_id in queryset.values_list("id", flat=True):
             services.schedule_delete(schedule_id=schedule_id)
 
-    @admin.action(description="Pause the selected schedules")
+    @admin.action(description="Pause the selected schedules", permissions=["change"])
     def pause_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         note = f"paused in the admin by {request.user}"
         for schedule_id in queryset.filter(enabled=True).values_list("id", flat=True):
             services.schedule_pause(schedule_id=schedule_id, note=note)
         self.message_user(request, "Paused the selected schedules.", messages.SUCCESS)
 
-    @admin.action(description="Resume the selected schedules")
+    @admin.action(description="Resume the selected schedules", permissions=["change"])
     def resume_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         for schedule_id in queryset.filter(enabled=False).values_list("id", flat=True):
             services.schedule_resume(schedule_id=schedule_id)
         self.message_user(request, "Resumed the selected schedules.", messages.SUCCESS)
 
-    @admin.action(description="Trigger the selected schedules now")
+    @admin.action(description="Trigger the selected schedules now", permissions=["change"])
     def trigger_schedules(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         made, skipped = 0, 0
         for schedule_id in queryset.values_list("id", flat=True):

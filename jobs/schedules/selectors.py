@@ -1,4 +1,5 @@
-"""Reads on schedules. Visibility as for jobs: a user sees their own, staff see all."""
+"""Reads on schedules. Visibility as for jobs: a user sees their own and their teams', an admin
+all."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from jobplatform.access import owned_by_visible
 from jobplatform.errors import NotFound
 from jobs.models import Job
 from jobs.schedules import cron
@@ -17,8 +19,7 @@ from jobs.schedules.models import Schedule, ScheduleFiring
 
 
 def schedule_list(*, user: User) -> QuerySet[Schedule]:
-    schedules = Schedule.objects.select_related("owner")
-    return schedules if user.is_staff else schedules.filter(owner=user)
+    return owned_by_visible(Schedule.objects.select_related("owner"), user, "owner")
 
 
 def schedule_get_visible(*, schedule_id: UUID, user: User) -> Schedule:

@@ -25,7 +25,8 @@ from jobplatform_client import Client
 from jobplatform_client.cli import main
 from rest_framework.authtoken.models import Token
 
-from tests.factories import UserFactory
+from jobplatform.roles import Role
+from tests.factories import UserFactory, with_role
 
 # Fast retries for the jobs these tests fail on purpose.
 FAST_RETRIES = {"retry_backoff": 0.05, "retry_backoff_max": 0.2}
@@ -34,7 +35,7 @@ FAST_RETRIES = {"retry_backoff": 0.05, "retry_backoff_max": 0.2}
 @pytest.fixture
 def token(transactional_db: Any) -> str:
     """A new user's API token (the test's data is committed, so gunicorn sees it)."""
-    user: Any = UserFactory()
+    user: Any = with_role(UserFactory(), Role.OPERATOR)
     return Token.objects.create(user=user).key
 
 

@@ -10,10 +10,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def operator(client, staff):
-    staff.is_superuser = True
-    staff.save()
-    client.force_login(staff)
+def operator(client, admin):
+    """An admin-role user (staff, not a superuser) logged in to the admin."""
+    client.force_login(admin)
     return client
 
 
@@ -40,7 +39,7 @@ def test_the_detail_shows_the_traceback_readable_and_escaped(operator):
     assert "&lt;script&gt;bad&lt;/script&gt; happened" in html
 
 
-def test_the_retry_and_dismiss_actions_go_through_the_services(operator, staff):
+def test_the_retry_and_dismiss_actions_go_through_the_services(operator, admin):
     to_retry = DeadLetterFactory()
     to_dismiss = DeadLetterFactory()
     response = operator.post(
@@ -61,10 +60,10 @@ def test_the_retry_and_dismiss_actions_go_through_the_services(operator, staff):
     assert b"Dismissed 1 dead letter(s); skipped 1." in response.content
     to_retry.refresh_from_db()
     to_dismiss.refresh_from_db()
-    assert (to_retry.state, to_retry.note, to_retry.resolved_by) == ("retried", "from admin", staff)
+    assert (to_retry.state, to_retry.note, to_retry.resolved_by) == ("retried", "from admin", admin)
     assert Job.objects.get(id=to_retry.job_id).status == Job.Status.PENDING
     assert (to_dismiss.state, to_dismiss.note) == ("dismissed", "noise")
     # The audit trail shows on the entry's page.
     page = operator.get(f"/admin/deadletter/deadletter/{to_dismiss.id}/change/")
-    assert b"noise" in page.content and staff.username.encode() in page.content
+    assert b"noise" in page.content and admin.username.encode() in page.content
     assert DeadLetter.objects.filter(state="open").count() == 0

@@ -16,15 +16,15 @@ pytestmark = pytest.mark.django_db
 URL = "/api/v1/jobs/"
 
 
-def test_the_token_lookup_builds_the_same_token_and_user_as_the_orm(staff):
-    token = Token.objects.create(user=staff)
+def test_the_token_lookup_builds_the_same_token_and_user_as_the_orm(admin):
+    token = Token.objects.create(user=admin)
     user, found = TokenAuthentication().authenticate_credentials(token.key)
-    expected = get_user_model().objects.get(pk=staff.pk)
+    expected = get_user_model().objects.get(pk=admin.pk)
     fields = [f.attname for f in expected._meta.concrete_fields]
     assert [getattr(user, f) for f in fields] == [getattr(expected, f) for f in fields]
     assert (found.key, found.user_id, found.created, found.user) == (
         token.key,
-        staff.pk,
+        admin.pk,
         token.created,
         user,
     )
@@ -39,9 +39,9 @@ def test_each_request_looks_its_token_up_with_one_prepared_statement(api):
     assert executions_of_prepared("authtoken_token") == before + 2
 
 
-def test_the_authenticated_user_is_the_tokens_owner_with_its_flags(staff, user):
+def test_the_authenticated_user_is_the_tokens_owner_with_its_flags(admin, user):
     theirs = JobFactory(owner=user)
-    listed = client_for(staff).get(URL).json()["results"]  # staff see every owner's jobs
+    listed = client_for(admin).get(URL).json()["results"]  # admins see every owner's jobs
     assert [job["id"] for job in listed] == [str(theirs.id)]
     assert client_for(user).get(URL).json()["results"][0]["owner"] == user.username
 

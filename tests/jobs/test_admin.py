@@ -10,10 +10,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def operator(client, staff):
-    staff.is_superuser = True
-    staff.save()
-    client.force_login(staff)
+def operator(client, admin):
+    """An admin-role user (staff, not a superuser) logged in to the admin."""
+    client.force_login(admin)
     return client
 
 

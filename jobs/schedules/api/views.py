@@ -50,6 +50,8 @@ def _schedule_detail(request: AuthenticatedRequest, schedule_id: UUID) -> dict[s
 class ScheduleListCreateApi(APIView):
     """GET: the caller's schedules, newest first. POST: create one."""
 
+    required_permissions = {"GET": "jobs.view_schedule", "POST": "jobs.add_schedule"}
+
     def get(self, request: AuthenticatedRequest) -> Response:
         paginator = CreatedCursorPagination()
         page = paginator.paginate_queryset(schedule_list(user=request.user), request, view=self)
@@ -67,6 +69,12 @@ class ScheduleListCreateApi(APIView):
 
 class ScheduleDetailApi(APIView):
     """GET with next fire times, recent jobs and firings; PATCH any field; DELETE."""
+
+    required_permissions = {
+        "GET": "jobs.view_schedule",
+        "PATCH": "jobs.change_schedule",
+        "DELETE": "jobs.delete_schedule",
+    }
 
     def get(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         return Response(_schedule_detail(request, schedule_id))
@@ -87,6 +95,8 @@ class ScheduleDetailApi(APIView):
 class SchedulePauseApi(APIView):
     """POST {"note"?}: stop firing until resumed. Pausing a paused schedule is a no-op."""
 
+    required_permissions = {"POST": "jobs.change_schedule"}
+
     def post(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         schedule = schedule_get_visible(schedule_id=schedule_id, user=request.user)
         services.schedule_pause(schedule_id=schedule.id, note=parse_pause(request.data))
@@ -95,6 +105,8 @@ class SchedulePauseApi(APIView):
 
 class ScheduleResumeApi(APIView):
     """POST: fire again from the next tick; the ticks that fell while paused do not run."""
+
+    required_permissions = {"POST": "jobs.change_schedule"}
 
     def post(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         schedule = schedule_get_visible(schedule_id=schedule_id, user=request.user)
@@ -105,6 +117,8 @@ class ScheduleResumeApi(APIView):
 class ScheduleTriggerApi(APIView):
     """POST: fire now, under the overlap policy. 201 with the job; 202 when buffer_one keeps the
     tick waiting for the unfinished job; 409 SCHEDULES.OVERLAP_SKIPPED when the policy skips it."""
+
+    required_permissions = {"POST": "jobs.change_schedule"}
 
     def post(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         schedule = schedule_get_visible(schedule_id=schedule_id, user=request.user)

@@ -19,7 +19,7 @@ def ids(response):
     return [entry["id"] for entry in response.json()["results"]]
 
 
-def test_a_user_sees_the_dead_letters_of_their_own_jobs_and_staff_all(api, user, staff):
+def test_a_user_sees_the_dead_letters_of_their_own_jobs_and_admins_all(api, user, admin):
     mine = DeadLetterFactory(job=FailedJobFactory(owner=user))
     theirs = DeadLetterFactory()
     assert ids(api.get(URL)) == [mine.id]
@@ -32,7 +32,7 @@ def test_a_user_sees_the_dead_letters_of_their_own_jobs_and_staff_all(api, user,
         assert response.json()["error"]["code"] == "DEADLETTER.NOT_FOUND"
     theirs.refresh_from_db()
     assert theirs.state == "open"
-    assert set(ids(client_for(staff).get(URL))) == {mine.id, theirs.id}
+    assert set(ids(client_for(admin).get(URL))) == {mine.id, theirs.id}
 
 
 def test_an_unknown_id_is_a_404(api):
@@ -41,7 +41,7 @@ def test_an_unknown_id_is_a_404(api):
     assert response.json()["error"]["code"] == "DEADLETTER.NOT_FOUND"
 
 
-def test_the_list_filters_by_every_documented_parameter(api, user, staff):
+def test_the_list_filters_by_every_documented_parameter(api, user, admin):
     now = timezone.now()
     job = lambda **kw: FailedJobFactory(owner=user, **kw)  # noqa: E731
     permanent_http = DeadLetterFactory(
@@ -72,8 +72,8 @@ def test_the_list_filters_by_every_documented_parameter(api, user, staff):
     assert get(f"created_before={cut}") == {exhausted_old.id}
     assert get(f"created_after={cut}") == {permanent_http.id, dismissed.id}
     assert get(f"owner={user.username}") == {permanent_http.id, exhausted_old.id, dismissed.id}
-    staff_api = client_for(staff)
-    assert get(f"owner={other_owner.job.owner.username}", staff_api) == {other_owner.id}
+    admin_api = client_for(admin)
+    assert get(f"owner={other_owner.job.owner.username}", admin_api) == {other_owner.id}
 
 
 @pytest.mark.parametrize(
@@ -201,7 +201,7 @@ def test_groups_count_open_entries_by_fingerprint_largest_first(api, user):
     assert response.status_code == 400
 
 
-def test_stats_report_open_dead_letters_by_reason_and_queue(api, user, staff):
+def test_stats_report_open_dead_letters_by_reason_and_queue(api, user, admin):
     job = lambda queue="default": FailedJobFactory(owner=user, queue=queue)  # noqa: E731
     DeadLetterFactory(job=job(), reason="permanent")
     DeadLetterFactory(job=job(), reason="permanent")
@@ -217,4 +217,4 @@ def test_stats_report_open_dead_letters_by_reason_and_queue(api, user, staff):
             {"reason": "permanent", "queue": "default", "count": 2},
         ],
     }
-    assert client_for(staff).get(f"{URL}stats/").json()["by_reason"]["timeout"] == 1
+    assert client_for(admin).get(f"{URL}stats/").json()["by_reason"]["timeout"] == 1

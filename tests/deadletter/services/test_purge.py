@@ -13,7 +13,7 @@ from tests.deadletter.factories import DeadLetterFactory
 pytestmark = pytest.mark.django_db
 
 
-def test_purge_deletes_closed_entries_past_the_retention_and_never_open_ones(staff):
+def test_purge_deletes_closed_entries_past_the_retention_and_never_open_ones(admin):
     now = timezone.now()
     long_ago = now - timedelta(days=31)
     old_retried = DeadLetterFactory(state="retried", resolved_at=long_ago)

@@ -19,7 +19,7 @@ def ids(response):
     return [job["id"] for job in response.json()["results"]]
 
 
-def test_a_user_sees_only_their_own_jobs(api, user, staff):
+def test_a_user_sees_only_their_own_jobs(api, user, admin):
     mine = JobFactory(owner=user)
     theirs = JobFactory()
     assert ids(api.get("/api/v1/jobs/")) == [str(mine.id)]
@@ -31,7 +31,7 @@ def test_a_user_sees_only_their_own_jobs(api, user, staff):
         assert response.json()["error"]["code"] == "JOBS.NOT_FOUND"
     theirs.refresh_from_db()
     assert theirs.status == Job.Status.PENDING  # the refused cancel changed nothing
-    assert set(ids(client_for(staff).get("/api/v1/jobs/"))) == {str(mine.id), str(theirs.id)}
+    assert set(ids(client_for(admin).get("/api/v1/jobs/"))) == {str(mine.id), str(theirs.id)}
 
 
 def test_filters_by_status_queue_name_and_creation_time(api, user):
@@ -117,14 +117,14 @@ def test_listing_costs_one_query_and_loads_only_the_columns_it_shows(api, user):
     assert "input" not in first
 
 
-def test_the_name_filter_reads_its_own_index(staff):
+def test_the_name_filter_reads_its_own_index(admin):
     """At a million jobs the name filter walked the whole creation-time index (60 ms)."""
     Job.objects.bulk_create(
-        JobFactory.build(owner=staff, name=f"other-{i % 200}") for i in range(3000)
+        JobFactory.build(owner=admin, name=f"other-{i % 200}") for i in range(3000)
     )
-    JobFactory.create_batch(30, owner=staff, name="nightly")
+    JobFactory.create_batch(30, owner=admin, name="nightly")
     with CaptureQueriesContext(connection) as queries:
-        assert len(ids(client_for(staff).get("/api/v1/jobs/?name=nightly&queue=default"))) == 30
+        assert len(ids(client_for(admin).get("/api/v1/jobs/?name=nightly&queue=default"))) == 30
     [sql] = [q["sql"] for q in queries if q["sql"].startswith('SELECT "jobs_job"')]
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE jobs_job")

@@ -155,11 +155,11 @@ def test_the_same_idempotency_key_with_another_body_is_a_409(api):
     assert other.json()["error"]["details"] == {"job_id": first.json()["id"]}
 
 
-def test_idempotency_keys_are_per_owner(api, staff):
+def test_idempotency_keys_are_per_owner(api, admin):
     from tests.conftest import client_for
 
     mine = submit(api, idempotency_key="shared").json()["id"]
-    theirs = submit(client_for(staff), idempotency_key="shared").json()["id"]
+    theirs = submit(client_for(admin), idempotency_key="shared").json()["id"]
     assert mine != theirs
 
 

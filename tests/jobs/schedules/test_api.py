@@ -88,12 +88,12 @@ def test_required_fields_and_a_taken_name(api):
     assert error(create(api, name="dup"), 409) == "SCHEDULES.NAME_TAKEN"
 
 
-def test_owners_see_their_schedules_staff_see_all_others_get_404(api, user, staff):
+def test_owners_see_their_schedules_admins_see_all_others_get_404(api, user, admin):
     mine = make_schedule(user, now=timezone.now())
-    theirs = make_schedule(staff, now=timezone.now())
+    theirs = make_schedule(admin, now=timezone.now())
     listed = api.get(URL).json()["results"]
     assert [s["id"] for s in listed] == [str(mine.id)]
-    every = client_for(staff).get(URL).json()["results"]
+    every = client_for(admin).get(URL).json()["results"]
     assert {s["id"] for s in every} == {str(mine.id), str(theirs.id)}
     for response in (
         api.get(f"{URL}{theirs.id}/"),

@@ -73,12 +73,12 @@ def test_a_bad_change_is_a_400(api, user, body, code):
 
 
 @pytest.mark.django_db
-def test_others_jobs_cannot_be_moved(api, staff):
-    theirs = JobFactory(owner=staff)
+def test_others_jobs_cannot_be_moved(api, admin):
+    theirs = JobFactory(owner=admin)
     response = api.patch(f"/api/v1/jobs/{theirs.id}/", {"run_at": later()}, format="json")
     assert (response.status_code, response.json()["error"]["code"]) == (404, "JOBS.NOT_FOUND")
     assert (
-        client_for(staff)
+        client_for(admin)
         .patch(f"/api/v1/jobs/{theirs.id}/", {"run_at": later()}, format="json")
         .status_code
         == 200

@@ -79,14 +79,14 @@ def test_an_invalid_schedule_is_refused_with_its_code_and_writes_nothing(user, c
     assert (Schedule.objects.count(), beat_rows()) == (0, before)
 
 
-def test_a_second_schedule_of_the_same_name_is_a_conflict_and_leaves_no_beat_rows(user, staff):
+def test_a_second_schedule_of_the_same_name_is_a_conflict_and_leaves_no_beat_rows(user, admin):
     make_schedule(user, now=T0, name="nightly")
     before = beat_rows()
     with pytest.raises(Conflict) as refused:
         make_schedule(user, now=T0, name="nightly")
     assert refused.value.code == "SCHEDULES.NAME_TAKEN"
     assert beat_rows() == before
-    make_schedule(staff, now=T0, name="nightly")  # names are per owner
+    make_schedule(admin, now=T0, name="nightly")  # names are per owner
 
 
 def test_the_schedule_and_its_beat_rows_are_written_in_one_transaction(user, monkeypatch):
