@@ -258,9 +258,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": JOBPLATFORM_MAX_JOB_TIMEOUT + JOBPLATFORM_MAX_RETRY_BACKOFF + 300,
-    # Honour message priority within a queue (0 is served first on Redis).
-    "queue_order_strategy": "priority",
+    # Message priority: each of the ten priorities is a Redis list of its own (<queue> for 0,
+    # <queue>:N for N), and a worker's BRPOP names every queue's priority-0 list first, then
+    # priority 1, and so on, so 0 is served first (the dispatcher publishes 9 - job.priority).
     "priority_steps": list(range(10)),
+    # The order of *queues* within one priority, not of messages: round robin puts the queue a
+    # worker just took from last in its next BRPOP, so every queue it serves progresses. Kombu's
+    # "priority" and "sorted" keep one order, and a busy first queue starves the rest.
+    # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.redis.html
+    "queue_order_strategy": "round_robin",
     "sep": ":",
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
