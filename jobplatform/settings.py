@@ -296,6 +296,27 @@ JOBPLATFORM_MAX_RETRIES = env.int("JOBPLATFORM_MAX_RETRIES", default=25)
 JOBPLATFORM_MAX_BULK_JOBS = env.int("JOBPLATFORM_MAX_BULK_JOBS", default=1000)
 JOBPLATFORM_DISPATCH_BATCH = env.int("JOBPLATFORM_DISPATCH_BATCH", default=500)
 JOBPLATFORM_DISPATCH_POLL = env.float("JOBPLATFORM_DISPATCH_POLL", default=5.0)
+# Flow control (docs/architecture.md#flow-control). The most jobs of one queue whose message
+# waits in the broker (QUEUED): the dispatcher releases more only as workers take them, so a job
+# released now starts behind at most this many, whatever backlog waits in PostgreSQL, which is
+# where fair share and priority decide. 0: no bound (every due job is released at once).
+JOBPLATFORM_DISPATCH_MAX_QUEUED = env.int("JOBPLATFORM_DISPATCH_MAX_QUEUED", default=100)
+# Seconds between the dispatcher's passes while due jobs wait for room (a cap, the broker depth,
+# a concurrency key): finishing jobs free room without waking it.
+JOBPLATFORM_DISPATCH_HELD_POLL = env.float("JOBPLATFORM_DISPATCH_HELD_POLL", default=0.05)
+# The in-flight cap (QUEUED + RUNNING) of a queue whose own (API, admin) is not set. 0: no cap.
+JOBPLATFORM_QUEUE_MAX_IN_FLIGHT = env.int("JOBPLATFORM_QUEUE_MAX_IN_FLIGHT", default=0)
+# Admission control: most unfinished jobs per owner (unless its OwnerQuota says otherwise) and in
+# all; a submission beyond either is refused with 429 JOBS.TOO_MANY_UNFINISHED. 0: no cap.
+JOBPLATFORM_MAX_UNFINISHED_PER_OWNER = env.int(
+    "JOBPLATFORM_MAX_UNFINISHED_PER_OWNER", default=100_000
+)
+JOBPLATFORM_MAX_UNFINISHED = env.int("JOBPLATFORM_MAX_UNFINISHED", default=1_000_000)
+# Seconds a web process trusts its last count of unfinished jobs (adding its own submissions)
+# before counting again: counting a backlog per request would cost milliseconds. 0: every time.
+JOBPLATFORM_ADMISSION_RECOUNT = env.float("JOBPLATFORM_ADMISSION_RECOUNT", default=1.0)
+# The Retry-After of a refused submission, in seconds.
+JOBPLATFORM_ADMISSION_RETRY_AFTER = env.int("JOBPLATFORM_ADMISSION_RETRY_AFTER", default=5)
 # Workers refresh heartbeat_at of running attempts this often; an attempt silent for
 # JOBPLATFORM_LOST_AFTER seconds is declared lost by the reaper (in the dispatcher process).
 JOBPLATFORM_HEARTBEAT_INTERVAL = env.float("JOBPLATFORM_HEARTBEAT_INTERVAL", default=5.0)

@@ -88,8 +88,16 @@ def _stored(owner: User, values: dict[str, Any]) -> Job:
     return job
 
 
+# Fields added after fingerprints were first stored, left out while they keep their defaults,
+# so that a submission repeated across the upgrade still matches its stored fingerprint.
+_LATER_FIELDS = {"concurrency_key": None, "max_concurrency": 1}
+
+
 def _fingerprint(spec: JobSpec) -> str:
     body = asdict(spec)
+    for name, default in _LATER_FIELDS.items():
+        if body[name] == default:
+            del body[name]
     body["run_at"] = spec.run_at.isoformat() if spec.run_at else None
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
