@@ -296,11 +296,15 @@ JOBPLATFORM_MAX_RETRIES = env.int("JOBPLATFORM_MAX_RETRIES", default=25)
 JOBPLATFORM_MAX_BULK_JOBS = env.int("JOBPLATFORM_MAX_BULK_JOBS", default=1000)
 JOBPLATFORM_DISPATCH_BATCH = env.int("JOBPLATFORM_DISPATCH_BATCH", default=500)
 JOBPLATFORM_DISPATCH_POLL = env.float("JOBPLATFORM_DISPATCH_POLL", default=5.0)
-# Flow control (docs/architecture.md#flow-control). The most jobs of one queue whose message
-# waits in the broker (QUEUED): the dispatcher releases more only as workers take them, so a job
-# released now starts behind at most this many, whatever backlog waits in PostgreSQL, which is
-# where fair share and priority decide. 0: no bound (every due job is released at once).
-JOBPLATFORM_DISPATCH_MAX_QUEUED = env.int("JOBPLATFORM_DISPATCH_MAX_QUEUED", default=100)
+# Flow control (docs/architecture.md#flow-control). The dispatcher keeps about this many seconds
+# of each queue's work waiting in the broker (QUEUED), at the rate it released the queue's jobs
+# in the last second, and releases more only as workers take them: a job released now starts
+# behind about that much, whatever backlog waits in PostgreSQL, where fair share and priority
+# decide. 0: always JOBPLATFORM_DISPATCH_MAX_QUEUED.
+JOBPLATFORM_DISPATCH_QUEUED_SECONDS = env.float("JOBPLATFORM_DISPATCH_QUEUED_SECONDS", default=0.25)
+# The most jobs of one queue waiting in the broker, whatever the rate. 0: no bound at all (every
+# due job is released at once; fair share and priority then only order each batch).
+JOBPLATFORM_DISPATCH_MAX_QUEUED = env.int("JOBPLATFORM_DISPATCH_MAX_QUEUED", default=1000)
 # Seconds between the dispatcher's passes while due jobs wait for room (a cap, the broker depth,
 # a concurrency key): finishing jobs free room without waking it.
 JOBPLATFORM_DISPATCH_HELD_POLL = env.float("JOBPLATFORM_DISPATCH_HELD_POLL", default=0.05)

@@ -5,8 +5,10 @@ It wakes on LISTEN/NOTIFY when a job is submitted or fails into a retry, otherwi
 the next job comes due (at most ``poll`` seconds, which also bounds how long a missed
 notification can delay a job). While due jobs wait for room (a queue's cap, its broker depth, a
 concurrency key), which finishing jobs free without notifying, it looks again every
-``held_poll`` seconds. Any number of dispatchers may run: releases take turns on an advisory
-lock and lock their rows, so none releases a job twice or fills a room twice.
+``held_poll`` seconds. It keeps about a quarter second of each queue's work in the broker
+(``jobs.flow.BrokerDepth``), measured from its own releases. Any number of dispatchers may run:
+releases take turns on an advisory lock and lock their rows, so none releases a job twice or
+fills a room twice.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -27,6 +30,7 @@ from django.utils import timezone
 
 from jobplatform.celery import app as celery_app
 from jobs import services
+from jobs.flow import BrokerDepth
 from jobs.services import Release, ReleasedJob
 
 logger = logging.getLogger("jobplatform.dispatcher")
@@ -165,6 +169,10 @@ class Dispatcher:
         self.held_poll = (
             held_poll if held_poll is not None else settings.JOBPLATFORM_DISPATCH_HELD_POLL
         )
+        self.depth = BrokerDepth(
+            seconds=settings.JOBPLATFORM_DISPATCH_QUEUED_SECONDS,
+            maximum=settings.JOBPLATFORM_DISPATCH_MAX_QUEUED,
+        )
         self.publish = publish
         self.queues = list(queues) if queues else None  # None: every queue
         self.chores = [
@@ -197,10 +205,17 @@ class Dispatcher:
     def release_once(self) -> Release:
         """Release what is due within its limits, publish it after the release commits, and
         say what to do next; ``jobs`` are the jobs published."""
-        release = services.job_release_due(limit=self.batch_size, queues=self.queues)
+        served = self.queues or settings.JOBPLATFORM_QUEUES
+        release = services.job_release_due(
+            limit=self.batch_size,
+            queues=served,
+            max_queued={queue: self.depth.depth(queue) for queue in served},
+        )
         if not release.jobs:
             return release
         published = self.publish(release.jobs)
+        for queue, count in Counter(job.queue for job in published).items():
+            self.depth.released(queue, count)
         if len(published) < len(release.jobs):
             sent = {job.id for job in published}
             back = services.job_unrelease(job_ids=[j.id for j in release.jobs if j.id not in sent])

@@ -7,14 +7,16 @@ so ``tests/jobs/test_flow.py`` walks the combinations from tables, as the retry 
 do. The release applies, in this order (DESIGN §3): a paused queue, the gates a job must pass
 (its concurrency key; the rate limit and circuit breaker plug in as further gates), the
 queue's in-flight cap and broker depth, fair share between owners (weighted by in-flight
-count), new jobs against retries, priority, FIFO.
+count), new jobs against retries, priority, FIFO. ``BrokerDepth`` is the dispatcher's own
+measure of how many jobs of a queue to keep in the broker.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -52,6 +54,50 @@ def queue_room(state: QueueState, *, max_queued: int, limit: int) -> int:
     if max_queued:
         room = min(room, max_queued - state.queued)
     return max(0, room)
+
+
+MIN_QUEUED = 10  # jobs of a queue the broker depth never goes below (a queue just woken)
+
+
+class BrokerDepth:
+    """How many jobs of each queue the dispatcher keeps waiting in the broker: about
+    ``seconds`` of work at the rate it released the queue's jobs over the last ``window``
+    seconds (in steady state, the rate workers take them), between MIN_QUEUED and ``maximum``.
+
+    A job released now starts behind at most that many of its queue, so the time it waits in
+    the broker stays near ``seconds`` however fast or slow the workers are; the backlog beyond
+    waits in PostgreSQL, where fair share and priority decide. Refilled every few tens of
+    milliseconds, a depth of a quarter second keeps the workers busy. ``maximum`` 0: no bound;
+    ``seconds`` 0: always ``maximum``.
+    """
+
+    def __init__(
+        self,
+        *,
+        seconds: float,
+        maximum: int,
+        window: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.seconds = seconds
+        self.maximum = maximum
+        self.window = window
+        self.clock = clock
+        self._released: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
+
+    def released(self, queue: str, count: int) -> None:
+        if count:
+            self._released[queue].append((self.clock(), count))
+
+    def depth(self, queue: str) -> int:
+        if not self.maximum or not self.seconds:
+            return self.maximum
+        recent = self._released[queue]
+        cutoff = self.clock() - self.window
+        while recent and recent[0][0] < cutoff:
+            recent.popleft()
+        rate = sum(count for _, count in recent) / self.window
+        return max(MIN_QUEUED, min(self.maximum, math.ceil(rate * self.seconds)))
 
 
 @dataclass(frozen=True)

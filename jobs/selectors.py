@@ -66,7 +66,7 @@ class QueueView:
     paused_at: datetime | None
     max_in_flight: int | None  # the cap in force; None: no cap
     max_in_flight_is_default: bool  # the queue has no cap of its own
-    max_queued: int  # JOBPLATFORM_DISPATCH_MAX_QUEUED; 0: no bound
+    max_queued: int  # JOBPLATFORM_DISPATCH_MAX_QUEUED, the broker depth's bound; 0: none
     queued: int
     running: int
 
@@ -164,18 +164,6 @@ def _waiting_for_queue_cap(job: Job, queue: QueueView, now: datetime) -> dict[st
     }
 
 
-def _waiting_for_queue_backlog(job: Job, queue: QueueView, now: datetime) -> dict[str, Any] | None:
-    if not queue.max_queued or queue.queued < queue.max_queued:
-        return None
-    return {
-        "reason": "queue_backlog",
-        "message": f"{queue.queued} jobs of queue {queue.name!r} wait in the broker already: "
-        "it is released as workers take them, in fair-share and priority order",
-        "queued": queue.queued,
-        "max_queued": queue.max_queued,
-    }
-
-
 WaitingReason = Callable[[Job, QueueView, datetime], dict[str, Any] | None]
 # Why a waiting job is not released yet, in the order the release applies its controls.
 WAITING_REASONS: list[WaitingReason] = [
@@ -183,7 +171,6 @@ WAITING_REASONS: list[WaitingReason] = [
     _waiting_for_paused_queue,
     _waiting_for_concurrency_key,
     _waiting_for_queue_cap,
-    _waiting_for_queue_backlog,
 ]
 
 
@@ -191,7 +178,8 @@ def job_waiting_for(*, job: Job, now: datetime | None = None) -> list[dict[str, 
     """Why a PENDING or RETRYING job is still waiting, computed now; [] for any other job.
 
     Each reason is ``{"reason": code, "message": ..., details}``. A due job that nothing holds
-    gets ``release``: the dispatcher's next pass takes it, in fair-share and priority order.
+    gets ``release``: the dispatcher releases it as workers take the jobs of its queue already
+    in the broker (``queued``), in fair-share and priority order.
     """
     if job.status not in lifecycle.RELEASE.sources:
         return []
@@ -201,7 +189,10 @@ def job_waiting_for(*, job: Job, now: datetime | None = None) -> list[dict[str, 
     return reasons or [
         {
             "reason": "release",
-            "message": "due and within its limits: the dispatcher's next pass releases it",
+            "message": f"due and within its limits: the dispatcher releases it as workers take "
+            f"the {queue.queued} jobs of queue {queue.name!r} already in the broker, in "
+            "fair-share and priority order",
+            "queued": queue.queued,
         }
     ]
 

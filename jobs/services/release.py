@@ -16,8 +16,9 @@ factory in ``GATES`` (in release order), a parker in ``PARKERS`` and an unparker
 
 from __future__ import annotations
 
+import sys
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,12 +42,15 @@ Cursor = psycopg.Cursor[Any]
 # counts it reads include every release committed before it: two dispatchers never both fill
 # one room (a cap, the broker depth, a key). A release holds it for a few milliseconds.
 RELEASE_LOCK = zlib.crc32(b"jobplatform.release")
-# Once it holds that lock, a release waits at most this long for any other lock: a TRUNCATE or
-# an ALTER TABLE that takes the release's tables one by one, in its own order, would otherwise
-# deadlock with it until PostgreSQL's deadlock_timeout (1 s) picks a victim, which may be
-# the other side. The release gives way instead, and the dispatcher tries again.
-RELEASE_LOCK_TIMEOUT = "200ms"
-_BEGIN_RELEASE_SQL = "SELECT pg_advisory_xact_lock(%s), set_config('lock_timeout', %s, true)"
+# Once it holds that lock, a release takes at once every table lock it will need (ROW SHARE
+# conflicts only with EXCLUSIVE and ACCESS EXCLUSIVE, never with reads and writes of rows),
+# waiting at most 200 ms for them: a TRUNCATE or an ALTER TABLE that takes these tables one by
+# one, in its own order, would otherwise deadlock with a release that asks for one of them
+# later. The release gives way instead, and the dispatcher tries again.
+_BEGIN_RELEASE_SQL = f"""
+SELECT pg_advisory_xact_lock({RELEASE_LOCK}), set_config('lock_timeout', '200ms', true);
+LOCK TABLE jobs_job, jobs_queue, jobs_ownerquota IN ROW SHARE MODE
+"""
 
 WAITING = sql_in(lifecycle.RELEASE.sources)
 IN_FLIGHT = sql_in(lifecycle.IN_FLIGHT)
@@ -82,32 +86,44 @@ class Release:
 
 
 def job_release_due(
-    *, limit: int, queues: Sequence[str] | None = None, now: datetime | None = None
+    *,
+    limit: int,
+    queues: Sequence[str] | None = None,
+    max_queued: Mapping[str, int] | None = None,
+    now: datetime | None = None,
 ) -> Release:
     """PENDING|RETRYING (due, within their limits) -> QUEUED, up to ``limit`` jobs per queue.
 
-    ``queues``: the queues this dispatcher serves (default: those of JOBPLATFORM_QUEUES). The
+    ``queues``: the queues this dispatcher serves (default: those of JOBPLATFORM_QUEUES).
+    ``max_queued``: per queue, the most jobs to keep waiting in the broker (the dispatcher's
+    ``BrokerDepth``; default JOBPLATFORM_DISPATCH_MAX_QUEUED for every queue, 0: no bound). The
     caller publishes one run_job message per released job after this commits, in the order
     given, and hands back with :func:`job_unrelease` the jobs it could not publish.
     """
     now = now or timezone.now()  # the application's clock, the one that wrote run_at
     served = list(dict.fromkeys(queues or settings.JOBPLATFORM_QUEUES))
     with transaction.atomic(), prepared_cursor() as cursor:
-        cursor.execute(_BEGIN_RELEASE_SQL, [RELEASE_LOCK, RELEASE_LOCK_TIMEOUT])
-        states, in_flight = queue_states(cursor, served)
-        paused = [name for name, state in states.items() if state.paused]
-        still_parked = False
-        for unpark in UNPARKERS.values():
-            still_parked |= unpark(cursor, now, paused)
-        rooms = {
+        # Two statements in one round trip: no parameters, so no prepared statement.
+        cursor.execute(_BEGIN_RELEASE_SQL)
+        state = release_state(cursor, served)
+        for reason in state.parked:
+            UNPARKERS[reason].unpark(cursor, now)
+        depth = settings.JOBPLATFORM_DISPATCH_MAX_QUEUED
+        room_left = {  # what the queue's own bounds allow, the batch size aside
             name: flow.queue_room(
-                state, max_queued=settings.JOBPLATFORM_DISPATCH_MAX_QUEUED, limit=limit
+                queue,
+                max_queued=max_queued.get(name, depth) if max_queued is not None else depth,
+                limit=sys.maxsize,
             )
-            for name, state in states.items()
+            for name, queue in state.queues.items()
         }
-        open_queues = [name for name, room in rooms.items() if room > 0]
-        full = [name for name, room in rooms.items() if room == 0 and name not in paused]
-        waiting = still_parked or (bool(full) and _any_waiting(cursor, full))
+        rooms = {name: min(limit, room) for name, room in room_left.items()}
+        open_queues = [name for name in served if rooms[name] > 0 and name in state.waiting]
+        # Jobs parked, or due jobs in a queue without room, wait for room that finishing jobs
+        # free without telling the dispatcher: it looks again soon.
+        waiting = bool(state.parked) or any(
+            rooms[name] == 0 and not state.queues[name].paused for name in state.waiting
+        )
         if not open_queues:
             return Release(jobs=[], waiting=waiting)
         lanes = _lanes(cursor, open_queues)
@@ -118,19 +134,20 @@ def job_release_due(
         plan = flow.plan_release(
             candidates=candidates,
             rooms=rooms,
-            in_flight=in_flight,
+            in_flight=state.in_flight,
             weights={lane.owner_id: lane.weight for lane in due},
             gates=[make(cursor, candidates) for make in GATES],
         )
         released = _mark_released(cursor, plan.release)
         for reason, refused in plan.parked.items():
             PARKERS[reason](cursor, refused, now)
-    left = dict(rooms)
+    left = dict(room_left)
     for job in plan.release:
         left[job.queue] -= 1
     return Release(
         jobs=released,
-        # A lane read to its quota may hold more due jobs; they fit if its queue has room left.
+        # A lane read to its quota may hold more due jobs; they fit if its queue has room left
+        # (past this release's batch, too).
         more=any(len(read[lane]) >= q and left[lane.queue] > 0 for lane, q in quotas.items()),
         # Due jobs left behind because their queue's room ran out, or parked ones.
         waiting=waiting
@@ -142,59 +159,101 @@ def job_release_due(
 
 # --- reading the state -------------------------------------------------------------------------
 
-# Jobs in flight per queue, owner and kind, through the partial index job_in_flight: as many
-# rows as jobs are QUEUED or RUNNING in the served queues, which the caps and the broker depth
-# bound, never the finished or waiting ones.
-_IN_FLIGHT_SQL = f"""
-SELECT queue, owner_id, attempts > 0, status, count(*)
+
+@dataclass(frozen=True)
+class ReleaseState:
+    """What a release reads first, in one statement (every round trip is on the path from a
+    submission to its start)."""
+
+    queues: dict[str, flow.QueueState]
+    in_flight: dict[tuple[str, int, str], int]  # (queue, owner, kind) -> jobs QUEUED or RUNNING
+    waiting: set[str]  # the queues with waiting jobs, due or not
+    parked: list[str]  # the hold reasons with parked jobs
+
+
+# Per served queue: its row of jobs_queue (a queue without one runs with the defaults) and
+# whether any job waits in it (one probe of job_ready). Per queue, owner, kind and status: the
+# jobs in flight, through job_in_flight, as many entries as jobs are QUEUED or RUNNING, which
+# the caps and the broker depth bound. Per hold reason: whether any job is parked for it.
+_STATE_SQL = f"""
+SELECT 'queue', q.name, NULL::bigint, NULL::boolean, NULL::varchar, 0::bigint,
+       COALESCE(s.paused, false), s.max_in_flight,
+       -- The first lane's entry, as the lanes' walk starts, not EXISTS: with statistics that
+       -- believe the table small, EXISTS is planned as a sequential scan.
+       (SELECT j.queue FROM jobs_job AS j WHERE j.status IN {WAITING} AND j.queue = q.name
+        ORDER BY j.queue, j.owner_id, j.priority, j.status, j.hold LIMIT 1) IS NOT NULL
+FROM unnest(%(queues)s::varchar[]) AS q(name) LEFT JOIN jobs_queue AS s ON s.name = q.name
+UNION ALL
+SELECT 'in_flight', queue, owner_id, attempts > 0, status, count(*), NULL, NULL, NULL
 FROM jobs_job
 WHERE status IN {IN_FLIGHT} AND queue = ANY(%(queues)s)
-GROUP BY 1, 2, 3, 4
+GROUP BY queue, owner_id, attempts > 0, status
+{{parked}}
 """
+
+
+def release_state(cursor: Cursor, queues: Sequence[str]) -> ReleaseState:
+    default_cap = settings.JOBPLATFORM_QUEUE_MAX_IN_FLIGHT or None
+    parked_sql = "".join(
+        f"UNION ALL SELECT 'parked', {sql(reason)}, NULL, NULL, NULL, 0, NULL, NULL, "
+        f"({unparker.parked_sql})\n"
+        for reason, unparker in UNPARKERS.items()
+    )
+    cursor.execute(_STATE_SQL.format(parked=parked_sql), {"queues": list(queues)}, prepare=True)
+    rows: dict[str, tuple[bool, int | None]] = {}
+    in_flight: dict[tuple[str, int, str], int] = {}
+    queued: dict[str, int] = dict.fromkeys(queues, 0)
+    running: dict[str, int] = dict.fromkeys(queues, 0)
+    waiting: set[str] = set()
+    parked: list[str] = []
+    for kind, name, owner, retry, status, count, paused, cap, flag in cursor.fetchall():
+        if kind == "queue":
+            rows[name] = (paused, cap)
+            if flag:
+                waiting.add(name)
+        elif kind == "in_flight":
+            key = (name, owner, flow.RETRY if retry else flow.NEW)
+            in_flight[key] = in_flight.get(key, 0) + count
+            (running if status == Job.Status.RUNNING else queued)[name] += count
+        elif flag:
+            parked.append(name)
+    states = {
+        name: flow.QueueState(
+            name=name,
+            paused=rows[name][0],
+            max_in_flight=rows[name][1] if rows[name][1] is not None else default_cap,
+            queued=queued[name],
+            running=running[name],
+        )
+        for name in queues
+    }
+    return ReleaseState(queues=states, in_flight=in_flight, waiting=waiting, parked=parked)
 
 
 def queue_states(
     cursor: Cursor, queues: Sequence[str]
 ) -> tuple[dict[str, flow.QueueState], dict[tuple[str, int, str], int]]:
-    """Each queue's operator settings and counts of jobs in flight, and the jobs in flight per
-    (queue, owner, kind). A queue without a row in jobs_queue runs with the defaults."""
-    default_cap = settings.JOBPLATFORM_QUEUE_MAX_IN_FLIGHT or None
-    cursor.execute(
-        "SELECT name, paused, max_in_flight FROM jobs_queue WHERE name = ANY(%(queues)s)",
-        {"queues": list(queues)},
-        prepare=True,
+    """Each queue's state and jobs in flight (the API, the admin and ``waiting_for``)."""
+    state = release_state(cursor, queues)
+    return state.queues, state.in_flight
+
+
+def _lane_range(lane: str, until: str) -> str:
+    """SQL: the unparked jobs of ``lane`` due by ``until``, as one range of job_ready.
+
+    Row comparisons, not equalities: only job_ready leads with these columns, so no other index
+    can serve the read whatever the statistics say (with equalities, statistics taken on an
+    emptied table made PostgreSQL read an owner's whole history through job_owner_created).
+    """
+    row = f"(queue, owner_id, priority, status, hold, {DUE})"
+    start = f"{lane}.queue, {lane}.owner_id, {lane}.priority, {lane}.status, {NOT_PARKED}"
+    return (
+        f"status IN {WAITING} AND {row} >= ({start}, '-infinity'::timestamptz)"
+        f" AND {row} <= ({start}, {until})"
     )
-    rows = {name: (paused, cap) for name, paused, cap in cursor.fetchall()}
-    cursor.execute(_IN_FLIGHT_SQL, {"queues": list(queues)}, prepare=True)
-    in_flight: dict[tuple[str, int, str], int] = {}
-    queued: dict[str, int] = dict.fromkeys(queues, 0)
-    running: dict[str, int] = dict.fromkeys(queues, 0)
-    for queue, owner, retry, status, count in cursor.fetchall():
-        kind = flow.RETRY if retry else flow.NEW
-        in_flight[queue, owner, kind] = in_flight.get((queue, owner, kind), 0) + count
-        (running if status == Job.Status.RUNNING else queued)[queue] += count
-    states = {}
-    for name in queues:
-        paused, cap = rows.get(name, (False, None))
-        states[name] = flow.QueueState(
-            name=name,
-            paused=paused,
-            max_in_flight=cap if cap is not None else default_cap,
-            queued=queued[name],
-            running=running[name],
-        )
-    return states, in_flight
 
 
-def _any_waiting(cursor: Cursor, queues: Sequence[str]) -> bool:
-    """Whether any job waits in these queues (one probe each of job_ready)."""
-    cursor.execute(
-        f"SELECT EXISTS (SELECT FROM jobs_job WHERE status IN {WAITING} AND queue = ANY(%s))",
-        [list(queues)],
-    )
-    row = cursor.fetchone()
-    return bool(row and row[0])
-
+_LANE_ORDER = f"queue, owner_id, priority, status, hold, {DUE}"  # job_ready's order
 
 # The lanes of waiting jobs, by a skip scan of job_ready: from the first lane of each queue, each
 # step finds the next (queue, owner, priority, status, hold) tuple with one index probe, so the
@@ -209,22 +268,25 @@ WITH RECURSIVE lanes AS (
         LIMIT 1
     ) AS first
   UNION ALL
+    -- The row comparison alone bounds the probe: with "queue = l.queue" beside it, PostgreSQL
+    -- starts at the queue's first entry and reads the whole lane to get past it. Past the
+    -- queue's last lane the probe lands in the next queue, which ends the walk.
     SELECT next.* FROM lanes AS l CROSS JOIN LATERAL (
         SELECT queue, owner_id, priority, status, hold FROM jobs_job
-        WHERE status IN {WAITING} AND queue = l.queue
+        WHERE status IN {WAITING}
           AND (queue, owner_id, priority, status, hold)
               > (l.queue, l.owner_id, l.priority, l.status, l.hold)
         ORDER BY queue, owner_id, priority, status, hold
         LIMIT 1
     ) AS next
+    WHERE next.queue = l.queue
 )
 SELECT l.queue, l.owner_id, l.priority, l.status, head.due, COALESCE(quota.weight, 1)
 FROM lanes AS l
 CROSS JOIN LATERAL (
     SELECT {DUE} AS due FROM jobs_job
-    WHERE status IN {WAITING} AND queue = l.queue AND owner_id = l.owner_id
-      AND priority = l.priority AND status = l.status AND hold = {NOT_PARKED}
-    ORDER BY {DUE}
+    WHERE {_lane_range("l", "'infinity'::timestamptz")}
+    ORDER BY {_LANE_ORDER}
     LIMIT 1
 ) AS head
 LEFT JOIN jobs_ownerquota AS quota ON quota.owner_id = l.owner_id
@@ -254,10 +316,8 @@ CROSS JOIN LATERAL (
     SELECT id, queue, owner_id, priority, {DUE} AS due, created_at, attempts, timeout,
            concurrency_key, max_concurrency
     FROM jobs_job
-    WHERE status IN {WAITING} AND queue = l.queue AND owner_id = l.owner_id
-      AND priority = l.priority AND status = l.status AND hold = {NOT_PARKED}
-      AND {DUE} <= %(now)s
-    ORDER BY {DUE}, created_at
+    WHERE {_lane_range("l", "%(now)s")}
+    ORDER BY {_LANE_ORDER}, created_at
     LIMIT l.quota
     FOR UPDATE SKIP LOCKED
 ) AS c
@@ -379,7 +439,7 @@ def park_key_jobs(cursor: Cursor, refused: list[flow.Candidate], now: datetime) 
 # key that was full has any), the room each has now (its first parked job's max_concurrency,
 # less its jobs in flight and its due jobs already back in the lanes), and as many of its parked
 # jobs back into the lanes, highest priority first, then FIFO. A key's jobs in a paused queue
-# stay parked.
+# stay parked. Run only when a job is parked (ReleaseState.parked).
 _UNPARK_KEYS_SQL = f"""
 WITH RECURSIVE parked(key) AS (
     (SELECT concurrency_key FROM jobs_job
@@ -399,11 +459,11 @@ WITH RECURSIVE parked(key) AS (
         - (SELECT count(*) FROM jobs_job
            WHERE status IN {WAITING} AND concurrency_key IS NOT NULL AND hold = {NOT_PARKED}
              AND concurrency_key = p.key AND {DUE} <= %(now)s
-             AND queue <> ALL(%(paused)s)) AS room
+             AND queue NOT IN (SELECT name FROM jobs_queue WHERE paused)) AS room
     FROM parked AS p CROSS JOIN LATERAL (
         SELECT max_concurrency FROM jobs_job
         WHERE status IN {WAITING} AND concurrency_key IS NOT NULL AND hold = {KEY_PARKED}
-          AND concurrency_key = p.key AND queue <> ALL(%(paused)s)
+          AND concurrency_key = p.key AND queue NOT IN (SELECT name FROM jobs_queue WHERE paused)
         ORDER BY priority DESC, {DUE}
         LIMIT 1
     ) AS first
@@ -414,7 +474,8 @@ WITH RECURSIVE parked(key) AS (
         SELECT j.id FROM room AS r CROSS JOIN LATERAL (
             SELECT id FROM jobs_job
             WHERE status IN {WAITING} AND concurrency_key IS NOT NULL AND hold = {KEY_PARKED}
-              AND concurrency_key = r.key AND queue <> ALL(%(paused)s)
+              AND concurrency_key = r.key
+              AND queue NOT IN (SELECT name FROM jobs_queue WHERE paused)
             ORDER BY priority DESC, {DUE}
             LIMIT greatest(r.room, 0)
             FOR UPDATE SKIP LOCKED
@@ -422,15 +483,21 @@ WITH RECURSIVE parked(key) AS (
     ))
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM parked WHERE key IS NOT NULL), (SELECT count(*) FROM back)
+SELECT count(*) FROM back
 """
 
 
-def unpark_keys(cursor: Cursor, now: datetime, paused: list[str]) -> bool:
-    """Parked jobs of keys with room back into the lanes; whether any key had parked jobs."""
-    cursor.execute(_UNPARK_KEYS_SQL, {"now": now, "paused": paused}, prepare=True)
-    row = cursor.fetchone()
-    return bool(row and row[0])
+def unpark_keys(cursor: Cursor, now: datetime) -> None:
+    """Parked jobs of keys with room back into the lanes."""
+    cursor.execute(_UNPARK_KEYS_SQL, {"now": now}, prepare=True)
+
+
+@dataclass(frozen=True)
+class Unparker:
+    """How jobs parked for one hold reason come back once the reason has passed."""
+
+    parked_sql: str  # an SQL boolean, one index probe: whether any job is parked for it
+    unpark: Callable[[Cursor, datetime], None]
 
 
 # In release order (DESIGN §3): the gates a candidate must pass, then the queue's room.
@@ -439,8 +506,12 @@ GATES: list[Callable[[Cursor, list[flow.Candidate]], flow.Gate]] = [key_gate]
 PARKERS: dict[str, Callable[[Cursor, list[flow.Candidate], datetime], None]] = {
     Hold.CONCURRENCY_KEY: park_key_jobs,
 }
-UNPARKERS: dict[str, Callable[[Cursor, datetime, list[str]], bool]] = {
-    Hold.CONCURRENCY_KEY: unpark_keys,
+UNPARKERS: dict[str, Unparker] = {
+    Hold.CONCURRENCY_KEY: Unparker(
+        parked_sql=f"EXISTS (SELECT FROM jobs_job WHERE status IN {WAITING}"
+        f" AND concurrency_key IS NOT NULL AND hold = {KEY_PARKED})",
+        unpark=unpark_keys,
+    ),
 }
 
 

@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from jobs.flow import (
+    MIN_QUEUED,
     NEW,
     RETRY,
+    BrokerDepth,
     Candidate,
     ConcurrencyKeyGate,
     Lane,
@@ -200,3 +202,27 @@ def test_jobs_of_other_keys_and_without_a_key_pass_a_full_key():
 def test_nothing_is_released_without_room():
     plan = plan_release(candidates=[job(t=t) for t in range(3)], rooms={"q": 0})
     assert plan.release == [] and not plan.parked
+
+
+def test_the_broker_depth_follows_the_rate_the_queue_is_taken():
+    now = [0.0]
+    depth = BrokerDepth(seconds=0.25, maximum=1000, window=1.0, clock=lambda: now[0])
+    assert depth.depth("q") == MIN_QUEUED  # idle: enough to start
+    for _ in range(20):  # 400 jobs a second, in releases of 20 every 50 ms
+        now[0] += 0.05
+        depth.released("q", 20)
+    assert depth.depth("q") == 100  # a quarter second of it
+    assert depth.depth("other") == MIN_QUEUED
+    now[0] += 1.5  # nothing released since: the queue is idle again
+    assert depth.depth("q") == MIN_QUEUED
+    for _ in range(20):
+        now[0] += 0.05
+        depth.released("q", 2000)
+    assert depth.depth("q") == 1000  # never past the maximum
+
+
+@pytest.mark.parametrize(("seconds", "maximum", "expected"), [(0, 1000, 1000), (0.25, 0, 0)])
+def test_a_fixed_or_no_broker_depth(seconds, maximum, expected):
+    depth = BrokerDepth(seconds=seconds, maximum=maximum)
+    depth.released("q", 5000)
+    assert depth.depth("q") == expected

@@ -235,8 +235,7 @@ def test_a_job_waits_for_its_run_at_or_its_retry_backoff(api, user):
     assert reasons(api, retry) == ["retry_backoff"]
 
 
-def test_a_job_waits_for_its_paused_queue_and_its_full_cap(api, user, staff, settings):
-    settings.JOBPLATFORM_DISPATCH_MAX_QUEUED = 2
+def test_a_job_waits_for_its_paused_queue_and_its_full_cap(api, user, staff):
     operator = client_for(staff)
     job = JobFactory(owner=user, queue="flow")
     JobFactory.create_batch(2, queue="flow", status=Job.Status.QUEUED)
@@ -245,7 +244,10 @@ def test_a_job_waits_for_its_paused_queue_and_its_full_cap(api, user, staff, set
     assert reasons(api, job) == ["paused_queue"]
     operator.post("/api/v1/queues/flow/resume/")
     Job.objects.filter(queue="flow").exclude(id=job.id).update(status=Job.Status.QUEUED)
-    assert reasons(api, job) == ["queue_cap", "queue_backlog"]
+    assert reasons(api, job) == ["queue_cap"]
+    operator.patch("/api/v1/queues/flow/", {"max_in_flight": None}, format="json")
+    [waiting] = api.get(f"/api/v1/jobs/{job.id}/").json()["waiting_for"]
+    assert (waiting["reason"], waiting["queued"]) == ("release", 2)
 
 
 def test_a_job_waits_for_its_concurrency_key(api, user):
