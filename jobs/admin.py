@@ -94,7 +94,7 @@ class JobAdmin(admin.ModelAdmin[Job]):
 
 
 @admin.register(Queue)
-class QueueAdmin(admin.ModelAdmin):
+class QueueAdmin(admin.ModelAdmin[Queue]):
     """Pause and resume queues (actions), and set their in-flight cap (the form)."""
 
     list_display = ["name", "paused", "paused_at", "max_in_flight", "in_flight"]
@@ -118,7 +118,7 @@ class QueueAdmin(admin.ModelAdmin):
         return f"{view.queued} + {view.running} / {cap}"
 
     def save_model(
-        self, request: HttpRequest, obj: Queue, form: forms.ModelForm, change: bool
+        self, request: HttpRequest, obj: Queue, form: forms.ModelForm[Queue], change: bool
     ) -> None:
         queues.queue_set_max_in_flight(name=obj.name, max_in_flight=obj.max_in_flight)
 
@@ -136,7 +136,7 @@ class QueueAdmin(admin.ModelAdmin):
 
 
 @admin.register(OwnerQuota)
-class OwnerQuotaAdmin(admin.ModelAdmin):
+class OwnerQuotaAdmin(admin.ModelAdmin[OwnerQuota]):
     """An owner's fair-share weight and cap on unfinished jobs."""
 
     list_display = ["owner", "weight", "max_unfinished"]
@@ -144,7 +144,7 @@ class OwnerQuotaAdmin(admin.ModelAdmin):
     autocomplete_fields = ["owner"]
 
     def save_model(
-        self, request: HttpRequest, obj: OwnerQuota, form: forms.ModelForm, change: bool
+        self, request: HttpRequest, obj: OwnerQuota, form: forms.ModelForm[OwnerQuota], change: bool
     ) -> None:
         try:
             queues.owner_quota_set(

@@ -197,7 +197,7 @@ def job_waiting_for(*, job: Job, now: datetime | None = None) -> list[dict[str, 
     ]
 
 
-def owner_limits(*, user: AbstractBaseUser) -> dict[str, Any]:
+def owner_limits(*, user: User) -> dict[str, Any]:
     """The caller's admission caps and fair-share weight, with its unfinished jobs counted now."""
     from jobs.services.admission import admission
 

@@ -32,7 +32,7 @@ Q = "dispatch-probe"  # no dispatcher or worker of the session serves it
 pytestmark = pytest.mark.django_db
 
 
-def waiting(owner, n: int, *, seconds_ago: float = 60, **fields) -> list[Job]:
+def waiting(owner, n: int, *, seconds_ago: float = 60, **fields) -> list:
     """``n`` due jobs of ``owner`` in the probe queue, the first the oldest."""
     now = timezone.now()
     return [
