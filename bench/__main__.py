@@ -366,12 +366,12 @@ FILL_SQL = """
 INSERT INTO jobs_job (id, owner_id, name, steps, input, queue, priority, max_retries,
     retry_backoff, retry_backoff_max, retry_jitter, timeout, run_at, trace_id, status, attempts,
     next_step, step_outputs, version, created_at, updated_at, retry_base, request_fingerprint,
-    finished_at)
+    finished_at, hold, max_concurrency)
 SELECT gen_random_uuid(), %(owner)s, 'bench-' || (i %% 1000),
     '[{"type": "sleep", "params": {"seconds": 0}}]', '{}', 'default', 5, 3, 2, 300, true, 3600,
     now() - interval '1 day', md5(i::text),
     %(status)s::varchar, 1, 1, '[]', 1, now() - (i || ' seconds')::interval, now(), 0, '',
-    CASE WHEN %(status)s::varchar = 'pending' THEN NULL ELSE now() END
+    CASE WHEN %(status)s::varchar = 'pending' THEN NULL ELSE now() END, '', 1
 FROM generate_series(1, %(n)s) AS i
 """
 
@@ -609,7 +609,9 @@ def main() -> None:
             results["flowcost"] = flowcost(stack, args.runs, args.jobs)
     finally:
         stack.down()
-    report(results)
+        # What finished is written even when a later scenario fails (a long run is not lost).
+        if set(results) - {"args", "started"}:
+            report(results)
 
 
 def report(results: dict[str, Any]) -> None:
