@@ -122,13 +122,19 @@ class QueueAdmin(admin.ModelAdmin[Queue]):
     ) -> None:
         queues.queue_set_max_in_flight(name=obj.name, max_in_flight=obj.max_in_flight)
 
-    @admin.action(description="Pause the selected queues (running jobs finish)")
+    def has_pause_permission(self, request: HttpRequest) -> bool:
+        """Operators pause and resume (jobs.pause_queue); the cap is change_queue, admins'."""
+        return request.user.has_perm("jobs.pause_queue")
+
+    @admin.action(
+        description="Pause the selected queues (running jobs finish)", permissions=["pause"]
+    )
     def pause_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
         for name in queryset.values_list("name", flat=True):
             queues.queue_pause(name=name)
         self.message_user(request, f"Paused {queryset.count()} queue(s).", messages.SUCCESS)
 
-    @admin.action(description="Resume the selected queues")
+    @admin.action(description="Resume the selected queues", permissions=["pause"])
     def resume_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
         for name in queryset.values_list("name", flat=True):
             queues.queue_resume(name=name)

@@ -167,22 +167,27 @@ class Gate(Protocol):
         """``job`` is released: count it against what the gate limits."""
 
 
+Key = tuple[int, str]  # (owner, concurrency_key): a key is its owner's
+
+
 class ConcurrencyKeyGate:
     """A job with a concurrency key runs only while fewer than its ``max_concurrency`` jobs of
-    that key are in flight (QUEUED or RUNNING), across every queue and worker."""
+    that key (its owner's) are in flight (QUEUED or RUNNING), across every queue and worker."""
 
     reason = "concurrency_key"
 
-    def __init__(self, in_flight: Mapping[str, int]) -> None:
-        self.in_flight: dict[str, int] = dict(in_flight)
+    def __init__(self, in_flight: Mapping[Key, int]) -> None:
+        self.in_flight: dict[Key, int] = dict(in_flight)
 
     def admits(self, job: Candidate) -> bool:
-        key = job.concurrency_key
-        return key is None or self.in_flight.get(key, 0) < job.max_concurrency
+        if job.concurrency_key is None:
+            return True
+        return self.in_flight.get((job.owner_id, job.concurrency_key), 0) < job.max_concurrency
 
     def take(self, job: Candidate) -> None:
         if job.concurrency_key is not None:
-            self.in_flight[job.concurrency_key] = self.in_flight.get(job.concurrency_key, 0) + 1
+            key = (job.owner_id, job.concurrency_key)
+            self.in_flight[key] = self.in_flight.get(key, 0) + 1
 
 
 @dataclass

@@ -112,9 +112,10 @@ class Job(models.Model):
         db_index=False,
     )
     scheduled_for = models.DateTimeField(null=True, blank=True)
-    # Flow control (docs/architecture.md#flow-control). Jobs with one key run at most
-    # max_concurrency at a time across every worker; NULL, not "": keyless jobs stay out of the
-    # key indexes below, so they pay nothing for them.
+    # Flow control (docs/architecture.md#flow-control). An owner's jobs with one key run at most
+    # max_concurrency at a time across every worker (a key is the owner's: another owner's same
+    # key is another key); NULL, not "": keyless jobs stay out of the key indexes below, so they
+    # pay nothing for them.
     concurrency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     max_concurrency = models.PositiveIntegerField(default=1)
     hold = models.CharField(max_length=32, choices=Hold.choices, default=Hold.NONE, blank=True)
@@ -142,11 +143,12 @@ class Job(models.Model):
             models.Index(
                 fields=["queue", "owner"], condition=Q(status__in=_IN_FLIGHT), name="job_in_flight"
             ),
-            # Concurrency keys: the waiting jobs of a key (parked ones first by key, for the
-            # release's walk over parked keys), and the released ones it counts against
-            # max_concurrency. Keyless jobs are in neither.
+            # Concurrency keys, an owner's each: the waiting jobs of a key (parked ones first by
+            # key, for the release's walk over parked keys), and the released ones it counts
+            # against max_concurrency. Keyless jobs are in neither.
             models.Index(
                 "hold",
+                "owner",
                 "concurrency_key",
                 F("priority").desc(),
                 DUE_AT,
@@ -154,7 +156,7 @@ class Job(models.Model):
                 name="job_key_waiting",
             ),
             models.Index(
-                fields=["concurrency_key"],
+                fields=["owner", "concurrency_key"],
                 condition=Q(status__in=_IN_FLIGHT, concurrency_key__isnull=False),
                 name="job_key_in_flight",
             ),
@@ -230,6 +232,10 @@ class Queue(models.Model):
         help_text="most jobs QUEUED + RUNNING at once; empty: JOBPLATFORM_QUEUE_MAX_IN_FLIGHT",
     )
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        # Pausing is an operator's act (an incident, a deploy); the cap (change_queue) an admin's.
+        permissions = [("pause_queue", "Can pause and resume a queue")]
 
     def __str__(self) -> str:
         return self.name

@@ -138,7 +138,7 @@ def _waiting_for_concurrency_key(
     if job.concurrency_key is None:
         return None
     in_flight = Job.objects.filter(
-        concurrency_key=job.concurrency_key, status__in=lifecycle.IN_FLIGHT
+        owner_id=job.owner_id, concurrency_key=job.concurrency_key, status__in=lifecycle.IN_FLIGHT
     ).count()
     if job.hold != Hold.CONCURRENCY_KEY and in_flight < job.max_concurrency:
         return None

@@ -28,10 +28,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _restore_roles(sender: Any, **kwargs: Any) -> None:
     """A transactional test's flush empties auth_group; post_migrate follows the flush and
-    brings back the permissions, and this the role groups, as the migration made them."""
+    brings back the permissions, and this the role groups, as the migrations made them."""
     if sender.label == "jobplatform":
         migration = importlib.import_module("jobplatform.migrations.0002_roles")
         migration.create_roles(global_apps, None)
+    if sender.label == "jobs":  # after jobplatform's (INSTALLED_APPS order)
+        importlib.import_module("jobs.migrations.0008_flow_control").grant(global_apps, None)
 
 
 post_migrate.connect(_restore_roles, dispatch_uid="tests.restore_roles")

@@ -5,7 +5,6 @@ from uuid import UUID
 
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import status
-from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -152,24 +151,19 @@ class StepTypeListApi(APIView):
         )
 
 
-class ReadOrStaff(BasePermission):
-    """Anyone signed in reads; staff (the operators) change."""
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        return request.method in SAFE_METHODS or bool(request.user and request.user.is_staff)
-
-
 class QueueListApi(APIView):
     """The queues: paused or not, their in-flight cap, and their jobs in flight."""
+
+    required_permissions = {"GET": "jobs.view_queue"}
 
     def get(self, request: Request) -> Response:
         return Response({"results": [queue_output(q, request) for q in queue_list()]})
 
 
 class QueueDetailApi(APIView):
-    """GET: one queue. PATCH {"max_in_flight": n|null} (staff): its in-flight cap."""
+    """GET: one queue. PATCH {"max_in_flight": n|null} (admins): its in-flight cap."""
 
-    permission_classes = [ReadOrStaff]
+    required_permissions = {"GET": "jobs.view_queue", "PATCH": "jobs.change_queue"}
 
     def get(self, request: Request, name: str) -> Response:
         return Response(queue_output(queue_get(name=name), request))
@@ -180,9 +174,9 @@ class QueueDetailApi(APIView):
 
 
 class QueuePauseApi(APIView):
-    """Stop releasing the queue's jobs (staff); running jobs finish. Idempotent."""
+    """Stop releasing the queue's jobs (operators); running jobs finish. Idempotent."""
 
-    permission_classes = [IsAdminUser]
+    required_permissions = {"POST": "jobs.pause_queue"}
 
     def post(self, request: Request, name: str) -> Response:
         queues.queue_pause(name=name)
@@ -190,9 +184,9 @@ class QueuePauseApi(APIView):
 
 
 class QueueResumeApi(APIView):
-    """Release the queue's jobs again (staff). Idempotent."""
+    """Release the queue's jobs again (operators). Idempotent."""
 
-    permission_classes = [IsAdminUser]
+    required_permissions = {"POST": "jobs.pause_queue"}
 
     def post(self, request: Request, name: str) -> Response:
         queues.queue_resume(name=name)
@@ -201,6 +195,8 @@ class QueueResumeApi(APIView):
 
 class LimitsApi(APIView):
     """The caller's admission caps and fair-share weight, and its unfinished jobs."""
+
+    required_permissions = {"GET": None}
 
     def get(self, request: AuthenticatedRequest) -> Response:
         return Response(owner_limits(user=request.user))

@@ -6,6 +6,58 @@ from django.conf import settings
 from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from django.db import migrations, models
 
+# The roles' permissions on flow control, frozen as jobplatform/migrations/0002_roles.py's are
+# (tests/jobplatform/test_roles.py checks that 0002 and this, applied in order, make the live
+# jobplatform.roles): every role reads the queues, operators also pause and resume them, admins
+# also cap them and edit owners' quotas. Permissions are created here when they do not exist yet
+# (on a new database Django creates them only after every migration has run).
+# "app_label.codename": (model, name), as Django names the permissions of these models.
+PERMISSIONS = {
+    "jobs.view_queue": ("queue", "Can view queue"),
+    "jobs.pause_queue": ("queue", "Can pause and resume a queue"),
+    "jobs.change_queue": ("queue", "Can change queue"),
+    "jobs.add_ownerquota": ("ownerquota", "Can add owner quota"),
+    "jobs.change_ownerquota": ("ownerquota", "Can change owner quota"),
+    "jobs.delete_ownerquota": ("ownerquota", "Can delete owner quota"),
+    "jobs.view_ownerquota": ("ownerquota", "Can view owner quota"),
+}
+# Role -> the permissions it gains.
+ROLES = {
+    "viewer": {"jobs.view_queue"},
+    "operator": {"jobs.view_queue", "jobs.pause_queue"},
+    "admin": set(PERMISSIONS),
+}
+
+
+def grant(apps, schema_editor):
+    ContentType = apps.get_model("contenttypes", "ContentType")
+    Permission = apps.get_model("auth", "Permission")
+    Group = apps.get_model("auth", "Group")
+    permissions = {}
+    for key, (model, name) in PERMISSIONS.items():
+        app_label, codename = key.split(".")
+        content_type, _ = ContentType.objects.get_or_create(app_label=app_label, model=model)
+        permissions[key], _ = Permission.objects.get_or_create(
+            content_type=content_type, codename=codename, defaults={"name": name}
+        )
+    for role, keys in ROLES.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        group.permissions.add(*(permissions[key] for key in keys))
+
+
+def revoke(apps, schema_editor):
+    Permission = apps.get_model("auth", "Permission")
+    Group = apps.get_model("auth", "Group")
+    for role, keys in ROLES.items():
+        for group in Group.objects.filter(name=role):
+            for key in keys:
+                app_label, codename = key.split(".")
+                group.permissions.remove(
+                    *Permission.objects.filter(
+                        content_type__app_label=app_label, codename=codename
+                    )
+                )
+
 
 class Migration(migrations.Migration):
     # Flow control (docs/architecture.md#flow-control). The indexes are built CONCURRENTLY, so a
@@ -16,6 +68,8 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
+        ('contenttypes', '0002_remove_content_type_name'),
+        ('jobplatform', '0002_roles'),
         ('jobs', '0007_status_check'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
@@ -38,6 +92,9 @@ class Migration(migrations.Migration):
                 ('max_in_flight', models.PositiveIntegerField(blank=True, help_text='most jobs QUEUED + RUNNING at once; empty: JOBPLATFORM_QUEUE_MAX_IN_FLIGHT', null=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
             ],
+            options={
+                'permissions': [('pause_queue', 'Can pause and resume a queue')],
+            },
         ),
         migrations.AddField(
             model_name='job',
@@ -64,11 +121,11 @@ class Migration(migrations.Migration):
         ),
         AddIndexConcurrently(
             model_name='job',
-            index=models.Index(models.F('hold'), models.F('concurrency_key'), models.OrderBy(models.F('priority'), descending=True), models.Case(models.When(status='retrying', then=models.F('next_attempt_at')), default=models.F('run_at')), condition=models.Q(('concurrency_key__isnull', False), ('status__in', ['pending', 'retrying'])), name='job_key_waiting'),
+            index=models.Index(models.F('hold'), models.F('owner'), models.F('concurrency_key'), models.OrderBy(models.F('priority'), descending=True), models.Case(models.When(status='retrying', then=models.F('next_attempt_at')), default=models.F('run_at')), condition=models.Q(('concurrency_key__isnull', False), ('status__in', ['pending', 'retrying'])), name='job_key_waiting'),
         ),
         AddIndexConcurrently(
             model_name='job',
-            index=models.Index(condition=models.Q(('concurrency_key__isnull', False), ('status__in', ['queued', 'running'])), fields=['concurrency_key'], name='job_key_in_flight'),
+            index=models.Index(condition=models.Q(('concurrency_key__isnull', False), ('status__in', ['queued', 'running'])), fields=['owner', 'concurrency_key'], name='job_key_in_flight'),
         ),
         migrations.AddConstraint(
             model_name='job',
@@ -90,4 +147,5 @@ class Migration(migrations.Migration):
             model_name='job',
             name='job_retrying_due',
         ),
+        migrations.RunPython(grant, revoke, atomic=True),
     ]

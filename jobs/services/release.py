@@ -393,21 +393,33 @@ def _mark_released(cursor: Cursor, jobs: list[flow.Candidate]) -> list[ReleasedJ
 
 # --- concurrency keys --------------------------------------------------------------------------
 
+# A key is its owner's: (owner, concurrency_key). The key statements read job_key_waiting by row
+# comparisons on its leading columns, which no other index has (as _lane_range does).
+_KEY = "(hold, owner_id, concurrency_key)"
+
 _KEY_IN_FLIGHT_SQL = f"""
-SELECT concurrency_key, count(*) FROM jobs_job
-WHERE status IN {IN_FLIGHT} AND concurrency_key IS NOT NULL AND concurrency_key = ANY(%(keys)s)
-GROUP BY 1
+SELECT k.owner_id, k.key, (
+    SELECT count(*) FROM jobs_job
+    WHERE status IN {IN_FLIGHT} AND concurrency_key IS NOT NULL
+      AND owner_id = k.owner_id AND concurrency_key = k.key
+)
+FROM unnest(%(owners)s::bigint[], %(keys)s::varchar[]) AS k(owner_id, key)
 """
+
+
+def _keys(jobs: list[flow.Candidate]) -> tuple[list[int], list[str]]:
+    pairs = sorted({(j.owner_id, j.concurrency_key) for j in jobs if j.concurrency_key is not None})
+    return [owner for owner, _ in pairs], [key for _, key in pairs]
 
 
 def key_gate(cursor: Cursor, candidates: list[flow.Candidate]) -> flow.Gate:
     """The concurrency-key gate, with the jobs in flight of the candidates' keys (only keyed
     jobs are counted, through job_key_in_flight: a release of keyless jobs reads nothing)."""
-    keys = sorted({job.concurrency_key for job in candidates if job.concurrency_key is not None})
-    counts: dict[str, int] = {}
+    owners, keys = _keys(candidates)
+    counts: dict[flow.Key, int] = {}
     if keys:
-        cursor.execute(_KEY_IN_FLIGHT_SQL, {"keys": keys}, prepare=True)
-        counts = dict(cursor.fetchall())
+        cursor.execute(_KEY_IN_FLIGHT_SQL, {"owners": owners, "keys": keys}, prepare=True)
+        counts = {(owner, key): n for owner, key, n in cursor.fetchall()}
     return flow.ConcurrencyKeyGate(counts)
 
 
@@ -417,22 +429,29 @@ def key_gate(cursor: Cursor, candidates: list[flow.Candidate]) -> flow.Gate:
 _PARK_KEYS_SQL = f"""
 UPDATE jobs_job SET hold = {KEY_PARKED}
 WHERE id = ANY(ARRAY(
-    SELECT id FROM jobs_job
-    WHERE status IN {WAITING} AND concurrency_key IS NOT NULL AND hold = {NOT_PARKED}
-      AND concurrency_key = ANY(%(keys)s) AND {DUE} <= %(now)s
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    SELECT j.id FROM unnest(%(owners)s::bigint[], %(keys)s::varchar[]) AS k(owner_id, key)
+    CROSS JOIN LATERAL (
+        SELECT id FROM jobs_job
+        WHERE status IN {WAITING} AND concurrency_key IS NOT NULL
+          AND {_KEY} >= ({NOT_PARKED}, k.owner_id, k.key)
+          AND {_KEY} <= ({NOT_PARKED}, k.owner_id, k.key) AND {DUE} <= %(now)s
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS j
 )) OR id = ANY(%(ids)s)
 """
 
 
 def park_key_jobs(cursor: Cursor, refused: list[flow.Candidate], now: datetime) -> None:
-    keys = sorted({job.concurrency_key for job in refused if job.concurrency_key is not None})
-    cursor.execute(
-        _PARK_KEYS_SQL,
-        {"keys": keys, "now": now, "limit": PARK_BATCH, "ids": [job.id for job in refused]},
-        prepare=True,
-    )
+    owners, keys = _keys(refused)
+    params = {
+        "owners": owners,
+        "keys": keys,
+        "now": now,
+        "limit": PARK_BATCH,
+        "ids": [job.id for job in refused],
+    }
+    cursor.execute(_PARK_KEYS_SQL, params, prepare=True)
 
 
 # Parked keys (a skip scan of job_key_waiting: one probe per key with parked jobs, and only a
@@ -441,42 +460,47 @@ def park_key_jobs(cursor: Cursor, refused: list[flow.Candidate], now: datetime) 
 # jobs back into the lanes, highest priority first, then FIFO. A key's jobs in a paused queue
 # stay parked. Run only when a job is parked (ReleaseState.parked).
 _UNPARK_KEYS_SQL = f"""
-WITH RECURSIVE parked(key) AS (
-    (SELECT concurrency_key FROM jobs_job
+WITH RECURSIVE parked(hold, owner_id, key) AS (
+    (SELECT hold, owner_id, concurrency_key FROM jobs_job
      WHERE status IN {WAITING} AND concurrency_key IS NOT NULL AND hold = {KEY_PARKED}
-     ORDER BY concurrency_key LIMIT 1)
+     ORDER BY hold, owner_id, concurrency_key LIMIT 1)
   UNION ALL
-    SELECT (SELECT concurrency_key FROM jobs_job
-            WHERE status IN {WAITING} AND concurrency_key IS NOT NULL AND hold = {KEY_PARKED}
-              AND concurrency_key > p.key
-            ORDER BY concurrency_key LIMIT 1)
-    FROM parked AS p WHERE p.key IS NOT NULL
+    SELECT next.* FROM parked AS p CROSS JOIN LATERAL (
+        SELECT hold, owner_id, concurrency_key FROM jobs_job
+        WHERE status IN {WAITING} AND concurrency_key IS NOT NULL
+          AND {_KEY} > (p.hold, p.owner_id, p.key)
+        ORDER BY hold, owner_id, concurrency_key LIMIT 1
+    ) AS next
+    WHERE next.hold = {KEY_PARKED}
 ), room AS (
-    SELECT p.key, first.max_concurrency
+    SELECT p.owner_id, p.key, first.max_concurrency
         - (SELECT count(*) FROM jobs_job
            WHERE status IN {IN_FLIGHT} AND concurrency_key IS NOT NULL
-             AND concurrency_key = p.key)
+             AND owner_id = p.owner_id AND concurrency_key = p.key)
         - (SELECT count(*) FROM jobs_job
-           WHERE status IN {WAITING} AND concurrency_key IS NOT NULL AND hold = {NOT_PARKED}
-             AND concurrency_key = p.key AND {DUE} <= %(now)s
+           WHERE status IN {WAITING} AND concurrency_key IS NOT NULL
+             AND {_KEY} >= ({NOT_PARKED}, p.owner_id, p.key)
+             AND {_KEY} <= ({NOT_PARKED}, p.owner_id, p.key) AND {DUE} <= %(now)s
              AND queue NOT IN (SELECT name FROM jobs_queue WHERE paused)) AS room
     FROM parked AS p CROSS JOIN LATERAL (
         SELECT max_concurrency FROM jobs_job
-        WHERE status IN {WAITING} AND concurrency_key IS NOT NULL AND hold = {KEY_PARKED}
-          AND concurrency_key = p.key AND queue NOT IN (SELECT name FROM jobs_queue WHERE paused)
-        ORDER BY priority DESC, {DUE}
+        WHERE status IN {WAITING} AND concurrency_key IS NOT NULL
+          AND {_KEY} >= ({KEY_PARKED}, p.owner_id, p.key)
+          AND {_KEY} <= ({KEY_PARKED}, p.owner_id, p.key)
+          AND queue NOT IN (SELECT name FROM jobs_queue WHERE paused)
+        ORDER BY hold, owner_id, concurrency_key, priority DESC, {DUE}
         LIMIT 1
     ) AS first
-    WHERE p.key IS NOT NULL
 ), back AS (
     UPDATE jobs_job SET hold = {NOT_PARKED}
     WHERE id = ANY(ARRAY(
         SELECT j.id FROM room AS r CROSS JOIN LATERAL (
             SELECT id FROM jobs_job
-            WHERE status IN {WAITING} AND concurrency_key IS NOT NULL AND hold = {KEY_PARKED}
-              AND concurrency_key = r.key
+            WHERE status IN {WAITING} AND concurrency_key IS NOT NULL
+              AND {_KEY} >= ({KEY_PARKED}, r.owner_id, r.key)
+              AND {_KEY} <= ({KEY_PARKED}, r.owner_id, r.key)
               AND queue NOT IN (SELECT name FROM jobs_queue WHERE paused)
-            ORDER BY priority DESC, {DUE}
+            ORDER BY hold, owner_id, concurrency_key, priority DESC, {DUE}
             LIMIT greatest(r.room, 0)
             FOR UPDATE SKIP LOCKED
         ) AS j

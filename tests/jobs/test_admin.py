@@ -6,7 +6,9 @@ import pytest
 from django.utils import timezone
 
 from executions.models import Execution
+from jobplatform.roles import Role
 from jobs.models import Job, OwnerQuota, Queue
+from tests.factories import UserFactory, with_role
 from tests.jobs.factories import JobFactory
 
 pytestmark = pytest.mark.django_db
@@ -69,6 +71,18 @@ def test_operators_pause_and_resume_queues_and_set_a_cap(operator):
     response = operator.post("/admin/jobs/queue/flow/change/", {"max_in_flight": "7"})
     assert response.status_code == 302
     assert Queue.objects.get(name="flow").max_in_flight == 7
+
+
+def test_the_operator_role_pauses_a_queue_in_the_admin_but_may_not_cap_it(client):
+    client.force_login(with_role(UserFactory(is_staff=True), Role.OPERATOR))
+    client.post("/admin/jobs/queue/", {"action": "pause_queues", "_selected_action": ["flow"]})
+    assert Queue.objects.get(name="flow").paused
+    client.post("/admin/jobs/queue/", {"action": "resume_queues", "_selected_action": ["flow"]})
+    assert not Queue.objects.get(name="flow").paused
+    response = client.post("/admin/jobs/queue/flow/change/", {"max_in_flight": "7"})
+    assert response.status_code == 403
+    assert Queue.objects.get(name="flow").max_in_flight is None
+    assert client.get("/admin/jobs/ownerquota/").status_code == 403
 
 
 def test_operators_give_an_owner_a_weight_and_a_cap(operator, user):

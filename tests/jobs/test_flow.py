@@ -171,14 +171,14 @@ def test_queues_are_planned_each_with_its_own_room():
 
 def test_a_concurrency_key_admits_up_to_its_max_and_parks_the_rest_without_taking_room():
     jobs = [job(t=t, key="customer:42", max_concurrency=2) for t in range(5)] + [job(B, t=9)]
-    gate = ConcurrencyKeyGate({"customer:42": 1})
+    gate = ConcurrencyKeyGate({(A, "customer:42"): 1})
     plan = plan_release(candidates=jobs, rooms={"q": 3}, gates=[gate])
     assert [(j.owner_id, j.concurrency_key) for j in plan.release] == [
         (A, "customer:42"),
         (B, None),
     ]
     assert [j.due_at.second for j in plan.parked["concurrency_key"]] == [1, 2, 3, 4]
-    assert gate.in_flight == {"customer:42": 2}
+    assert gate.in_flight == {(A, "customer:42"): 2}
 
 
 def test_jobs_of_other_keys_and_without_a_key_pass_a_full_key():
@@ -189,7 +189,7 @@ def test_jobs_of_other_keys_and_without_a_key_pass_a_full_key():
         job(t=3),
     ]
     plan = plan_release(
-        candidates=jobs, rooms={"q": 10}, gates=[ConcurrencyKeyGate({"k1": 0, "k2": 0})]
+        candidates=jobs, rooms={"q": 10}, gates=[ConcurrencyKeyGate({(A, "k1"): 0})]
     )
     assert [(j.concurrency_key, j.due_at.second) for j in plan.release] == [
         ("k1", 0),
@@ -226,3 +226,12 @@ def test_a_fixed_or_no_broker_depth(seconds, maximum, expected):
     depth = BrokerDepth(seconds=seconds, maximum=maximum)
     depth.released("q", 5000)
     assert depth.depth("q") == expected
+
+
+def test_a_key_is_its_owners():
+    """Another owner's jobs with the same key string neither count against it nor wait for it."""
+    jobs = [job(A, t=0, key="k"), job(B, t=1, key="k")]
+    gate = ConcurrencyKeyGate({(A, "k"): 1})
+    plan = plan_release(candidates=jobs, rooms={"q": 10}, gates=[gate])
+    assert owners(plan) == [B]
+    assert [j.owner_id for j in plan.parked["concurrency_key"]] == [A]

@@ -15,11 +15,12 @@ import pytest
 from django.utils import timezone
 
 from executions.models import Execution
+from jobplatform.roles import Role
 from jobs.dispatcher import publish_attempts
 from jobs.models import Job
 from jobs.services import ReleasedJob
 from tests.conftest import client_for, worker_and_dispatcher
-from tests.factories import UserFactory
+from tests.factories import UserFactory, with_role
 from tests.jobs.factories import JobFactory
 from tests.support import TERMINAL, await_finished, job_detail, submit_job, wait_for
 
@@ -47,8 +48,9 @@ def flow_platform(
 
 
 @pytest.fixture
-def operator(db: Any) -> Any:
-    return client_for(UserFactory(is_staff=True))
+def operator(admin: Any) -> Any:
+    """An admin's client: only admins cap a queue (operators pause and resume one)."""
+    return client_for(admin)
 
 
 def set_cap(operator: Any, queue: str, cap: int | None) -> None:
@@ -91,7 +93,7 @@ def test_a_client_with_one_job_is_served_while_another_floods(flow_platform, api
     set_cap(operator, "flow", cap)
     flood = bulk(api, 300, queue="flow")
     wait_for(lambda: started(flood) >= 10, what="the flood to be running")
-    other = client_for(UserFactory())
+    other = client_for(with_role(UserFactory(), Role.OPERATOR))
     mine = submit_job(other, sleeping(0), queue="flow")
     assert await_finished(other, mine)["status"] == "succeeded"
     # Served within a release round, not behind the flood: most of it has not even started.
@@ -175,8 +177,9 @@ def test_a_queues_cap_is_never_exceeded(flow_platform, api, operator):
         return unfinished(ids) == 0
 
     wait_for(in_flight_then_done, timeout=60, what="the capped jobs to finish")
-    assert max(seen) <= 3
-    assert max_overlap(list(Execution.objects.filter(job_id__in=ids))) == 3
+    assert max(seen) == 3  # the cap binds: the release fills it, never past it
+    # and the worker (four processes) never ran more at once; how close it came is its speed's.
+    assert max_overlap(list(Execution.objects.filter(job_id__in=ids))) <= 3
 
 
 def test_a_paused_queue_holds_its_jobs_lets_running_ones_finish_and_resumes(

@@ -190,6 +190,16 @@ def test_a_concurrency_key_runs_at_most_max_concurrency_and_parks_the_rest(user)
     assert not release().waiting
 
 
+def test_another_owners_same_key_is_another_key(user):
+    other = UserFactory()
+    JobFactory(owner=user, queue=Q, status=Job.Status.RUNNING, concurrency_key="k", attempts=1)
+    [theirs] = waiting(other, 1, concurrency_key="k")
+    [mine] = waiting(user, 1, concurrency_key="k")
+    assert [r.id for r in release().jobs] == [theirs.id]
+    mine.refresh_from_db()
+    assert mine.hold == Hold.CONCURRENCY_KEY
+
+
 def test_a_parked_key_does_not_hold_up_its_owners_other_jobs(user, cap):
     cap(2)
     keyed = waiting(user, 50, seconds_ago=600, concurrency_key="k", max_concurrency=1)

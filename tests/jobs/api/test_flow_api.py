@@ -9,9 +9,11 @@ import pytest
 from django.utils import timezone
 
 from jobplatform.errors import TooManyRequests
+from jobplatform.roles import Role
 from jobs.models import Hold, Job, OwnerQuota, Queue
 from jobs.services.admission import Admission
 from tests.conftest import client_for
+from tests.factories import with_role
 from tests.jobs.factories import JobFactory
 
 pytestmark = pytest.mark.django_db
@@ -45,9 +47,8 @@ def test_a_submission_past_the_owners_cap_is_refused_with_429_and_retry_after(ap
     # Finished jobs make room; another owner has a cap of its own.
     Job.objects.filter(id=Job.objects.first().id).update(status=Job.Status.SUCCEEDED)
     assert api.post("/api/v1/jobs/", JOB, format="json").status_code == 201
-    assert (
-        client_for(JobFactory().owner).post("/api/v1/jobs/", JOB, format="json").status_code == 201
-    )
+    other = client_for(with_role(JobFactory().owner, Role.OPERATOR))
+    assert other.post("/api/v1/jobs/", JOB, format="json").status_code == 201
 
 
 def test_a_bulk_submission_past_a_cap_is_refused_whole(api, user, exact):
@@ -166,24 +167,34 @@ def test_everyone_reads_the_queues_and_their_state(api, user, settings):
     assert flow["links"]["pause"].endswith("/api/v1/queues/flow/pause/")
 
 
-def test_only_staff_pause_resume_or_cap_a_queue(api, staff):
+def test_operators_pause_and_resume_a_queue_and_only_admins_cap_it(api, admin, viewer):
+    """A viewer reads; an operator (api) pauses and resumes, but is refused the cap."""
+    watcher = client_for(viewer)
+    assert watcher.get("/api/v1/queues/flow/").status_code == 200
     for response in (
-        api.post("/api/v1/queues/flow/pause/"),
-        api.post("/api/v1/queues/flow/resume/"),
-        api.patch("/api/v1/queues/flow/", {"max_in_flight": 3}, format="json"),
+        watcher.post("/api/v1/queues/flow/pause/"),
+        watcher.post("/api/v1/queues/flow/resume/"),
     ):
-        assert error(response, 403)["code"] == "AUTH.PERMISSION_DENIED"
+        body = error(response, 403)
+        assert (body["code"], body["details"]["permission"]) == (
+            "AUTH.PERMISSION_DENIED",
+            "jobs.pause_queue",
+        )
     assert not Queue.objects.filter(name="flow", paused=True).exists()
-    operator = client_for(staff)
-    paused = operator.post("/api/v1/queues/flow/pause/").json()
+    paused = api.post("/api/v1/queues/flow/pause/").json()
     assert paused["paused"] is True and paused["paused_at"]
-    assert operator.post("/api/v1/queues/flow/pause/").json()["paused"] is True  # idempotent
-    assert operator.post("/api/v1/queues/flow/resume/").json()["paused"] is False
+    assert api.post("/api/v1/queues/flow/pause/").json()["paused"] is True  # idempotent
+    assert api.post("/api/v1/queues/flow/resume/").json()["paused"] is False
+    body = error(api.patch("/api/v1/queues/flow/", {"max_in_flight": 3}, format="json"), 403)
+    assert body["details"]["permission"] == "jobs.change_queue"
+    assert Queue.objects.get(name="flow").max_in_flight is None
+    capped = client_for(admin).patch("/api/v1/queues/flow/", {"max_in_flight": 3}, format="json")
+    assert capped.json()["max_in_flight"] == 3
 
 
-def test_a_queues_cap_is_set_and_reset_to_the_default(staff, settings):
+def test_a_queues_cap_is_set_and_reset_to_the_default(admin, settings):
     settings.JOBPLATFORM_QUEUE_MAX_IN_FLIGHT = 500
-    operator = client_for(staff)
+    operator = client_for(admin)
     capped = operator.patch("/api/v1/queues/flow/", {"max_in_flight": 3}, format="json").json()
     assert (capped["max_in_flight"], capped["max_in_flight_is_default"]) == (3, False)
     reset = operator.patch("/api/v1/queues/flow/", {"max_in_flight": None}, format="json").json()
@@ -198,14 +209,14 @@ def test_a_queues_cap_is_set_and_reset_to_the_default(staff, settings):
         ({"paused": True}, 400, "API.VALIDATION_ERROR"),
     ],
 )
-def test_a_bad_queue_change_is_a_400(staff, body, status, code):
-    response = client_for(staff).patch("/api/v1/queues/flow/", body, format="json")
+def test_a_bad_queue_change_is_a_400(admin, body, status, code):
+    response = client_for(admin).patch("/api/v1/queues/flow/", body, format="json")
     assert error(response, status)["code"] == code
 
 
-def test_an_unknown_queue_is_a_404(api, staff):
+def test_an_unknown_queue_is_a_404(api, admin):
     assert error(api.get("/api/v1/queues/nope/"), 404)["code"] == "QUEUES.NOT_FOUND"
-    assert error(client_for(staff).post("/api/v1/queues/nope/pause/"), 404)["code"] == (
+    assert error(client_for(admin).post("/api/v1/queues/nope/pause/"), 404)["code"] == (
         "QUEUES.NOT_FOUND"
     )
     assert not Queue.objects.filter(name="nope").exists()
@@ -235,8 +246,8 @@ def test_a_job_waits_for_its_run_at_or_its_retry_backoff(api, user):
     assert reasons(api, retry) == ["retry_backoff"]
 
 
-def test_a_job_waits_for_its_paused_queue_and_its_full_cap(api, user, staff):
-    operator = client_for(staff)
+def test_a_job_waits_for_its_paused_queue_and_its_full_cap(api, user, admin):
+    operator = client_for(admin)
     job = JobFactory(owner=user, queue="flow")
     JobFactory.create_batch(2, queue="flow", status=Job.Status.QUEUED)
     operator.patch("/api/v1/queues/flow/", {"max_in_flight": 2}, format="json")
