@@ -1,8 +1,10 @@
 """``python -m bench``: each scenario side by side with its baseline, medians of several runs.
 
 Scenarios (issue #6): throughput against bare Celery, submission (single and bulk), latency,
-scale (list/filter and release rate with 1,000,000 jobs in the table) and worker memory; and
-(issue #3) schedule: the start lag of jobs submitted for future instants.
+scale (list/filter and release rate with 1,000,000 jobs in the table) and worker memory;
+(issue #3) schedule: the start lag of jobs submitted for future instants; (issue #13) fairness:
+a client's start lag behind another client's flood, against the release without a broker bound,
+and flowcost: throughput with flow control off, at its defaults, and configured but not binding.
 Results are printed as a table and written to bench/results/<time>.json.
 """
 
@@ -74,9 +76,18 @@ def per_job_ms(seconds: dict[str, float], count: int) -> dict[str, float]:
 # --- throughput ------------------------------------------------------------------------------
 
 
-def submit_bulk(stack: Stack, count: int, steps: list[dict[str, Any]] = NOOP) -> None:
+def submit_bulk(
+    stack: Stack,
+    count: int,
+    steps: list[dict[str, Any]] = NOOP,
+    extra: Callable[[int], dict[str, Any]] | None = None,
+) -> None:
+    """``count`` jobs through ``POST /api/v1/jobs/bulk/``; ``extra(i)``: more fields of job i."""
     for start in range(0, count, 1000):
-        batch = [{"name": "bench", "steps": steps} for _ in range(min(1000, count - start))]
+        batch = [
+            {"name": "bench", "steps": steps, **(extra(start + i) if extra else {})}
+            for i in range(min(1000, count - start))
+        ]
         response = stack.http.post("/api/v1/jobs/bulk/", json={"jobs": batch})
         response.raise_for_status()
 
@@ -103,14 +114,21 @@ def await_succeeded(stack: Stack, count: int, timeout: float = 1800, poll: float
         time.sleep(poll)
 
 
-def platform_throughput(stack: Stack, count: int) -> dict[str, Any]:
+def platform_throughput(
+    stack: Stack,
+    count: int,
+    extra: Callable[[int], dict[str, Any]] | None = None,
+    prepare: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     stack.reset()
+    if prepare:
+        prepare()
     stack.start_dispatcher()
     stack.start_worker()
     try:
         meter = CpuMeter(stack)
         began = time.time()
-        submit_bulk(stack, count)
+        submit_bulk(stack, count, extra=extra)
         ended = await_succeeded(stack, count)
         cpu = meter.per_job(count)
         waits = meter.waits_per_job(count)
@@ -322,11 +340,17 @@ def list_p95(stack: Stack, rounds: int = 50) -> float:
 
 
 def release_rate(stack: Stack, count: int) -> float:
-    """Jobs per second the dispatcher releases (and publishes) from ``count`` due jobs."""
+    """Jobs per second the dispatcher releases (and publishes) from ``count`` due jobs.
+
+    No worker takes them, so the broker's bound (JOBPLATFORM_DISPATCH_MAX_QUEUED) is lifted:
+    with it the dispatcher would stop at 100.
+    """
     owner = stack.sql("SELECT id FROM auth_user WHERE username = 'bench'")[0][0]
     stack.sql(FILL_SQL, {"owner": owner, "n": count, "status": "pending"})
     began = time.time()
+    stack.overrides = {"JOBPLATFORM_DISPATCH_MAX_QUEUED": "0"}
     stack.start_dispatcher()
+    stack.overrides = {}
     try:
         while stack.sql("SELECT 1 FROM jobs_job WHERE status = 'pending' LIMIT 1"):
             time.sleep(0.02)
@@ -342,12 +366,12 @@ FILL_SQL = """
 INSERT INTO jobs_job (id, owner_id, name, steps, input, queue, priority, max_retries,
     retry_backoff, retry_backoff_max, retry_jitter, timeout, run_at, trace_id, status, attempts,
     next_step, step_outputs, version, created_at, updated_at, retry_base, request_fingerprint,
-    finished_at)
+    finished_at, hold, max_concurrency)
 SELECT gen_random_uuid(), %(owner)s, 'bench-' || (i %% 1000),
     '[{"type": "sleep", "params": {"seconds": 0}}]', '{}', 'default', 5, 3, 2, 300, true, 3600,
     now() - interval '1 day', md5(i::text),
     %(status)s::varchar, 1, 1, '[]', 1, now() - (i || ' seconds')::interval, now(), 0, '',
-    CASE WHEN %(status)s::varchar = 'pending' THEN NULL ELSE now() END
+    CASE WHEN %(status)s::varchar = 'pending' THEN NULL ELSE now() END, '', 1
 FROM generate_series(1, %(n)s) AS i
 """
 
@@ -390,6 +414,144 @@ def memory(stack: Stack, count: int) -> dict[str, float]:
             "growth_pct": 100 * (after - before) / before}  # fmt: skip
 
 
+# --- fairness and the cost of flow control -----------------------------------------------------
+
+
+def start_lag_ms(stack: Stack, job_id: str, timeout: float = 1800) -> float:
+    """Execution start minus submission commit (``created_at``) of one job, once it started."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = stack.sql(
+            "SELECT extract(epoch FROM e.started_at - j.created_at) FROM executions_execution e"
+            " JOIN jobs_job j ON j.id = e.job_id WHERE j.id = %s AND e.attempt = 1",
+            [job_id],
+        )
+        if rows:
+            return float(rows[0][0]) * 1000
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"job {job_id} did not start")
+        time.sleep(0.005)
+
+
+def fairness_run(stack: Stack, count: int, *, bounded: bool, every: float) -> dict[str, Any]:
+    """Client A bulk-submits ``count`` no-op jobs; client B then submits one, and waits for it to
+    start. With the broker bounded (the default) B goes on submitting one job every ``every``
+    seconds while more than a tenth of A's flood is left, each a sample of the same wait;
+    unbounded (the release as it was: every due job into the broker at once), B's first job
+    waits behind the whole flood and is the run's only sample."""
+    stack.reset()
+    stack.overrides = {} if bounded else {"JOBPLATFORM_DISPATCH_MAX_QUEUED": "0"}
+    stack.start_dispatcher()
+    stack.start_worker()
+    lags: list[float] = []
+    try:
+        began = time.time()
+        submit_bulk(stack, count)  # client A
+        submitted = time.time() - began
+        while True:
+            response = stack.http_b.post("/api/v1/jobs/", json={"name": "b", "steps": NOOP})
+            response.raise_for_status()
+            lags.append(start_lag_ms(stack, response.json()["id"]))
+            if not bounded:
+                break
+            [(left,)] = stack.sql(
+                "SELECT count(*) FROM jobs_job WHERE status IN ('pending', 'queued')"
+            )
+            if left < count // 10:
+                break
+            time.sleep(every)
+        ended = await_succeeded(stack, count + len(lags))
+    finally:
+        stack.stop("worker")
+        stack.stop("dispatcher")
+        stack.overrides = {}
+    return {"first_ms": lags[0], "lags_ms": lags, "a_submit_s": submitted,
+            "a_jobs_per_s": count / (ended - began)}  # fmt: skip
+
+
+def fairness(stack: Stack, runs: int, count: int, every: float = 0.25) -> dict[str, Any]:
+    bounded = [fairness_run(stack, count, bounded=True, every=every) for _ in range(runs)]
+    unbounded = [fairness_run(stack, count, bounded=False, every=every) for _ in range(runs)]
+    lags = sorted(lag for run in bounded for lag in run["lags_ms"])
+    firsts = sorted(run["first_ms"] for run in bounded)
+    return {
+        "samples": len(lags),
+        "p50_ms": percentile(lags, 50),
+        "p99_ms": percentile(lags, 99),
+        "max_ms": lags[-1],
+        "first_p50_ms": statistics.median(firsts),
+        "first_max_ms": firsts[-1],
+        "unbounded_first_ms": statistics.median(run["first_ms"] for run in unbounded),
+        "bounded": bounded,
+        "unbounded": unbounded,
+    }
+
+
+# Flow control off: no broker bound and no admission caps (the release still runs, with no cap
+# set and no key on any job).
+FLOW_OFF = {
+    "JOBPLATFORM_DISPATCH_MAX_QUEUED": "0",
+    "JOBPLATFORM_MAX_UNFINISHED_PER_OWNER": "0",
+    "JOBPLATFORM_MAX_UNFINISHED": "0",
+}
+
+
+def configure_flow(stack: Stack) -> None:
+    """A cap on the queue, and a quota for the client, that never bind."""
+    stack.sql(
+        "INSERT INTO jobs_queue (name, paused, max_in_flight, updated_at)"
+        " VALUES ('default', false, 1000000, now())"
+    )
+    stack.sql(
+        "INSERT INTO jobs_ownerquota (owner_id, weight, max_unfinished)"
+        " SELECT id, 2, 1000000 FROM auth_user WHERE username = 'bench'"
+    )
+
+
+def keyed(i: int) -> dict[str, Any]:
+    """Concurrency keys that never bind: 1,000 keys, each allowed 1,000 at once."""
+    return {"concurrency_key": f"customer:{i % 1000}", "max_concurrency": 1000}
+
+
+FLOW_VARIANTS: dict[str, tuple[dict[str, str], Any, Any]] = {
+    "off": (FLOW_OFF, None, None),
+    "default": ({}, None, None),
+    "configured": ({}, keyed, configure_flow),
+}
+
+
+def flowcost(stack: Stack, runs: int, count: int) -> dict[str, Any]:
+    """Throughput with flow control off, at its defaults (the broker bound binds: it is what
+    keeps a flood in PostgreSQL), and configured but not binding (a queue cap, a quota, a
+    concurrency key on every job), in rounds whose order rotates, since the machine drifts."""
+    names = list(FLOW_VARIANTS)
+    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    try:
+        for round_ in range(runs):
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                overrides, extra, prepare = FLOW_VARIANTS[name]
+                stack.overrides = overrides
+                stack.stop("web")
+                stack.start_web()  # admission control runs in the web processes
+                samples[name].append(platform_throughput(stack, count, extra, prepare))
+    finally:
+        stack.overrides = {}
+        stack.stop("web")
+        stack.start_web()
+    rounds = range(runs)
+
+    def ratios(name: str) -> list[float]:
+        return [samples[name][r]["jobs_per_s"] / samples["off"][r]["jobs_per_s"] for r in rounds]
+
+    return {
+        **{name: medians(samples[name]) for name in names},
+        "default_ratio": statistics.median(ratios("default")),
+        "default_ratios": ratios("default"),
+        "configured_ratio": statistics.median(ratios("configured")),
+        "configured_ratios": ratios("configured"),
+    }
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -410,7 +572,12 @@ def main() -> None:
         help="the credential of the single submissions (docs/security.md)",
     )
     parser.add_argument(
-        "--only", default="throughput,submission,latency,schedule,scale,memory", help="comma list"
+        "--fairness-jobs", type=int, default=20_000, help="client A's flood per fairness run"
+    )
+    parser.add_argument(
+        "--only",
+        default="throughput,submission,latency,schedule,scale,memory,fairness,flowcost",
+        help="comma list",
     )
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -436,9 +603,15 @@ def main() -> None:
             results["scale"] = scale(stack, args.scale_rows, due=20_000)
         if "memory" in only:
             results["memory"] = memory(stack, args.memory_jobs)
+        if "fairness" in only:
+            results["fairness"] = fairness(stack, args.runs, args.fairness_jobs)
+        if "flowcost" in only:
+            results["flowcost"] = flowcost(stack, args.runs, args.jobs)
     finally:
         stack.down()
-    report(results)
+        # What finished is written even when a later scenario fails (a long run is not lost).
+        if set(results) - {"args", "started"}:
+            report(results)
 
 
 def report(results: dict[str, Any]) -> None:
@@ -482,6 +655,18 @@ def report(results: dict[str, Any]) -> None:
         rows.append(("worker RSS before (MiB)", m["rss_before_mib"], ""))
         rows.append(("worker RSS after (MiB)", m["rss_after_mib"], ""))
         rows.append(("worker RSS growth (%)", m["growth_pct"], "< 10"))
+    if "fairness" in results:
+        f = results["fairness"]
+        rows.append(("B's start lag behind a flood, p50 (ms)", f["p50_ms"], ""))
+        rows.append(("B's start lag behind a flood, p99 (ms)", f["p99_ms"], "<= 1000"))
+        rows.append(("B's start lag, first job of a run, max (ms)", f["first_max_ms"], ""))
+        rows.append(("B's start lag, broker unbounded (ms)", f["unbounded_first_ms"], ""))
+    if "flowcost" in results:
+        c = results["flowcost"]
+        for name in FLOW_VARIANTS:
+            rows.append((f"throughput, flow control {name} (jobs/s)", c[name]["jobs_per_s"], ""))
+        rows.append(("ratio defaults / off, median of rounds", c["default_ratio"], ">= 0.9"))
+        rows.append(("ratio configured / off, median of rounds", c["configured_ratio"], ">= 0.9"))
     width = max(len(r[0]) for r in rows)
     print(f"\n{'scenario':<{width}}  {'median':>10}  target")
     for name, value, target in rows:

@@ -16,7 +16,7 @@ app.conf.update(
     task_ignore_result=True,
     broker_transport_options={
         "visibility_timeout": 7500,
-        "queue_order_strategy": "priority",
+        "queue_order_strategy": "round_robin",
         "priority_steps": list(range(10)),
         "sep": ":",
     },

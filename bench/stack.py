@@ -82,6 +82,11 @@ class Stack:
             scheme, code = {"api-key": ("Api-Key", NEW_API_KEY), "jwt": ("Bearer", NEW_JWT)}[auth]
             printed = self.manage("shell", "--verbosity", "0", "-c", code)
             self.authorization = f"{scheme} {printed.strip().splitlines()[-1]}"
+        # A second client, for the fairness scenario.
+        out = self.manage("issue_token", "bench-b", "--role", "operator")
+        token = re.search(r"API token: (\w+)", out)
+        assert token is not None, out
+        self.token_b = token.group(1)
         self.db = psycopg.connect(self.env["DATABASE_URL"], autocommit=True)
         self.redis = redis.Redis.from_url(self.env["REDIS_URL"])
         self.baseline_redis = redis.Redis.from_url(self.env["BASELINE_BROKER_URL"])
@@ -93,6 +98,13 @@ class Stack:
             headers={"Authorization": f"Token {self.token}"},
             timeout=60,
         )
+        self.http_b = httpx.Client(
+            base_url=f"http://127.0.0.1:{WEB_PORT}",
+            headers={"Authorization": f"Token {self.token_b}"},
+            timeout=60,
+        )
+        # Settings a scenario gives the processes it starts (flow control on or off).
+        self.overrides: dict[str, str] = {}
 
     def down(self) -> None:
         for name in list(self.processes):
@@ -119,7 +131,10 @@ class Stack:
         single submissions right after a throughput run gave 247 jobs/s, 286 with the CHECKPOINT,
         384 with no throughput run before them (one run each, docs/performance.md).
         """
-        self.sql("TRUNCATE jobs_job, executions_execution, executions_stepresult CASCADE")
+        self.sql(
+            "TRUNCATE jobs_job, executions_execution, executions_stepresult, jobs_queue,"
+            " jobs_ownerquota CASCADE"
+        )
         self.sql("CHECKPOINT")
         self.redis.flushdb()
         self.baseline_redis.flushdb()
@@ -129,7 +144,7 @@ class Stack:
     def start(self, name: str, argv: list[str], ready: str | None = None) -> None:
         log = (self.logs / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            argv, cwd=REPO, env=self.env | self.overrides, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         if ready:

@@ -20,10 +20,8 @@ from deadletter.models import DeadLetter
 from deadletter.services import dead_letter_record
 from executions.models import Execution
 from executions.services.outcomes import finish_execution, job_to_failed, job_to_retrying
-from jobs.dispatcher import publish_attempts
 from jobs.lifecycle import sql
 from jobs.retry import RetryPolicy, next_delay
-from jobs.services import ReleasedJob
 from jobs.steps import AttemptError
 
 logger = logging.getLogger("jobplatform.executions")
@@ -42,9 +40,6 @@ class SilentAttempt:
     retry_backoff: float
     retry_backoff_max: float
     retry_jitter: bool
-    queue: str
-    priority: int
-    timeout: int
     retry_base: int
 
     @property
@@ -59,8 +54,7 @@ class SilentAttempt:
 
 _SILENT_SQL = f"""
 SELECT e.id, e.job_id, e.attempt, e.worker, e.heartbeat_at,
-       j.max_retries, j.retry_backoff, j.retry_backoff_max, j.retry_jitter,
-       j.queue, j.priority, j.timeout, j.retry_base
+       j.max_retries, j.retry_backoff, j.retry_backoff_max, j.retry_jitter, j.retry_base
 FROM executions_execution AS e
 JOIN jobs_job AS j ON j.id = e.job_id
 WHERE e.status = {sql(Execution.Status.RUNNING)} AND e.heartbeat_at < %(cutoff)s {{queues}}
@@ -76,11 +70,10 @@ def execution_reap_lost(
     """RUNNING attempts silent for ``lost_after`` seconds -> LOST; their jobs -> RETRYING or FAILED.
 
     A lost attempt counts against the retry budget like a failed one; a job out of attempts ends
-    FAILED with a dead letter. The next attempt's message is published after the commit; if that
-    publish is lost too, the dispatcher publishes it again once it is overdue.
+    FAILED with a dead letter. A retrying job's next attempt is released by the dispatcher once
+    its backoff is over, within the job's limits, as any retry is.
     """
     now = timezone.now()
-    retries: list[ReleasedJob] = []
     with transaction.atomic(), connection.cursor() as cursor:
         queue_filter = "AND j.queue = ANY(%(queues)s)" if queues else ""
         cursor.execute(
@@ -93,15 +86,11 @@ def execution_reap_lost(
         )
         silent = [SilentAttempt(*row) for row in cursor.fetchall()]
         for lost in silent:
-            retry = _reap(cursor, lost, now=now)
-            if retry is not None:
-                retries.append(retry)
-    if retries:
-        publish_attempts(retries)
+            _reap(cursor, lost, now=now)
     return len(silent)
 
 
-def _reap(cursor: CursorWrapper, lost: SilentAttempt, *, now: datetime) -> ReleasedJob | None:
+def _reap(cursor: CursorWrapper, lost: SilentAttempt, *, now: datetime) -> None:
     """Close one silent attempt as LOST; put its job on the retry path, or fail it."""
     silent_for = (now - lost.heartbeat_at).total_seconds()
     error = AttemptError.lost(worker=lost.worker, silent=silent_for, attempt=lost.attempt)
@@ -110,17 +99,9 @@ def _reap(cursor: CursorWrapper, lost: SilentAttempt, *, now: datetime) -> Relea
     retry_at = now + timedelta(seconds=delay) if delay is not None else None
     finish_execution(lost.execution_id, Execution.Status.LOST, error, retry_at=retry_at, now=now)
     if retry_at is not None:
-        if job_to_retrying(
+        job_to_retrying(
             cursor, job_id=lost.job_id, attempt=lost.attempt, retry_at=retry_at, error=error
-        ):
-            return ReleasedJob(
-                id=lost.job_id,
-                queue=lost.queue,
-                priority=lost.priority,
-                attempt=lost.attempt + 1,
-                timeout=lost.timeout,
-                countdown=delay,
-            )
+        )
     elif job_to_failed(cursor, job_id=lost.job_id, attempt=lost.attempt, error=error):
         dead_letter_record(
             job_id=lost.job_id,
@@ -129,4 +110,3 @@ def _reap(cursor: CursorWrapper, lost: SilentAttempt, *, now: datetime) -> Relea
             attempts=lost.attempt,
             worker=lost.worker,
         )
-    return None

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from uuid import UUID
 
 from celery import Task, shared_task
+from celery.exceptions import Retry
 from django.db import InterfaceError, OperationalError, close_old_connections
+from django.utils import timezone
 
 from executions.pipeline import execution_run
 
@@ -20,7 +23,7 @@ logger = logging.getLogger("jobplatform.executions")
     max_retries=None,  # the job's own policy, enforced from the database, bounds retries
 )
 def run_job(self: Task[[str, int], None], job_id: str, attempt: int) -> None:
-    """Run attempt ``attempt`` of a job; on a transient failure, publish the next attempt."""
+    """Run attempt ``attempt`` of a job."""
     try:
         outcome = execution_run(
             job_id=UUID(job_id),
@@ -39,4 +42,12 @@ def run_job(self: Task[[str, int], None], job_id: str, attempt: int) -> None:
         )
         raise self.retry(exc=exc, countdown=delay) from exc
     if outcome.retry_in is not None:
-        raise self.retry(args=(job_id, outcome.next_attempt), countdown=outcome.retry_in)
+        # The job is RETRYING: the dispatcher releases its next attempt when due, within the
+        # job's limits (a queue's cap, its concurrency key, fair share), which a message sent
+        # from here would bypass. Celery's Retry, raised without Task.retry's publish, ends this
+        # delivery as a retry in Celery's events and Flower; the next one carries retries=n.
+        raise Retry(
+            f"attempt {attempt} failed; attempt {outcome.next_attempt} is due in "
+            f"{outcome.retry_in:.1f}s",
+            when=timezone.now() + timedelta(seconds=outcome.retry_in),
+        )

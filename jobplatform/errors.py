@@ -10,6 +10,7 @@ from typing import Any
 
 class DomainError(Exception):
     http_status = 400
+    retry_after: int | None = None  # seconds: sent as the Retry-After header
 
     def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -46,3 +47,15 @@ class Forbidden(DomainError):
     """The caller is known but may not do this (their role, or their API key's scopes)."""
 
     http_status = 403
+
+
+class TooManyRequests(DomainError):
+    """The platform refuses more work from the caller for now: try again after ``retry_after``."""
+
+    http_status = 429
+
+    def __init__(
+        self, code: str, message: str, details: dict[str, Any] | None = None, *, retry_after: int
+    ) -> None:
+        super().__init__(code, message, details)
+        self.retry_after = retry_after

@@ -3,8 +3,9 @@
 The API asks for a permission (``jobs.add_job``), never for a role name, so an installation may
 add groups of its own (say, a viewer of every owner's work: ``jobs.view_job`` and
 ``jobplatform.access_all_owners``). The groups and their permissions are created by the data
-migration ``jobplatform/migrations/0002_roles.py``, which keeps its own frozen copy of this
-table; ``tests/jobplatform/test_roles.py`` checks that the two agree.
+migrations ``jobplatform/migrations/0002_roles.py`` and, for flow control,
+``jobs/migrations/0008_flow_control.py``, which keep their own frozen copies of this table;
+``tests/jobplatform/test_roles.py`` checks that they agree.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ VIEWER = frozenset(
         "executions.view_stepresult",
         "deadletter.view_deadletter",
         "deadletter.view_deadletteraction",
+        "jobs.view_queue",  # the queues, paused or not, their caps and jobs in flight
     }
 )
 OPERATOR = VIEWER | {
@@ -45,6 +47,7 @@ OPERATOR = VIEWER | {
     "jobs.change_schedule",  # edit, pause, resume, trigger
     "jobs.delete_schedule",
     "deadletter.change_deadletter",  # retry, dismiss, one or in bulk
+    "jobs.pause_queue",  # pause and resume a queue (an incident, a deploy); not its cap
 }
 ADMIN = (
     OPERATOR
@@ -67,11 +70,13 @@ ADMIN = (
         "django_celery_beat.intervalschedule",
         "django_celery_beat.clockedschedule",
         "django_celery_beat.solarschedule",
+        "jobs.ownerquota",  # an owner's fair-share weight and cap on unfinished jobs
     )
     | {
         "auth.view_permission",
         "jobplatform.view_auditevent",  # the audit trail is read-only, even for admins
         "jobplatform.access_all_owners",
+        "jobs.change_queue",  # a queue's in-flight cap: capacity planning, every owner's
     }
 )
 

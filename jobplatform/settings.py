@@ -258,9 +258,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": JOBPLATFORM_MAX_JOB_TIMEOUT + JOBPLATFORM_MAX_RETRY_BACKOFF + 300,
-    # Honour message priority within a queue (0 is served first on Redis).
-    "queue_order_strategy": "priority",
+    # Message priority: each of the ten priorities is a Redis list of its own (<queue> for 0,
+    # <queue>:N for N), and a worker's BRPOP names every queue's priority-0 list first, then
+    # priority 1, and so on, so 0 is served first (the dispatcher publishes 9 - job.priority).
     "priority_steps": list(range(10)),
+    # The order of *queues* within one priority, not of messages: round robin puts the queue a
+    # worker just took from last in its next BRPOP, so every queue it serves progresses. Kombu's
+    # "priority" and "sorted" keep one order, and a busy first queue starves the rest.
+    # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.redis.html
+    "queue_order_strategy": "round_robin",
     "sep": ":",
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -290,6 +296,31 @@ JOBPLATFORM_MAX_RETRIES = env.int("JOBPLATFORM_MAX_RETRIES", default=25)
 JOBPLATFORM_MAX_BULK_JOBS = env.int("JOBPLATFORM_MAX_BULK_JOBS", default=1000)
 JOBPLATFORM_DISPATCH_BATCH = env.int("JOBPLATFORM_DISPATCH_BATCH", default=500)
 JOBPLATFORM_DISPATCH_POLL = env.float("JOBPLATFORM_DISPATCH_POLL", default=5.0)
+# Flow control (docs/architecture.md#flow-control). The dispatcher keeps about this many seconds
+# of each queue's work waiting in the broker (QUEUED), at the rate it released the queue's jobs
+# in the last second, and releases more only as workers take them: a job released now starts
+# behind about that much, whatever backlog waits in PostgreSQL, where fair share and priority
+# decide. 0: always JOBPLATFORM_DISPATCH_MAX_QUEUED.
+JOBPLATFORM_DISPATCH_QUEUED_SECONDS = env.float("JOBPLATFORM_DISPATCH_QUEUED_SECONDS", default=0.25)
+# The most jobs of one queue waiting in the broker, whatever the rate. 0: no bound at all (every
+# due job is released at once; fair share and priority then only order each batch).
+JOBPLATFORM_DISPATCH_MAX_QUEUED = env.int("JOBPLATFORM_DISPATCH_MAX_QUEUED", default=1000)
+# Seconds between the dispatcher's passes while due jobs wait for room (a cap, the broker depth,
+# a concurrency key): finishing jobs free room without waking it.
+JOBPLATFORM_DISPATCH_HELD_POLL = env.float("JOBPLATFORM_DISPATCH_HELD_POLL", default=0.05)
+# The in-flight cap (QUEUED + RUNNING) of a queue whose own (API, admin) is not set. 0: no cap.
+JOBPLATFORM_QUEUE_MAX_IN_FLIGHT = env.int("JOBPLATFORM_QUEUE_MAX_IN_FLIGHT", default=0)
+# Admission control: most unfinished jobs per owner (unless its OwnerQuota says otherwise) and in
+# all; a submission beyond either is refused with 429 JOBS.TOO_MANY_UNFINISHED. 0: no cap.
+JOBPLATFORM_MAX_UNFINISHED_PER_OWNER = env.int(
+    "JOBPLATFORM_MAX_UNFINISHED_PER_OWNER", default=100_000
+)
+JOBPLATFORM_MAX_UNFINISHED = env.int("JOBPLATFORM_MAX_UNFINISHED", default=1_000_000)
+# Seconds a web process trusts its last count of unfinished jobs (adding its own submissions)
+# before counting again: counting a backlog per request would cost milliseconds. 0: every time.
+JOBPLATFORM_ADMISSION_RECOUNT = env.float("JOBPLATFORM_ADMISSION_RECOUNT", default=1.0)
+# The Retry-After of a refused submission, in seconds.
+JOBPLATFORM_ADMISSION_RETRY_AFTER = env.int("JOBPLATFORM_ADMISSION_RETRY_AFTER", default=5)
 # Workers refresh heartbeat_at of running attempts this often; an attempt silent for
 # JOBPLATFORM_LOST_AFTER seconds is declared lost by the reaper (in the dispatcher process).
 JOBPLATFORM_HEARTBEAT_INTERVAL = env.float("JOBPLATFORM_HEARTBEAT_INTERVAL", default=5.0)

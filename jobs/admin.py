@@ -2,17 +2,21 @@ from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
 from executions.models import Execution
 from jobplatform.access import owned_by_visible
-from jobplatform.errors import Conflict
+from jobplatform.errors import Conflict, DomainError
 from jobs import services
-from jobs.models import Job
+from jobs.models import Job, OwnerQuota, Queue
 from jobs.redaction import redact_steps
 from jobs.schedules import admin as schedules_admin  # noqa: F401 - registers the schedule pages
+from jobs.selectors import job_waiting_for, queue_list
+from jobs.services import queues
 
 
 class ExecutionInline(admin.TabularInline[Execution, Job]):
@@ -32,15 +36,18 @@ class ExecutionInline(admin.TabularInline[Execution, Job]):
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin[Job]):
     list_display = ["name", "status", "owner", "queue", "priority", "attempts", "created_at"]
-    list_filter = ["status", "queue"]
-    search_fields = ["name", "id"]
+    list_filter = ["status", "queue", "hold"]
+    search_fields = ["name", "id", "concurrency_key"]
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
     actions = ["cancel_jobs"]
     inlines = [ExecutionInline]
     # Operators change jobs through the services (actions), never by editing the row. The steps
     # are shown with their secret params redacted (jobs.redaction), never raw.
-    readonly_fields = [f.name if f.name != "steps" else "pipeline" for f in Job._meta.fields]
+    readonly_fields = [
+        "waiting_for",
+        *(f.name if f.name != "steps" else "pipeline" for f in Job._meta.fields),
+    ]
     exclude = ["steps"]
 
     @admin.display(description="steps")
@@ -53,6 +60,21 @@ class JobAdmin(admin.ModelAdmin[Job]):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Job]:
         # The admin shows what the API would: the user's own, their teams', or (admin role) all.
         return owned_by_visible(super().get_queryset(request), request.user, "owner")
+
+    @admin.display(description="Waiting for")
+    def waiting_for(self, job: Job) -> str:
+        """Why a pending or retrying job has not been released yet, computed now."""
+        reasons = job_waiting_for(job=job)
+        if not reasons:
+            return "-"
+        return format_html(
+            "<ul style='margin: 0'>{}</ul>",
+            format_html_join(
+                "",
+                "<li><strong>{}</strong>: {}</li>",
+                ((r["reason"], r["message"]) for r in reasons),
+            ),
+        )
 
     @admin.action(description="Cancel the selected jobs", permissions=["change"])
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
@@ -69,3 +91,70 @@ class JobAdmin(admin.ModelAdmin[Job]):
                 f"{finished} job(s) had already finished: left as they were.",
                 messages.INFO,
             )
+
+
+@admin.register(Queue)
+class QueueAdmin(admin.ModelAdmin[Queue]):
+    """Pause and resume queues (actions), and set their in-flight cap (the form)."""
+
+    list_display = ["name", "paused", "paused_at", "max_in_flight", "in_flight"]
+    list_filter = ["paused"]
+    actions = ["pause_queues", "resume_queues"]
+    fields = ["name", "paused", "paused_at", "max_in_flight", "in_flight", "updated_at"]
+    readonly_fields = ["name", "paused", "paused_at", "in_flight", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # a row per configured queue is made after migrate
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="in flight (queued + running / cap)")
+    def in_flight(self, queue: Queue) -> str:
+        [view] = queue_list(names=[queue.name])
+        cap = "no cap" if view.max_in_flight is None else f"cap {view.max_in_flight}"
+        if view.max_in_flight is not None and view.max_in_flight_is_default:
+            cap += " (JOBPLATFORM_QUEUE_MAX_IN_FLIGHT)"
+        return f"{view.queued} + {view.running} / {cap}"
+
+    def save_model(
+        self, request: HttpRequest, obj: Queue, form: forms.ModelForm[Queue], change: bool
+    ) -> None:
+        queues.queue_set_max_in_flight(name=obj.name, max_in_flight=obj.max_in_flight)
+
+    def has_pause_permission(self, request: HttpRequest) -> bool:
+        """Operators pause and resume (jobs.pause_queue); the cap is change_queue, admins'."""
+        return request.user.has_perm("jobs.pause_queue")
+
+    @admin.action(
+        description="Pause the selected queues (running jobs finish)", permissions=["pause"]
+    )
+    def pause_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
+        for name in queryset.values_list("name", flat=True):
+            queues.queue_pause(name=name)
+        self.message_user(request, f"Paused {queryset.count()} queue(s).", messages.SUCCESS)
+
+    @admin.action(description="Resume the selected queues", permissions=["pause"])
+    def resume_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
+        for name in queryset.values_list("name", flat=True):
+            queues.queue_resume(name=name)
+        self.message_user(request, f"Resumed {queryset.count()} queue(s).", messages.SUCCESS)
+
+
+@admin.register(OwnerQuota)
+class OwnerQuotaAdmin(admin.ModelAdmin[OwnerQuota]):
+    """An owner's fair-share weight and cap on unfinished jobs."""
+
+    list_display = ["owner", "weight", "max_unfinished"]
+    search_fields = ["owner__username"]
+    autocomplete_fields = ["owner"]
+
+    def save_model(
+        self, request: HttpRequest, obj: OwnerQuota, form: forms.ModelForm[OwnerQuota], change: bool
+    ) -> None:
+        try:
+            queues.owner_quota_set(
+                owner_id=obj.owner_id, weight=obj.weight, max_unfinished=obj.max_unfinished
+            )
+        except DomainError as exc:  # the form's validators already refuse these
+            self.message_user(request, exc.message, messages.ERROR)

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class JobsConfig(AppConfig):
@@ -11,3 +14,16 @@ class JobsConfig(AppConfig):
         from jobs.steps import registry
 
         registry.load_step_modules()
+        # After every migrate (and test-database flush): a row per configured queue, for the admin.
+        post_migrate.connect(_queue_rows, sender=self)
+
+
+def _queue_rows(sender: AppConfig, **kwargs: Any) -> None:
+    from django.db import connections
+
+    from jobs.models import Queue
+    from jobs.services.queues import queue_ensure_rows
+
+    # A partial migrate (to an old migration) may not have created the table yet.
+    if Queue._meta.db_table in connections[kwargs["using"]].introspection.table_names():
+        queue_ensure_rows()

@@ -1,8 +1,14 @@
-"""The dispatcher: releases due jobs from PostgreSQL into the broker (DESIGN §3).
+"""The dispatcher: releases due jobs from PostgreSQL into the broker, within their limits
+(DESIGN §3, docs/architecture.md#flow-control).
 
-It wakes on LISTEN/NOTIFY when a job is submitted, otherwise sleeps until the next run_at (at most
-``poll`` seconds, which also bounds how long a missed notification can delay a job). Any number of
-dispatchers may run: the release is ``FOR UPDATE SKIP LOCKED``, so none releases a job twice.
+It wakes on LISTEN/NOTIFY when a job is submitted or fails into a retry, otherwise sleeps until
+the next job comes due (at most ``poll`` seconds, which also bounds how long a missed
+notification can delay a job). While due jobs wait for room (a queue's cap, its broker depth, a
+concurrency key), which finishing jobs free without notifying, it looks again every
+``held_poll`` seconds. It keeps about a quarter second of each queue's work in the broker
+(``jobs.flow.BrokerDepth``), measured from its own releases. Any number of dispatchers may run:
+releases take turns on an advisory lock and lock their rows, so none releases a job twice or
+fills a room twice.
 """
 
 from __future__ import annotations
@@ -10,9 +16,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -24,7 +30,8 @@ from django.utils import timezone
 
 from jobplatform.celery import app as celery_app
 from jobs import services
-from jobs.services import ReleasedJob
+from jobs.flow import BrokerDepth
+from jobs.services import Release, ReleasedJob
 
 logger = logging.getLogger("jobplatform.dispatcher")
 
@@ -63,7 +70,9 @@ def send_run_job(app: Celery, job: ReleasedJob, producer: Any) -> None:
         queue=job.queue,
         # Redis serves priority 0 first; the API's 9 is the most urgent.
         priority=9 - job.priority,
-        countdown=job.countdown,
+        # Celery's count of earlier deliveries of the task: Flower and the events show the
+        # attempt after a failure as a retry (the failed one ended with Celery's Retry).
+        retries=job.attempt - 1,
         # The backstop for a step that never yields to its own deadline: the child is killed,
         # and the reaper sees the attempt's heartbeat stop.
         time_limit=job.timeout + HARD_TIME_LIMIT_MARGIN,
@@ -91,7 +100,7 @@ class RunJobMessages:
     ``send_task`` re-reads a dozen settings through Django's lazy settings, re-routes, re-declares
     the queue and builds every header anew for each message: 70% of the dispatcher's CPU, 0.4 ms
     per job (docs/performance.md). Between two jobs of a queue only the task id, the arguments,
-    the priority, the countdown and the time limit differ; tests/jobs/test_dispatcher.py checks
+    the priority, the retry count and the time limit differ; tests/jobs/test_dispatcher.py checks
     that a copy equals the message Celery builds for the same job. With task-sent events on
     (Flower), every message goes through ``send_task``, which sends them.
     """
@@ -124,12 +133,8 @@ class RunJobMessages:
             headers["root_id"] = task_id
         headers["id"] = task_id
         headers["argsrepr"] = repr(args)
+        headers["retries"] = job.attempt - 1
         headers["timelimit"] = [job.timeout + HARD_TIME_LIMIT_MARGIN, headers["timelimit"][1]]
-        headers["eta"] = (
-            (self.app.now() + timedelta(seconds=job.countdown)).isoformat()
-            if job.countdown
-            else None
-        )
         return (args, *body[1:]), options | {
             "headers": headers,
             "correlation_id": task_id,
@@ -157,9 +162,17 @@ class Dispatcher:
         publish: Callable[[list[ReleasedJob]], list[ReleasedJob]] = publish_attempts,
         chores: Sequence[Chore] = (),
         queues: Sequence[str] | None = None,
+        held_poll: float | None = None,
     ) -> None:
         self.batch_size = batch_size or settings.JOBPLATFORM_DISPATCH_BATCH
         self.poll = poll if poll is not None else settings.JOBPLATFORM_DISPATCH_POLL
+        self.held_poll = (
+            held_poll if held_poll is not None else settings.JOBPLATFORM_DISPATCH_HELD_POLL
+        )
+        self.depth = BrokerDepth(
+            seconds=settings.JOBPLATFORM_DISPATCH_QUEUED_SECONDS,
+            maximum=settings.JOBPLATFORM_DISPATCH_MAX_QUEUED,
+        )
         self.publish = publish
         self.queues = list(queues) if queues else None  # None: every queue
         self.chores = [
@@ -189,18 +202,30 @@ class Dispatcher:
                 chore.run()
         return max(0.0, min(c.next_at for c in self.chores) - time.monotonic())
 
-    def dispatch_once(self) -> int:
-        """Release one batch of due jobs and publish them after the release commits."""
-        released = services.job_release_due(limit=self.batch_size, queues=self.queues)
-        if not released:
-            return 0
-        published = self.publish(released)
-        if len(published) < len(released):
+    def release_once(self) -> Release:
+        """Release what is due within its limits, publish it after the release commits, and
+        say what to do next; ``jobs`` are the jobs published."""
+        served = self.queues or settings.JOBPLATFORM_QUEUES
+        release = services.job_release_due(
+            limit=self.batch_size,
+            queues=served,
+            max_queued={queue: self.depth.depth(queue) for queue in served},
+        )
+        if not release.jobs:
+            return release
+        published = self.publish(release.jobs)
+        for queue, count in Counter(job.queue for job in published).items():
+            self.depth.released(queue, count)
+        if len(published) < len(release.jobs):
             sent = {job.id for job in published}
-            back = services.job_unrelease(job_ids=[j.id for j in released if j.id not in sent])
+            back = services.job_unrelease(job_ids=[j.id for j in release.jobs if j.id not in sent])
             logger.warning("handed %d unpublished jobs back to pending", back)
         logger.debug("released %d jobs", len(published))
-        return len(published)
+        return replace(release, jobs=published)
+
+    def dispatch_once(self) -> int:
+        """One release; the number of jobs published."""
+        return len(self.release_once().jobs)
 
     def run(self, stop: threading.Event) -> None:
         """Dispatch until ``stop`` is set; survive database and broker outages by retrying."""
@@ -208,12 +233,12 @@ class Dispatcher:
         while not stop.is_set():
             try:
                 self._ensure_listening()
-                released = self.dispatch_once()
+                release = self.release_once()
                 failures = 0
                 until_chore = self.run_chores()
-                if released >= self.batch_size:
-                    continue  # more may be due right now
-                self._wait(stop, min(until_chore, self._seconds_until_next_due()))
+                if release.more:
+                    continue  # more is due right now, and there is room for it
+                self._wait(stop, min(until_chore, self._seconds_to_wait(release)))
             except Exception as exc:  # a database or broker outage must not end the dispatcher
                 failures += 1
                 delay = min(30.0, 0.5 * 2 ** min(failures, 6))
@@ -222,11 +247,14 @@ class Dispatcher:
                 stop.wait(delay)
         self._close()
 
-    def _seconds_until_next_due(self) -> float:
-        next_due = services.job_next_due_at(queues=self.queues)
-        if next_due is None:
-            return self.poll
-        return max(0.0, min(self.poll, (next_due - timezone.now()).total_seconds()))
+    def _seconds_to_wait(self, release: Release) -> float:
+        """Until the next job comes due, or ``held_poll`` while due jobs wait for room."""
+        wait = self.poll
+        if release.waiting:
+            wait = min(wait, self.held_poll)
+        if release.next_due is not None:
+            wait = min(wait, (release.next_due - timezone.now()).total_seconds())
+        return max(0.0, wait)
 
     def _ensure_listening(self) -> None:
         if self._listener is not None and not self._listener.closed:

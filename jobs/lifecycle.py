@@ -17,12 +17,15 @@ from jobs.models import Job, JobStatus
 
 S = Job.Status
 
-# The dispatcher releases a due PENDING job into the broker.
-RELEASABLE = frozenset({S.PENDING})
-# A worker may start an attempt of a released job, or of one waiting for its retry.
-CLAIMABLE = frozenset({S.QUEUED, S.RETRYING})
+# The dispatcher releases a due job into the broker: a new one, or one whose retry is due. Both go
+# through the same release, so flow control (caps, keys, fair share) holds for retries too.
+RELEASABLE = frozenset({S.PENDING, S.RETRYING})
+# A worker may start an attempt only of a released job: its message names the attempt.
+CLAIMABLE = frozenset({S.QUEUED})
 # Jobs whose message may have been lost: published again once overdue.
-REDELIVERABLE = frozenset({S.QUEUED, S.RETRYING})
+REDELIVERABLE = frozenset({S.QUEUED})
+# Released and not finished: what a queue's in-flight cap and a concurrency key count.
+IN_FLIGHT = frozenset({S.QUEUED, S.RUNNING})
 # A client may move run_at of a job that has not been released yet (PATCH /jobs/{id}/).
 RESCHEDULABLE = frozenset({S.PENDING})
 # A client may cancel anything that has not finished.
@@ -46,14 +49,11 @@ class Transition:
     by: str  # who makes it, for the reader
 
 
-RELEASE = Transition("release", RELEASABLE, S.QUEUED, "dispatcher: a due job")
-UNRELEASE = Transition("unrelease", frozenset({S.QUEUED}), S.PENDING, "dispatcher: publish failed")
-REDELIVER_QUEUED = Transition(
-    "redeliver", frozenset({S.QUEUED}), S.QUEUED, "dispatcher: a lost message"
+RELEASE = Transition("release", RELEASABLE, S.QUEUED, "dispatcher: a due job, within its limits")
+UNRELEASE = Transition(
+    "unrelease", frozenset({S.QUEUED}), S.PENDING, "dispatcher: publish failed; operator: pause"
 )
-REDELIVER_RETRY = Transition(
-    "redeliver_retry", frozenset({S.RETRYING}), S.RETRYING, "dispatcher: a lost retry message"
-)
+REDELIVER_QUEUED = Transition("redeliver", REDELIVERABLE, S.QUEUED, "dispatcher: a lost message")
 CLAIM = Transition("claim", CLAIMABLE, S.RUNNING, "worker: an attempt starts")
 SUCCEED = Transition("succeed", IN_ATTEMPT, S.SUCCEEDED, "worker: every step succeeded")
 RETRY = Transition("retry", IN_ATTEMPT, S.RETRYING, "worker or reaper: a transient failure")
@@ -66,7 +66,6 @@ TRANSITIONS = (
     RELEASE,
     UNRELEASE,
     REDELIVER_QUEUED,
-    REDELIVER_RETRY,
     CLAIM,
     SUCCEED,
     RETRY,

@@ -3,13 +3,24 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
 from jobs.schedules.models import Schedule, ScheduleFiring
 
-__all__ = ["Job", "JobStatus", "Schedule", "ScheduleFiring", "new_trace_id"]
+__all__ = [
+    "DUE_AT",
+    "Hold",
+    "Job",
+    "JobStatus",
+    "OwnerQuota",
+    "Queue",
+    "Schedule",
+    "ScheduleFiring",
+    "new_trace_id",
+]
 
 
 def new_trace_id() -> str:
@@ -26,6 +37,22 @@ class JobStatus(models.TextChoices):
     SUCCEEDED = "succeeded"  # every step succeeded; terminal
     FAILED = "failed"  # permanent error or retries exhausted; terminal, dead-lettered
     CANCELLED = "cancelled"  # cancelled before it finished; terminal
+
+
+class Hold(models.TextChoices):
+    """Why the dispatcher parked a waiting job (``Job.hold``): it leaves the release's lanes until
+    the reason passes. A job waiting for anything else (its run_at, a paused queue, room in its
+    queue) is not parked: the release skips it without writing to it (docs/architecture.md)."""
+
+    NONE = "", "not parked"
+    CONCURRENCY_KEY = "concurrency_key", "its concurrency key is at max_concurrency"
+
+
+# When a waiting job is due: its run_at while PENDING, its next attempt's time while RETRYING.
+# The release's index (job_ready) is built on this expression, and its queries use it as written.
+DUE_AT = Case(When(status="retrying", then=F("next_attempt_at")), default=F("run_at"))
+_WAITING = ["pending", "retrying"]  # the states the dispatcher releases from (jobs.lifecycle)
+_IN_FLIGHT = ["queued", "running"]  # released and not finished: what the caps count
 
 
 class Job(models.Model):
@@ -85,19 +112,53 @@ class Job(models.Model):
         db_index=False,
     )
     scheduled_for = models.DateTimeField(null=True, blank=True)
+    # Flow control (docs/architecture.md#flow-control). An owner's jobs with one key run at most
+    # max_concurrency at a time across every worker (a key is the owner's: another owner's same
+    # key is another key); NULL, not "": keyless jobs stay out of the key indexes below, so they
+    # pay nothing for them.
+    concurrency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    max_concurrency = models.PositiveIntegerField(default=1)
+    hold = models.CharField(max_length=32, choices=Hold.choices, default=Hold.NONE, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
-            # The dispatcher's due scan: only PENDING rows are indexed, so the scan stays small and
-            # index-driven however many finished jobs the table holds.
+            # The release's lanes: one (queue, owner, priority, status, hold) lane after another,
+            # each in due order. The release walks the lanes (a skip scan: one probe per lane,
+            # however many jobs a lane holds) and takes the head of each due one. Only waiting
+            # rows are indexed, so it stays small however many finished jobs the table holds.
             models.Index(
-                fields=["run_at"], condition=Q(status="pending"), name="job_pending_run_at"
+                "queue",
+                "owner",
+                "priority",
+                "status",
+                "hold",
+                DUE_AT,
+                condition=Q(status__in=_WAITING),
+                name="job_ready",
             ),
-            # The dispatcher's scans for jobs whose message was lost, as small as the one above.
-            models.Index(fields=["queued_at"], condition=Q(status="queued"), name="job_queued_at"),
+            # Jobs in flight, which the release counts per queue and owner (the caps, fair
+            # share), and among which the dispatcher looks for lost messages: as many entries as
+            # jobs are QUEUED or RUNNING.
             models.Index(
-                fields=["next_attempt_at"], condition=Q(status="retrying"), name="job_retrying_due"
+                fields=["queue", "owner"], condition=Q(status__in=_IN_FLIGHT), name="job_in_flight"
+            ),
+            # Concurrency keys, an owner's each: the waiting jobs of a key (parked ones first by
+            # key, for the release's walk over parked keys), and the released ones it counts
+            # against max_concurrency. Keyless jobs are in neither.
+            models.Index(
+                "hold",
+                "owner",
+                "concurrency_key",
+                F("priority").desc(),
+                DUE_AT,
+                condition=Q(status__in=_WAITING, concurrency_key__isnull=False),
+                name="job_key_waiting",
+            ),
+            models.Index(
+                fields=["owner", "concurrency_key"],
+                condition=Q(status__in=_IN_FLIGHT, concurrency_key__isnull=False),
+                name="job_key_in_flight",
             ),
             models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
             models.Index(fields=["-created_at"], name="job_created"),
@@ -136,6 +197,9 @@ class Job(models.Model):
                 name="one_job_per_schedule_tick",
             ),
             models.CheckConstraint(condition=Q(priority__lte=9), name="job_priority_range"),
+            models.CheckConstraint(
+                condition=Q(max_concurrency__gte=1), name="job_max_concurrency_positive"
+            ),
             # No write, raw SQL included, can store a state the lifecycle does not know.
             models.CheckConstraint(
                 condition=Q(status__in=JobStatus.values), name="job_status_valid"
@@ -148,3 +212,62 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"
+
+
+class Queue(models.Model):
+    """A queue's state that operators change at run time: paused, and its in-flight cap.
+
+    A queue of JOBPLATFORM_QUEUES without a row is running with the defaults; pausing it or
+    setting its cap creates the row (jobs.services.queues).
+    """
+
+    name = models.CharField(max_length=64, primary_key=True)
+    paused = models.BooleanField(
+        default=False, help_text="the dispatcher releases none of its jobs; running ones finish"
+    )
+    paused_at = models.DateTimeField(null=True, blank=True)
+    max_in_flight = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="most jobs QUEUED + RUNNING at once; empty: JOBPLATFORM_QUEUE_MAX_IN_FLIGHT",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        # Pausing is an operator's act (an incident, a deploy); the cap (change_queue) an admin's.
+        permissions = [("pause_queue", "Can pause and resume a queue")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OwnerQuota(models.Model):
+    """One client's share of the platform: its fair-share weight and its cap on unfinished jobs.
+
+    An owner without a row has weight 1 and the default cap (JOBPLATFORM_MAX_UNFINISHED_PER_OWNER).
+    """
+
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="quota"
+    )
+    weight = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="share of each queue's room when several owners wait (1 to 100)",
+    )
+    max_unfinished = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="most unfinished jobs; empty: JOBPLATFORM_MAX_UNFINISHED_PER_OWNER",
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(weight__gte=1, weight__lte=100), name="ownerquota_weight_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"quota of {self.owner_id}"

@@ -3,16 +3,24 @@ all (jobplatform.access)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db.models import F, QuerySet
+from django.utils import timezone
 
 from jobplatform.access import owned_by_visible
+from jobplatform.db import prepared_cursor
 from jobplatform.errors import NotFound
-from jobs.models import Job
+from jobs import lifecycle
+from jobs.models import Hold, Job, OwnerQuota, Queue
+from jobs.services.release import queue_states
 
 
 def job_list(*, user: User) -> QuerySet[Job]:
@@ -44,3 +52,162 @@ def job_get_visible(*, job_id: UUID, user: User) -> Job:
         return job_list(user=user).get(id=job_id)
     except Job.DoesNotExist:
         raise NotFound("JOBS.NOT_FOUND", f"no job {job_id}") from None
+
+
+# --- flow control ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """A queue as the API and the admin show it."""
+
+    name: str
+    paused: bool
+    paused_at: datetime | None
+    max_in_flight: int | None  # the cap in force; None: no cap
+    max_in_flight_is_default: bool  # the queue has no cap of its own
+    max_queued: int  # JOBPLATFORM_DISPATCH_MAX_QUEUED, the broker depth's bound; 0: none
+    queued: int
+    running: int
+
+
+def queue_names() -> list[str]:
+    """The configured queues, then any other queue an operator gave a row."""
+    rows = [
+        n
+        for n in Queue.objects.values_list("name", flat=True)
+        if n not in settings.JOBPLATFORM_QUEUES
+    ]
+    return [*settings.JOBPLATFORM_QUEUES, *sorted(rows)]
+
+
+def queue_list(*, names: list[str] | None = None) -> list[QueueView]:
+    """Queues with their state and jobs in flight (a count bounded by the caps)."""
+    names = names if names is not None else queue_names()
+    own = {q.name: q for q in Queue.objects.filter(name__in=names)}
+    with prepared_cursor() as cursor:
+        states, _ = queue_states(cursor, names)
+    return [
+        QueueView(
+            name=name,
+            paused=states[name].paused,
+            paused_at=own[name].paused_at if name in own else None,
+            max_in_flight=states[name].max_in_flight,
+            max_in_flight_is_default=name not in own or own[name].max_in_flight is None,
+            max_queued=settings.JOBPLATFORM_DISPATCH_MAX_QUEUED,
+            queued=states[name].queued,
+            running=states[name].running,
+        )
+        for name in names
+    ]
+
+
+def queue_get(*, name: str) -> QueueView:
+    if name not in queue_names():
+        raise NotFound("QUEUES.NOT_FOUND", f"no queue {name!r}", {"queues": queue_names()})
+    return queue_list(names=[name])[0]
+
+
+def _waiting_for_run_at(job: Job, queue: QueueView, now: datetime) -> dict[str, Any] | None:
+    if job.status == Job.Status.RETRYING:
+        if job.next_attempt_at is not None and job.next_attempt_at > now:
+            return {
+                "reason": "retry_backoff",
+                "message": "the retry's backoff is not over yet",
+                "until": job.next_attempt_at,
+            }
+    elif job.run_at > now:
+        return {"reason": "run_at", "message": "its run_at is not reached yet", "until": job.run_at}
+    return None
+
+
+def _waiting_for_paused_queue(job: Job, queue: QueueView, now: datetime) -> dict[str, Any] | None:
+    if not queue.paused:
+        return None
+    return {
+        "reason": "paused_queue",
+        "message": f"queue {queue.name!r} is paused",
+        "queue": queue.name,
+        "paused_at": queue.paused_at,
+    }
+
+
+def _waiting_for_concurrency_key(
+    job: Job, queue: QueueView, now: datetime
+) -> dict[str, Any] | None:
+    if job.concurrency_key is None:
+        return None
+    in_flight = Job.objects.filter(
+        owner_id=job.owner_id, concurrency_key=job.concurrency_key, status__in=lifecycle.IN_FLIGHT
+    ).count()
+    if job.hold != Hold.CONCURRENCY_KEY and in_flight < job.max_concurrency:
+        return None
+    return {
+        "reason": "concurrency_key",
+        "message": f"{in_flight} jobs of its concurrency key are in flight "
+        f"(max_concurrency {job.max_concurrency})",
+        "concurrency_key": job.concurrency_key,
+        "in_flight": in_flight,
+        "max_concurrency": job.max_concurrency,
+    }
+
+
+def _waiting_for_queue_cap(job: Job, queue: QueueView, now: datetime) -> dict[str, Any] | None:
+    in_flight = queue.queued + queue.running
+    if queue.max_in_flight is None or in_flight < queue.max_in_flight:
+        return None
+    return {
+        "reason": "queue_cap",
+        "message": f"queue {queue.name!r} has {in_flight} jobs in flight, its cap",
+        "in_flight": in_flight,
+        "max_in_flight": queue.max_in_flight,
+    }
+
+
+WaitingReason = Callable[[Job, QueueView, datetime], dict[str, Any] | None]
+# Why a waiting job is not released yet, in the order the release applies its controls.
+WAITING_REASONS: list[WaitingReason] = [
+    _waiting_for_run_at,
+    _waiting_for_paused_queue,
+    _waiting_for_concurrency_key,
+    _waiting_for_queue_cap,
+]
+
+
+def job_waiting_for(*, job: Job, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Why a PENDING or RETRYING job is still waiting, computed now; [] for any other job.
+
+    Each reason is ``{"reason": code, "message": ..., details}``. A due job that nothing holds
+    gets ``release``: the dispatcher releases it as workers take the jobs of its queue already
+    in the broker (``queued``), in fair-share and priority order.
+    """
+    if job.status not in lifecycle.RELEASE.sources:
+        return []
+    now = now or timezone.now()
+    queue = queue_list(names=[job.queue])[0]
+    reasons = [r for check in WAITING_REASONS if (r := check(job, queue, now)) is not None]
+    return reasons or [
+        {
+            "reason": "release",
+            "message": f"due and within its limits: the dispatcher releases it as workers take "
+            f"the {queue.queued} jobs of queue {queue.name!r} already in the broker, in "
+            "fair-share and priority order",
+            "queued": queue.queued,
+        }
+    ]
+
+
+def owner_limits(*, user: User) -> dict[str, Any]:
+    """The caller's admission caps and fair-share weight, with its unfinished jobs counted now."""
+    from jobs.services.admission import admission
+
+    cap, unfinished = admission.owner_usage(owner_id=user.pk)
+    quota = OwnerQuota.objects.filter(owner_id=user.pk).first()
+    return {
+        "max_unfinished": cap or None,
+        "unfinished": unfinished if cap else None,
+        "weight": quota.weight if quota else 1,
+        "platform_max_unfinished": settings.JOBPLATFORM_MAX_UNFINISHED or None,
+        "max_bulk_jobs": settings.JOBPLATFORM_MAX_BULK_JOBS,
+        "retry_after": settings.JOBPLATFORM_ADMISSION_RETRY_AFTER,
+    }

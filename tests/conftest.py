@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _restore_roles(sender: Any, **kwargs: Any) -> None:
     """A transactional test's flush empties auth_group; post_migrate follows the flush and
-    brings back the permissions, and this the role groups, as the migration made them."""
+    brings back the permissions, and this the role groups, as the migrations made them."""
     if sender.label == "jobplatform":
         migration = importlib.import_module("jobplatform.migrations.0002_roles")
         migration.create_roles(global_apps, None)
+    if sender.label == "jobs":  # after jobplatform's (INSTALLED_APPS order)
+        importlib.import_module("jobs.migrations.0008_flow_control").grant(global_apps, None)
 
 
 post_migrate.connect(_restore_roles, dispatch_uid="tests.restore_roles")
@@ -109,46 +112,63 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="session")
-def platform(
-    django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Platform]:
-    logs = tmp_path_factory.mktemp("platform")
+@contextmanager
+def worker_and_dispatcher(
+    logs: Path,
+    *,
+    queues: str,
+    concurrency: int = 2,
+    name: str = "test-worker",
+    env: dict[str, str] | None = None,
+) -> Iterator[None]:
+    """A real Celery worker (prefork) and a real dispatcher for ``queues``, as subprocesses,
+    ready when entered, stopped on exit. Logs: ``logs/worker.log``, ``logs/dispatcher.log``."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": database_url(),
         "PYTHONUNBUFFERED": "1",
+        **(env or {}),
     }
-    hostname = f"test-worker-{os.getpid()}@127.0.0.1"
-    plat = Platform(worker_log=logs / "worker.log", dispatcher_log=logs / "dispatcher.log")
-    with plat.worker_log.open("wb") as wlog, plat.dispatcher_log.open("wb") as dlog:
+    hostname = f"{name}-{os.getpid()}@127.0.0.1"
+    worker_log, dispatcher_log = logs / "worker.log", logs / "dispatcher.log"
+    with worker_log.open("wb") as wlog, dispatcher_log.open("wb") as dlog:
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "jobplatform", "worker", "--loglevel", "INFO",
-             "--pool", "prefork", "--concurrency", "2", "--queues", "default",
+             "--pool", "prefork", "--concurrency", str(concurrency), "--queues", queues,
              "--hostname", hostname, "--without-gossip", "--without-mingle"],
             cwd=REPO, env=env, stdout=wlog, stderr=subprocess.STDOUT,
         )  # fmt: skip
         dispatcher = subprocess.Popen(
-            [sys.executable, "manage.py", "run_dispatcher", "--poll", "1", "--queues", "default"],
+            [sys.executable, "manage.py", "run_dispatcher", "--poll", "1", "--queues", queues],
             cwd=REPO, env=env, stdout=dlog, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
         wait_for(
             lambda: worker.poll() is not None or celery_app.control.ping([hostname], timeout=0.5),
             timeout=60,
-            what="the worker to answer a ping",
+            what=f"{name} to answer a ping",
         )
-        assert worker.poll() is None, plat.worker_output()
+        assert worker.poll() is None, worker_log.read_text(errors="replace")
         wait_for(
-            lambda: "dispatcher started" in plat.dispatcher_log.read_text(),
+            lambda: "dispatcher started" in dispatcher_log.read_text(),
             timeout=30,
             what="the dispatcher to start",
         )
-        yield plat
+        yield
     finally:
         _stop(dispatcher)
         _stop(worker)
+
+
+@pytest.fixture(scope="session")
+def platform(
+    django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    logs = tmp_path_factory.mktemp("platform")
+    plat = Platform(worker_log=logs / "worker.log", dispatcher_log=logs / "dispatcher.log")
+    with worker_and_dispatcher(logs, queues="default"):
+        yield plat
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,9 @@ JOBPLATFORM_STEP_MODULES = ["tests.custom_steps"]
 # The tests' HTTP server listens on 127.0.0.1, which production refuses by default.
 JOBPLATFORM_HTTP_ALLOW = ["127.0.0.1"]
 # "dispatch-probe" has no worker: the dispatcher tests read what was published to it from Redis.
-JOBPLATFORM_QUEUES = ["default", "dispatch-probe", "chaos"]
+# "flow" and "flow-b": served by the flow-control tests' own worker and dispatcher
+# (tests/jobs/test_flow_control.py).
+JOBPLATFORM_QUEUES = ["default", "dispatch-probe", "chaos", "flow", "flow-b"]
 
 # Tests use their own Redis database so a dev platform on the same server is not disturbed.
 _redis = urlsplit(REDIS_URL)  # noqa: F405

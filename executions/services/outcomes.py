@@ -27,6 +27,7 @@ from jobplatform.db import prepared_cursor
 from jobs import lifecycle
 from jobs.lifecycle import sql
 from jobs.retry import next_delay
+from jobs.services import DISPATCH_CHANNEL
 from jobs.steps import AttemptError
 
 logger = logging.getLogger("jobplatform.executions")
@@ -34,7 +35,8 @@ logger = logging.getLogger("jobplatform.executions")
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """What the Celery task must do after the attempt: nothing, or publish the next attempt."""
+    """How the attempt ended, and, after a transient failure, when the next one is due (the
+    dispatcher releases it then; the Celery task reports the retry to Celery)."""
 
     status: str  # "duplicate", or the attempt's Execution.Status
     retry_in: float | None = None
@@ -151,11 +153,17 @@ def finish_execution(
     )
 
 
+# The dispatchers are woken when it commits: the next attempt is theirs to release when due,
+# within the job's limits like any waiting job (nothing is published here).
 _RETRY_SQL = f"""
-UPDATE jobs_job
-SET status = {sql(lifecycle.RETRY.target)}, next_attempt_at = %(retry_at)s,
-    last_error = %(error)s, updated_at = now(), version = version + 1
-WHERE id = %(job)s AND {ATTEMPT_FENCE}
+WITH job AS (
+    UPDATE jobs_job
+    SET status = {sql(lifecycle.RETRY.target)}, next_attempt_at = %(retry_at)s,
+        last_error = %(error)s, updated_at = now(), version = version + 1
+    WHERE id = %(job)s AND {ATTEMPT_FENCE}
+    RETURNING id
+)
+SELECT pg_notify(%(channel)s, '') FROM job
 """
 
 _FAIL_SQL = f"""
@@ -169,11 +177,19 @@ WHERE id = %(job)s AND {ATTEMPT_FENCE}
 def job_to_retrying(
     cursor: CursorWrapper, *, job_id: UUID, attempt: int, retry_at: datetime, error: AttemptError
 ) -> bool:
-    """RUNNING (under ``attempt``) -> RETRYING, due at ``retry_at``. False if it moved on."""
+    """RUNNING (under ``attempt``) -> RETRYING, due at ``retry_at``. False if it moved on.
+
+    The dispatchers learn of it at commit and release the next attempt once it is due.
+    """
     last_error = json.dumps(error.for_attempt(attempt).as_dict())
-    cursor.execute(
-        _RETRY_SQL, {"retry_at": retry_at, "error": last_error, "job": job_id, "attempt": attempt}
-    )
+    params: dict[str, Any] = {
+        "retry_at": retry_at,
+        "error": last_error,
+        "job": job_id,
+        "attempt": attempt,
+        "channel": DISPATCH_CHANNEL,
+    }
+    cursor.execute(_RETRY_SQL, params)
     updated: int = cursor.rowcount
     return updated == 1
 

@@ -43,7 +43,10 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
         set_rollback()
-        return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+        return Response(
+            error_body(exc.code, exc.message, exc.details), status=exc.http_status, headers=headers
+        )
     if isinstance(exc, OperationalError | InterfaceError):
         # PostgreSQL is down or restarting: a clear, retryable answer, never a traceback.
         logger.warning("database unavailable: %s", exc)

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from jobplatform.api.render import api_datetime
 from jobs.models import Job
 from jobs.redaction import redact_steps
-from jobs.selectors import JOB_SUMMARY_COLUMNS
+from jobs.selectors import JOB_SUMMARY_COLUMNS, QueueView
 from jobs.services import JobSpec
 
 _NUMBER = (int, float)
@@ -32,6 +32,8 @@ _FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "timeout": ((int,), "an integer number of seconds"),
     "run_at": ((str, type(None)), "an ISO 8601 date-time with an offset, or null"),
     "idempotency_key": ((str,), "a string"),
+    "concurrency_key": ((str, type(None)), "a string, or null"),
+    "max_concurrency": ((int,), "an integer"),
 }
 
 
@@ -196,4 +198,45 @@ def job_output(job: Job, links: JobLinks) -> dict[str, Any]:
         "trace_id": job.trace_id,
         "updated_at": api_datetime(job.updated_at),
         "queued_at": api_datetime(job.queued_at),
+        "concurrency_key": job.concurrency_key,
+        "max_concurrency": job.max_concurrency,
     }
+
+
+def waiting_for_output(reasons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``jobs.selectors.job_waiting_for`` with its datetimes rendered."""
+    return [
+        {k: api_datetime(v) if isinstance(v, datetime) else v for k, v in reason.items()}
+        for reason in reasons
+    ]
+
+
+def queue_output(queue: QueueView, request: Request) -> dict[str, Any]:
+    return {
+        "name": queue.name,
+        "paused": queue.paused,
+        "paused_at": api_datetime(queue.paused_at),
+        "max_in_flight": queue.max_in_flight,
+        "max_in_flight_is_default": queue.max_in_flight_is_default,
+        "max_queued": queue.max_queued or None,
+        "queued": queue.queued,
+        "running": queue.running,
+        "links": {
+            "self": request.build_absolute_uri(reverse("queue-detail", args=[queue.name])),
+            "pause": request.build_absolute_uri(reverse("queue-pause", args=[queue.name])),
+            "resume": request.build_absolute_uri(reverse("queue-resume", args=[queue.name])),
+        },
+    }
+
+
+def parse_queue_change(data: Any) -> int | None:
+    """PATCH /queues/{name}/: ``{"max_in_flight": <integer, or null for the default>}``."""
+    if (
+        not isinstance(data, dict)
+        or data.keys() != {"max_in_flight"}
+        or not (data["max_in_flight"] is None or type(data["max_in_flight"]) is int)
+    ):
+        raise serializers.ValidationError(
+            {"max_in_flight": ['send {"max_in_flight": <an integer, or null for the default>}']}
+        )
+    return data["max_in_flight"]

@@ -10,4 +10,9 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/", views.JobDetailApi.as_view(), name="job-detail"),
     path("jobs/<uuid:job_id>/cancel/", views.JobCancelApi.as_view(), name="job-cancel"),
     path("steps/", views.StepTypeListApi.as_view(), name="step-list"),
+    path("queues/", views.QueueListApi.as_view(), name="queue-list"),
+    path("queues/<str:name>/", views.QueueDetailApi.as_view(), name="queue-detail"),
+    path("queues/<str:name>/pause/", views.QueuePauseApi.as_view(), name="queue-pause"),
+    path("queues/<str:name>/resume/", views.QueueResumeApi.as_view(), name="queue-resume"),
+    path("limits/", views.LimitsApi.as_view(), name="limits"),
 ]

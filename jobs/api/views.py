@@ -23,17 +23,34 @@ from jobs.api.serializers import (
     job_summary_row_output,
     parse_bulk_submission,
     parse_job_change,
+    parse_queue_change,
     parse_submission,
+    queue_output,
+    waiting_for_output,
 )
 from jobs.models import Job
-from jobs.selectors import job_get_visible, job_summary_rows
+from jobs.selectors import (
+    job_get_visible,
+    job_summary_rows,
+    job_waiting_for,
+    owner_limits,
+    queue_get,
+    queue_list,
+)
+from jobs.services import queues
 from jobs.steps import registered_steps
 
 
 def _job_detail(request: Request, job: Job, *, new: bool = False) -> dict[str, Any]:
-    """The job with every attempt; ``new``: it was just created, so it has none to look up."""
+    """The job with every attempt and why it waits; ``new``: it was just created, so it has no
+    attempt to look up, and its submission's answer leaves out ``waiting_for``."""
     data = job_output(job, JobLinks(request))
-    data["executions"] = [] if new else execution_output(execution_list_for_job(job_id=job.id))
+    if new:  # the submission's answer: nothing to look up, on the hot path
+        data["executions"] = []
+        return data
+    # Why it is still waiting (pending or retrying), computed now for this one job.
+    data["waiting_for"] = waiting_for_output(job_waiting_for(job=job))
+    data["executions"] = execution_output(execution_list_for_job(job_id=job.id))
     return data
 
 
@@ -132,3 +149,54 @@ class StepTypeListApi(APIView):
                 ]
             }
         )
+
+
+class QueueListApi(APIView):
+    """The queues: paused or not, their in-flight cap, and their jobs in flight."""
+
+    required_permissions = {"GET": "jobs.view_queue"}
+
+    def get(self, request: Request) -> Response:
+        return Response({"results": [queue_output(q, request) for q in queue_list()]})
+
+
+class QueueDetailApi(APIView):
+    """GET: one queue. PATCH {"max_in_flight": n|null} (admins): its in-flight cap."""
+
+    required_permissions = {"GET": "jobs.view_queue", "PATCH": "jobs.change_queue"}
+
+    def get(self, request: Request, name: str) -> Response:
+        return Response(queue_output(queue_get(name=name), request))
+
+    def patch(self, request: Request, name: str) -> Response:
+        queues.queue_set_max_in_flight(name=name, max_in_flight=parse_queue_change(request.data))
+        return Response(queue_output(queue_get(name=name), request))
+
+
+class QueuePauseApi(APIView):
+    """Stop releasing the queue's jobs (operators); running jobs finish. Idempotent."""
+
+    required_permissions = {"POST": "jobs.pause_queue"}
+
+    def post(self, request: Request, name: str) -> Response:
+        queues.queue_pause(name=name)
+        return Response(queue_output(queue_get(name=name), request))
+
+
+class QueueResumeApi(APIView):
+    """Release the queue's jobs again (operators). Idempotent."""
+
+    required_permissions = {"POST": "jobs.pause_queue"}
+
+    def post(self, request: Request, name: str) -> Response:
+        queues.queue_resume(name=name)
+        return Response(queue_output(queue_get(name=name), request))
+
+
+class LimitsApi(APIView):
+    """The caller's admission caps and fair-share weight, and its unfinished jobs."""
+
+    required_permissions = {"GET": None}
+
+    def get(self, request: AuthenticatedRequest) -> Response:
+        return Response(owner_limits(user=request.user))

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from jobs.services.common import DISPATCH_CHANNEL, RUN_JOB_TASK, notify_dispatchers
 from jobs.services.release import (
+    Release,
     ReleasedJob,
-    job_next_due_at,
     job_release_due,
     job_release_lost,
     job_unrelease,
@@ -22,11 +22,11 @@ __all__ = [
     "DISPATCH_CHANNEL",
     "RUN_JOB_TASK",
     "JobSpec",
+    "Release",
     "ReleasedJob",
     "Submission",
     "job_cancel",
     "job_insert",
-    "job_next_due_at",
     "job_release_due",
     "job_release_lost",
     "job_reschedule",

@@ -1,21 +1,67 @@
-"""Releasing jobs to the broker: due jobs, and jobs whose message was lost."""
+"""Releasing jobs to the broker: due jobs within their limits, and jobs whose message was lost.
+
+The release is where flow control lives (DESIGN §3, docs/architecture.md#flow-control). It is
+one transaction, serialised between dispatchers by an advisory lock so that two of them never
+both fill the same room. It reads each served queue's state and jobs in flight, brings back the
+parked jobs whose reason passed, walks the lanes of waiting jobs, reads (and locks) the heads
+of the due lanes, lets ``jobs.flow.plan_release`` decide, and marks the chosen jobs QUEUED; the
+caller publishes them after the commit. Every statement reads through a partial index of
+waiting or in-flight rows, so a release costs the same however many finished jobs the table
+holds, and one probe per lane however many jobs wait in it.
+
+Extension points, for holds with other reasons (a rate limit, a circuit breaker): a gate
+factory in ``GATES`` (in release order), a parker in ``PARKERS`` and an unparker in
+``UNPARKERS`` for its ``Job.hold`` reason.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import psycopg
+from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from jobplatform.db import prepared_cursor
-from jobs import lifecycle
+from jobs import flow, lifecycle
 from jobs.lifecycle import sql, sql_in
-from jobs.models import Job
+from jobs.models import Hold, Job
+
+Cursor = psycopg.Cursor[Any]
+
+# Every dispatcher takes this transaction-level lock before it counts what is in flight, so the
+# counts it reads include every release committed before it: two dispatchers never both fill
+# one room (a cap, the broker depth, a key). A release holds it for a few milliseconds.
+RELEASE_LOCK = zlib.crc32(b"jobplatform.release")
+# Once it holds that lock, a release takes at once every table lock it will need (ROW SHARE
+# conflicts only with EXCLUSIVE and ACCESS EXCLUSIVE, never with reads and writes of rows),
+# waiting at most 200 ms for them: a TRUNCATE or an ALTER TABLE that takes these tables one by
+# one, in its own order, would otherwise deadlock with a release that asks for one of them
+# later. The release gives way instead, and the dispatcher tries again.
+_BEGIN_RELEASE_SQL = f"""
+SELECT pg_advisory_xact_lock({RELEASE_LOCK}), set_config('lock_timeout', '200ms', true);
+LOCK TABLE jobs_job, jobs_queue, jobs_ownerquota IN ROW SHARE MODE
+"""
+
+WAITING = sql_in(lifecycle.RELEASE.sources)
+IN_FLIGHT = sql_in(lifecycle.IN_FLIGHT)
+# When a waiting job is due, as jobs.models.DUE_AT builds it for the indexes job_ready and
+# job_key_waiting: PostgreSQL uses an expression index only for the same expression.
+DUE = f"(CASE WHEN status = {sql(Job.Status.RETRYING)} THEN next_attempt_at ELSE run_at END)"
+KEY_PARKED = sql(Hold.CONCURRENCY_KEY)  # a hold reason is a plain word, as a state is
+NOT_PARKED = "''"  # Hold.NONE
+# Jobs of a full key parked per release besides those the plan refused: enough to clear a lane
+# of them quickly, bounded so that one release stays short.
+PARK_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -27,76 +73,481 @@ class ReleasedJob:
     priority: int
     attempt: int  # the attempt number the published message will start
     timeout: int  # the job's per-attempt timeout: the message's hard time limit is set from it
-    countdown: float | None = None  # seconds the broker holds the message (a retry's backoff)
 
 
-# The UPDATE finds its rows by primary key (``id = ANY(ARRAY(...))``), never through a join the
-# planner could drive from the pending index: with statistics that believe no job is pending (the
-# table was emptied, then analysed), a join ran as a nested loop of every pending job against
-# the batch, 1.1 s for 500 of 10,000 jobs. The locked rows need no second status check: FOR UPDATE
-# re-checks the WHERE clause on the newest version of each row, and the lock holds until commit.
-_RELEASE_SQL = f"""
-UPDATE jobs_job
-SET status = {sql(lifecycle.RELEASE.target)}, queued_at = now(), updated_at = now(),
-    version = version + 1
-WHERE id = ANY(ARRAY(
-    SELECT id FROM jobs_job
-    -- Due by the application's clock, the one that wrote run_at (not the transaction's start).
-    WHERE status IN {sql_in(lifecycle.RELEASE.sources)} AND run_at <= %(now)s {{queues}}
-    ORDER BY run_at
-    LIMIT %(limit)s
-    -- Two dispatchers never release one job twice: each skips the rows the other has locked.
-    FOR UPDATE SKIP LOCKED
-))
-RETURNING id, queue, priority, attempts, timeout
-"""
+@dataclass(frozen=True)
+class Release:
+    """What one release did, and what the dispatcher should do next."""
+
+    jobs: list[ReleasedJob]  # in publish order
+    more: bool = False  # room is left and a lane had more due jobs than were read: go again now
+    waiting: bool = False  # due jobs wait for room (a cap, the broker depth, a key): look soon
+    next_due: datetime | None = None  # the earliest due time of a waiting job not due yet
 
 
-def _queue_filter(queues: Sequence[str] | None, column: str = "queue") -> str:
-    """SQL narrowing a scan to some queues: a dispatcher may serve only its own."""
-    return f"AND {column} = ANY(%(queues)s)" if queues else ""
+def job_release_due(
+    *,
+    limit: int,
+    queues: Sequence[str] | None = None,
+    max_queued: Mapping[str, int] | None = None,
+    now: datetime | None = None,
+) -> Release:
+    """PENDING|RETRYING (due, within their limits) -> QUEUED, up to ``limit`` jobs per queue.
 
-
-def job_release_due(*, limit: int, queues: Sequence[str] | None = None) -> list[ReleasedJob]:
-    """PENDING (due) -> QUEUED for up to ``limit`` jobs, oldest run_at first.
-
-    The caller publishes one run_job message per released job after this commits (and hands
-    the jobs back with :func:`job_unrelease` if it cannot).
+    ``queues``: the queues this dispatcher serves (default: those of JOBPLATFORM_QUEUES).
+    ``max_queued``: per queue, the most jobs to keep waiting in the broker (the dispatcher's
+    ``BrokerDepth``; default JOBPLATFORM_DISPATCH_MAX_QUEUED for every queue, 0: no bound). The
+    caller publishes one run_job message per released job after this commits, in the order
+    given, and hands back with :func:`job_unrelease` the jobs it could not publish.
     """
-    # One statement in autocommit: as atomic as a transaction block, without BEGIN and COMMIT
-    # round trips on the path from submission to start.
-    with prepared_cursor() as cursor:
-        cursor.execute(*release_due_statement(limit=limit, queues=queues), prepare=True)
-        rows = cursor.fetchall()
-    return [_released(row) for row in rows]
-
-
-def release_due_statement(
-    *, limit: int, queues: Sequence[str] | None = None
-) -> tuple[str, dict[str, Any]]:
-    """The release's SQL and parameters (a test checks its plan)."""
-    params = {"now": timezone.now(), "limit": limit, "queues": list(queues or [])}
-    return _RELEASE_SQL.format(queues=_queue_filter(queues)), params
-
-
-def _released(row: tuple[Any, ...]) -> ReleasedJob:
-    job_id, queue, priority, attempts, timeout = row
-    return ReleasedJob(
-        id=job_id, queue=queue, priority=priority, attempt=attempts + 1, timeout=timeout
+    now = now or timezone.now()  # the application's clock, the one that wrote run_at
+    served = list(dict.fromkeys(queues or settings.JOBPLATFORM_QUEUES))
+    with transaction.atomic(), prepared_cursor() as cursor:
+        # Two statements in one round trip: no parameters, so no prepared statement.
+        cursor.execute(_BEGIN_RELEASE_SQL)
+        state = release_state(cursor, served)
+        for reason in state.parked:
+            UNPARKERS[reason].unpark(cursor, now)
+        depth = settings.JOBPLATFORM_DISPATCH_MAX_QUEUED
+        room_left = {  # what the queue's own bounds allow, the batch size aside
+            name: flow.queue_room(
+                queue,
+                max_queued=max_queued.get(name, depth) if max_queued is not None else depth,
+                limit=sys.maxsize,
+            )
+            for name, queue in state.queues.items()
+        }
+        rooms = {name: min(limit, room) for name, room in room_left.items()}
+        open_queues = [name for name in served if rooms[name] > 0 and name in state.waiting]
+        # Jobs parked, or due jobs in a queue without room, wait for room that finishing jobs
+        # free without telling the dispatcher: it looks again soon.
+        waiting = bool(state.parked) or any(
+            rooms[name] == 0 and not state.queues[name].paused for name in state.waiting
+        )
+        if not open_queues:
+            return Release(jobs=[], waiting=waiting)
+        lanes = _lanes(cursor, open_queues)
+        due = [lane for lane in lanes if lane.due_at <= now]
+        quotas = flow.lane_quotas(due, rooms)
+        read = _candidates(cursor, quotas, now)
+        candidates = [job for jobs in read.values() for job in jobs]
+        plan = flow.plan_release(
+            candidates=candidates,
+            rooms=rooms,
+            in_flight=state.in_flight,
+            weights={lane.owner_id: lane.weight for lane in due},
+            gates=[make(cursor, candidates) for make in GATES],
+        )
+        released = _mark_released(cursor, plan.release)
+        for reason, refused in plan.parked.items():
+            PARKERS[reason](cursor, refused, now)
+    left = dict(room_left)
+    for job in plan.release:
+        left[job.queue] -= 1
+    return Release(
+        jobs=released,
+        # A lane read to its quota may hold more due jobs; they fit if its queue has room left
+        # (past this release's batch, too).
+        more=any(len(read[lane]) >= q and left[lane.queue] > 0 for lane, q in quotas.items()),
+        # Due jobs left behind because their queue's room ran out, or parked ones.
+        waiting=waiting
+        or bool(plan.parked)
+        or any(left[lane.queue] == 0 for lane in quotas if read[lane]),
+        next_due=min((lane.due_at for lane in lanes if lane.due_at > now), default=None),
     )
 
 
-_QUEUED = sql_in(lifecycle.REDELIVER_QUEUED.sources)
-_RETRYING = sql_in(lifecycle.REDELIVER_RETRY.sources)
+# --- reading the state -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReleaseState:
+    """What a release reads first, in one statement (every round trip is on the path from a
+    submission to its start)."""
+
+    queues: dict[str, flow.QueueState]
+    in_flight: dict[tuple[str, int, str], int]  # (queue, owner, kind) -> jobs QUEUED or RUNNING
+    waiting: set[str]  # the queues with waiting jobs, due or not
+    parked: list[str]  # the hold reasons with parked jobs
+
+
+# Per served queue: its row of jobs_queue (a queue without one runs with the defaults) and
+# whether any job waits in it (one probe of job_ready). Per queue, owner, kind and status: the
+# jobs in flight, through job_in_flight, as many entries as jobs are QUEUED or RUNNING, which
+# the caps and the broker depth bound. Per hold reason: whether any job is parked for it.
+_STATE_SQL = f"""
+SELECT 'queue', q.name, NULL::bigint, NULL::boolean, NULL::varchar, 0::bigint,
+       COALESCE(s.paused, false), s.max_in_flight,
+       -- The first lane's entry, as the lanes' walk starts, not EXISTS: with statistics that
+       -- believe the table small, EXISTS is planned as a sequential scan.
+       (SELECT j.queue FROM jobs_job AS j WHERE j.status IN {WAITING} AND j.queue = q.name
+        ORDER BY j.queue, j.owner_id, j.priority, j.status, j.hold LIMIT 1) IS NOT NULL
+FROM unnest(%(queues)s::varchar[]) AS q(name) LEFT JOIN jobs_queue AS s ON s.name = q.name
+UNION ALL
+SELECT 'in_flight', queue, owner_id, attempts > 0, status, count(*), NULL, NULL, NULL
+FROM jobs_job
+WHERE status IN {IN_FLIGHT} AND queue = ANY(%(queues)s)
+GROUP BY queue, owner_id, attempts > 0, status
+{{parked}}
+"""
+
+
+def release_state(cursor: Cursor, queues: Sequence[str]) -> ReleaseState:
+    default_cap = settings.JOBPLATFORM_QUEUE_MAX_IN_FLIGHT or None
+    parked_sql = "".join(
+        f"UNION ALL SELECT 'parked', {sql(reason)}, NULL, NULL, NULL, 0, NULL, NULL, "
+        f"({unparker.parked_sql})\n"
+        for reason, unparker in UNPARKERS.items()
+    )
+    cursor.execute(_STATE_SQL.format(parked=parked_sql), {"queues": list(queues)}, prepare=True)
+    rows: dict[str, tuple[bool, int | None]] = {}
+    in_flight: dict[tuple[str, int, str], int] = {}
+    queued: dict[str, int] = dict.fromkeys(queues, 0)
+    running: dict[str, int] = dict.fromkeys(queues, 0)
+    waiting: set[str] = set()
+    parked: list[str] = []
+    for kind, name, owner, retry, status, count, paused, cap, flag in cursor.fetchall():
+        if kind == "queue":
+            rows[name] = (paused, cap)
+            if flag:
+                waiting.add(name)
+        elif kind == "in_flight":
+            key = (name, owner, flow.RETRY if retry else flow.NEW)
+            in_flight[key] = in_flight.get(key, 0) + count
+            (running if status == Job.Status.RUNNING else queued)[name] += count
+        elif flag:
+            parked.append(name)
+    states = {
+        name: flow.QueueState(
+            name=name,
+            paused=rows[name][0],
+            max_in_flight=rows[name][1] if rows[name][1] is not None else default_cap,
+            queued=queued[name],
+            running=running[name],
+        )
+        for name in queues
+    }
+    return ReleaseState(queues=states, in_flight=in_flight, waiting=waiting, parked=parked)
+
+
+def queue_states(
+    cursor: Cursor, queues: Sequence[str]
+) -> tuple[dict[str, flow.QueueState], dict[tuple[str, int, str], int]]:
+    """Each queue's state and jobs in flight (the API, the admin and ``waiting_for``)."""
+    state = release_state(cursor, queues)
+    return state.queues, state.in_flight
+
+
+def _lane_range(lane: str, until: str) -> str:
+    """SQL: the unparked jobs of ``lane`` due by ``until``, as one range of job_ready.
+
+    Row comparisons, not equalities: only job_ready leads with these columns, so no other index
+    can serve the read whatever the statistics say (with equalities, statistics taken on an
+    emptied table made PostgreSQL read an owner's whole history through job_owner_created).
+    """
+    row = f"(queue, owner_id, priority, status, hold, {DUE})"
+    start = f"{lane}.queue, {lane}.owner_id, {lane}.priority, {lane}.status, {NOT_PARKED}"
+    return (
+        f"status IN {WAITING} AND {row} >= ({start}, '-infinity'::timestamptz)"
+        f" AND {row} <= ({start}, {until})"
+    )
+
+
+_LANE_ORDER = f"queue, owner_id, priority, status, hold, {DUE}"  # job_ready's order
+
+# The lanes of waiting jobs, by a skip scan of job_ready: from the first lane of each queue, each
+# step finds the next (queue, owner, priority, status, hold) tuple with one index probe, so the
+# walk costs one probe per lane however many jobs wait in it (PostgreSQL 15 has no skip scan of
+# its own). Then the head of each lane not parked: when its first job is due.
+_LANES_SQL = f"""
+WITH RECURSIVE lanes AS (
+    SELECT first.* FROM unnest(%(queues)s::varchar[]) AS q(name) CROSS JOIN LATERAL (
+        SELECT queue, owner_id, priority, status, hold FROM jobs_job
+        WHERE status IN {WAITING} AND queue = q.name
+        ORDER BY queue, owner_id, priority, status, hold
+        LIMIT 1
+    ) AS first
+  UNION ALL
+    -- The row comparison alone bounds the probe: with "queue = l.queue" beside it, PostgreSQL
+    -- starts at the queue's first entry and reads the whole lane to get past it. Past the
+    -- queue's last lane the probe lands in the next queue, which ends the walk.
+    SELECT next.* FROM lanes AS l CROSS JOIN LATERAL (
+        SELECT queue, owner_id, priority, status, hold FROM jobs_job
+        WHERE status IN {WAITING}
+          AND (queue, owner_id, priority, status, hold)
+              > (l.queue, l.owner_id, l.priority, l.status, l.hold)
+        ORDER BY queue, owner_id, priority, status, hold
+        LIMIT 1
+    ) AS next
+    WHERE next.queue = l.queue
+)
+SELECT l.queue, l.owner_id, l.priority, l.status, head.due, COALESCE(quota.weight, 1)
+FROM lanes AS l
+CROSS JOIN LATERAL (
+    SELECT {DUE} AS due FROM jobs_job
+    WHERE {_lane_range("l", "'infinity'::timestamptz")}
+    ORDER BY {_LANE_ORDER}
+    LIMIT 1
+) AS head
+LEFT JOIN jobs_ownerquota AS quota ON quota.owner_id = l.owner_id
+WHERE l.hold = {NOT_PARKED}
+"""
+
+
+def _lanes(cursor: Cursor, queues: Sequence[str]) -> list[flow.Lane]:
+    cursor.execute(_LANES_SQL, {"queues": list(queues)}, prepare=True)
+    return [
+        flow.Lane(
+            queue=queue, owner_id=owner, priority=priority, status=status, due_at=due, weight=w
+        )
+        for queue, owner, priority, status, due, w in cursor.fetchall()
+    ]
+
+
+# The first ``quota`` due jobs of each lane, locked. SKIP LOCKED: a row another transaction holds
+# (a cancel, a reschedule) is left for the next release instead of waited for.
+_CANDIDATES_SQL = f"""
+SELECT l.n, c.id, c.queue, c.owner_id, c.priority, c.due, c.created_at, c.attempts, c.timeout,
+       c.concurrency_key, c.max_concurrency
+FROM unnest(%(queue)s::varchar[], %(owner)s::bigint[], %(priority)s::integer[],
+            %(status)s::varchar[], %(quota)s::integer[])
+     WITH ORDINALITY AS l(queue, owner_id, priority, status, quota, n)
+CROSS JOIN LATERAL (
+    SELECT id, queue, owner_id, priority, {DUE} AS due, created_at, attempts, timeout,
+           concurrency_key, max_concurrency
+    FROM jobs_job
+    WHERE {_lane_range("l", "%(now)s")}
+    ORDER BY {_LANE_ORDER}, created_at
+    LIMIT l.quota
+    FOR UPDATE SKIP LOCKED
+) AS c
+"""
+
+
+def _candidates(
+    cursor: Cursor, quotas: dict[flow.Lane, int], now: datetime
+) -> dict[flow.Lane, list[flow.Candidate]]:
+    lanes = list(quotas)
+    read: dict[flow.Lane, list[flow.Candidate]] = {lane: [] for lane in lanes}
+    if not lanes:
+        return read
+    cursor.execute(
+        _CANDIDATES_SQL,
+        {
+            "queue": [lane.queue for lane in lanes],
+            "owner": [lane.owner_id for lane in lanes],
+            "priority": [lane.priority for lane in lanes],
+            "status": [lane.status for lane in lanes],
+            "quota": [quotas[lane] for lane in lanes],
+            "now": now,
+        },
+        prepare=True,
+    )
+    for n, *row in cursor.fetchall():
+        job_id, queue, owner, priority, due, created, attempts, timeout, key, max_conc = row
+        read[lanes[n - 1]].append(
+            flow.Candidate(
+                id=job_id,
+                queue=queue,
+                owner_id=owner,
+                priority=priority,
+                due_at=due,
+                created_at=created,
+                attempts=attempts,
+                timeout=timeout,
+                concurrency_key=key,
+                max_concurrency=max_conc,
+            )
+        )
+    return read
+
+
+# --- writing the decision ----------------------------------------------------------------------
+
+# The rows are locked by this transaction since _CANDIDATES_SQL: no status check is needed.
+_MARK_RELEASED_SQL = f"""
+UPDATE jobs_job
+SET status = {sql(lifecycle.RELEASE.target)}, queued_at = now(), updated_at = now(),
+    next_attempt_at = NULL, hold = {NOT_PARKED}, version = version + 1
+WHERE id = ANY(%(ids)s)
+RETURNING id, attempts
+"""
+
+
+def _mark_released(cursor: Cursor, jobs: list[flow.Candidate]) -> list[ReleasedJob]:
+    if not jobs:
+        return []
+    cursor.execute(_MARK_RELEASED_SQL, {"ids": [job.id for job in jobs]}, prepare=True)
+    attempts = dict(cursor.fetchall())
+    return [
+        ReleasedJob(
+            id=job.id,
+            queue=job.queue,
+            priority=job.priority,
+            attempt=attempts[job.id] + 1,
+            timeout=job.timeout,
+        )
+        for job in jobs
+    ]
+
+
+# --- concurrency keys --------------------------------------------------------------------------
+
+# A key is its owner's: (owner, concurrency_key). The key statements read job_key_waiting by row
+# comparisons on its leading columns, which no other index has (as _lane_range does).
+_KEY = "(hold, owner_id, concurrency_key)"
+
+_KEY_IN_FLIGHT_SQL = f"""
+SELECT k.owner_id, k.key, (
+    SELECT count(*) FROM jobs_job
+    WHERE status IN {IN_FLIGHT} AND concurrency_key IS NOT NULL
+      AND owner_id = k.owner_id AND concurrency_key = k.key
+)
+FROM unnest(%(owners)s::bigint[], %(keys)s::varchar[]) AS k(owner_id, key)
+"""
+
+
+def _keys(jobs: list[flow.Candidate]) -> tuple[list[int], list[str]]:
+    pairs = sorted({(j.owner_id, j.concurrency_key) for j in jobs if j.concurrency_key is not None})
+    return [owner for owner, _ in pairs], [key for _, key in pairs]
+
+
+def key_gate(cursor: Cursor, candidates: list[flow.Candidate]) -> flow.Gate:
+    """The concurrency-key gate, with the jobs in flight of the candidates' keys (only keyed
+    jobs are counted, through job_key_in_flight: a release of keyless jobs reads nothing)."""
+    owners, keys = _keys(candidates)
+    counts: dict[flow.Key, int] = {}
+    if keys:
+        cursor.execute(_KEY_IN_FLIGHT_SQL, {"owners": owners, "keys": keys}, prepare=True)
+        counts = {(owner, key): n for owner, key, n in cursor.fetchall()}
+    return flow.ConcurrencyKeyGate(counts)
+
+
+# A key found full parks the jobs the plan refused and the other due jobs of the key that wait
+# in the lanes, so that a backlog of one key does not stand in its owner's lanes, read and
+# refused again by every release, ahead of the owner's other jobs.
+_PARK_KEYS_SQL = f"""
+UPDATE jobs_job SET hold = {KEY_PARKED}
+WHERE id = ANY(ARRAY(
+    SELECT j.id FROM unnest(%(owners)s::bigint[], %(keys)s::varchar[]) AS k(owner_id, key)
+    CROSS JOIN LATERAL (
+        SELECT id FROM jobs_job
+        WHERE status IN {WAITING} AND concurrency_key IS NOT NULL
+          AND {_KEY} >= ({NOT_PARKED}, k.owner_id, k.key)
+          AND {_KEY} <= ({NOT_PARKED}, k.owner_id, k.key) AND {DUE} <= %(now)s
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS j
+)) OR id = ANY(%(ids)s)
+"""
+
+
+def park_key_jobs(cursor: Cursor, refused: list[flow.Candidate], now: datetime) -> None:
+    owners, keys = _keys(refused)
+    params = {
+        "owners": owners,
+        "keys": keys,
+        "now": now,
+        "limit": PARK_BATCH,
+        "ids": [job.id for job in refused],
+    }
+    cursor.execute(_PARK_KEYS_SQL, params, prepare=True)
+
+
+# Parked keys (a skip scan of job_key_waiting: one probe per key with parked jobs, and only a
+# key that was full has any), the room each has now (its first parked job's max_concurrency,
+# less its jobs in flight and its due jobs already back in the lanes), and as many of its parked
+# jobs back into the lanes, highest priority first, then FIFO. A key's jobs in a paused queue
+# stay parked. Run only when a job is parked (ReleaseState.parked).
+_UNPARK_KEYS_SQL = f"""
+WITH RECURSIVE parked(hold, owner_id, key) AS (
+    (SELECT hold, owner_id, concurrency_key FROM jobs_job
+     WHERE status IN {WAITING} AND concurrency_key IS NOT NULL AND hold = {KEY_PARKED}
+     ORDER BY hold, owner_id, concurrency_key LIMIT 1)
+  UNION ALL
+    SELECT next.* FROM parked AS p CROSS JOIN LATERAL (
+        SELECT hold, owner_id, concurrency_key FROM jobs_job
+        WHERE status IN {WAITING} AND concurrency_key IS NOT NULL
+          AND {_KEY} > (p.hold, p.owner_id, p.key)
+        ORDER BY hold, owner_id, concurrency_key LIMIT 1
+    ) AS next
+    WHERE next.hold = {KEY_PARKED}
+), room AS (
+    SELECT p.owner_id, p.key, first.max_concurrency
+        - (SELECT count(*) FROM jobs_job
+           WHERE status IN {IN_FLIGHT} AND concurrency_key IS NOT NULL
+             AND owner_id = p.owner_id AND concurrency_key = p.key)
+        - (SELECT count(*) FROM jobs_job
+           WHERE status IN {WAITING} AND concurrency_key IS NOT NULL
+             AND {_KEY} >= ({NOT_PARKED}, p.owner_id, p.key)
+             AND {_KEY} <= ({NOT_PARKED}, p.owner_id, p.key) AND {DUE} <= %(now)s
+             AND queue NOT IN (SELECT name FROM jobs_queue WHERE paused)) AS room
+    FROM parked AS p CROSS JOIN LATERAL (
+        SELECT max_concurrency FROM jobs_job
+        WHERE status IN {WAITING} AND concurrency_key IS NOT NULL
+          AND {_KEY} >= ({KEY_PARKED}, p.owner_id, p.key)
+          AND {_KEY} <= ({KEY_PARKED}, p.owner_id, p.key)
+          AND queue NOT IN (SELECT name FROM jobs_queue WHERE paused)
+        ORDER BY hold, owner_id, concurrency_key, priority DESC, {DUE}
+        LIMIT 1
+    ) AS first
+), back AS (
+    UPDATE jobs_job SET hold = {NOT_PARKED}
+    WHERE id = ANY(ARRAY(
+        SELECT j.id FROM room AS r CROSS JOIN LATERAL (
+            SELECT id FROM jobs_job
+            WHERE status IN {WAITING} AND concurrency_key IS NOT NULL
+              AND {_KEY} >= ({KEY_PARKED}, r.owner_id, r.key)
+              AND {_KEY} <= ({KEY_PARKED}, r.owner_id, r.key)
+              AND queue NOT IN (SELECT name FROM jobs_queue WHERE paused)
+            ORDER BY hold, owner_id, concurrency_key, priority DESC, {DUE}
+            LIMIT greatest(r.room, 0)
+            FOR UPDATE SKIP LOCKED
+        ) AS j
+    ))
+    RETURNING 1
+)
+SELECT count(*) FROM back
+"""
+
+
+def unpark_keys(cursor: Cursor, now: datetime) -> None:
+    """Parked jobs of keys with room back into the lanes."""
+    cursor.execute(_UNPARK_KEYS_SQL, {"now": now}, prepare=True)
+
+
+@dataclass(frozen=True)
+class Unparker:
+    """How jobs parked for one hold reason come back once the reason has passed."""
+
+    parked_sql: str  # an SQL boolean, one index probe: whether any job is parked for it
+    unpark: Callable[[Cursor, datetime], None]
+
+
+# In release order (DESIGN §3): the gates a candidate must pass, then the queue's room.
+GATES: list[Callable[[Cursor, list[flow.Candidate]], flow.Gate]] = [key_gate]
+# How jobs refused for a reason are parked, and how parked jobs come back, per Job.hold.
+PARKERS: dict[str, Callable[[Cursor, list[flow.Candidate], datetime], None]] = {
+    Hold.CONCURRENCY_KEY: park_key_jobs,
+}
+UNPARKERS: dict[str, Unparker] = {
+    Hold.CONCURRENCY_KEY: Unparker(
+        parked_sql=f"EXISTS (SELECT FROM jobs_job WHERE status IN {WAITING}"
+        f" AND concurrency_key IS NOT NULL AND hold = {KEY_PARKED})",
+        unpark=unpark_keys,
+    ),
+}
+
+
+# --- lost messages, failed publishes -----------------------------------------------------------
+
 _RELEASE_LOST_SQL = f"""
 UPDATE jobs_job
-SET queued_at = CASE WHEN status IN {_QUEUED} THEN %(now)s ELSE queued_at END,
-    next_attempt_at = CASE WHEN status IN {_RETRYING} THEN %(now)s ELSE next_attempt_at END,
-    updated_at = %(now)s
-WHERE id = ANY(ARRAY(  -- by primary key, as in _RELEASE_SQL
+SET queued_at = %(now)s, updated_at = %(now)s
+WHERE id = ANY(ARRAY(  -- by primary key, never through a join the planner could misjudge
     SELECT id FROM jobs_job
-    WHERE ((status IN {_QUEUED} AND queued_at < %(cutoff)s)
-       OR (status IN {_RETRYING} AND next_attempt_at < %(cutoff)s)) {{queues}}
+    WHERE status IN {sql_in(lifecycle.REDELIVER_QUEUED.sources)} AND queued_at < %(cutoff)s
+      {{queues}}
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED  -- several dispatchers: each lost job is published again once
 ))
@@ -107,12 +558,12 @@ RETURNING id, queue, priority, attempts, timeout
 def job_release_lost(
     *, older_than: float, limit: int, queues: Sequence[str] | None = None
 ) -> list[ReleasedJob]:
-    """Publish again the jobs whose message should have started them ``older_than`` seconds ago.
+    """Publish again the QUEUED jobs whose message should have started them ``older_than``
+    seconds ago (Redis restarted empty, a worker died holding the message).
 
-    A QUEUED job not claimed since it was queued, or a RETRYING job not claimed since its retry
-    was due, has lost its message (Redis restarted empty, a worker died holding a retry). The
-    clock restarts, so a job is published again at most once per ``older_than``; if the old
-    message does turn up, one of the two claims the attempt and the other finds nothing.
+    The clock restarts, so a job is published again at most once per ``older_than``; if the old
+    message does turn up, one of the two claims the attempt and the other finds nothing. The job
+    was counted in flight when it was released: publishing it again changes no count.
     """
     now = timezone.now()
     params = {
@@ -121,25 +572,28 @@ def job_release_lost(
         "now": now,
         "queues": list(queues or []),
     }
+    queue_filter = "AND queue = ANY(%(queues)s)" if queues else ""
     with prepared_cursor() as cursor:
-        cursor.execute(_RELEASE_LOST_SQL.format(queues=_queue_filter(queues)), params, prepare=True)
+        cursor.execute(_RELEASE_LOST_SQL.format(queues=queue_filter), params, prepare=True)
         rows = cursor.fetchall()
-    return [_released(row) for row in rows]
+    return [
+        ReleasedJob(id=job_id, queue=queue, priority=priority, attempt=attempts + 1, timeout=t)
+        for job_id, queue, priority, attempts, t in rows
+    ]
 
 
-def job_unrelease(*, job_ids: list[UUID]) -> int:
-    """QUEUED -> PENDING for jobs whose message could not be published, so none is stranded."""
-    return Job.objects.filter(id__in=job_ids, status__in=lifecycle.UNRELEASE.sources).update(
+def job_unrelease(*, job_ids: list[UUID] | None = None, queue: str | None = None) -> int:
+    """QUEUED -> PENDING for jobs whose message could not be published (``job_ids``), or for
+    every QUEUED job of a queue being paused (``queue``). Their messages, if they reached the
+    broker, find nothing to claim; the jobs are released again with fresh ones."""
+    jobs = Job.objects.filter(status__in=lifecycle.UNRELEASE.sources)
+    if job_ids is not None:
+        jobs = jobs.filter(id__in=job_ids)
+    if queue is not None:
+        jobs = jobs.filter(queue=queue)
+    return jobs.update(
         status=lifecycle.UNRELEASE.target,
         queued_at=None,
         updated_at=Now(),
         version=F("version") + 1,
     )
-
-
-def job_next_due_at(*, queues: Sequence[str] | None = None) -> datetime | None:
-    """The earliest run_at among PENDING jobs (the partial index answers it)."""
-    pending = Job.objects.filter(status__in=lifecycle.RELEASE.sources)
-    if queues:
-        pending = pending.filter(queue__in=queues)
-    return pending.order_by("run_at").values_list("run_at", flat=True).first()

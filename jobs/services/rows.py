@@ -58,6 +58,8 @@ def job_values(
         "retry_jitter": spec.retry_jitter,
         "timeout": spec.timeout,
         "run_at": spec.run_at or now,
+        "concurrency_key": spec.concurrency_key,
+        "max_concurrency": spec.max_concurrency,
         "idempotency_key": idempotency_key,
         "request_fingerprint": fingerprint,
         "created_at": now,

@@ -29,6 +29,9 @@ class JobSpec:
     retry_jitter: bool = True
     timeout: int = 3600
     run_at: datetime | None = None
+    # Jobs with one key run at most max_concurrency at a time (docs/architecture.md#flow-control).
+    concurrency_key: str | None = None
+    max_concurrency: int = 1
 
 
 def job_validate(*, spec: JobSpec, valid_steps: set[str] | None = None) -> None:
@@ -68,6 +71,32 @@ def job_validate(*, spec: JobSpec, valid_steps: set[str] | None = None) -> None:
         raise InvalidInput(
             "JOBS.NAIVE_RUN_AT",
             "run_at needs a UTC offset, e.g. 2026-01-01T09:00:00+01:00 or ...Z",
+        )
+    _validate_concurrency(spec)
+
+
+MAX_CONCURRENCY_KEY = 200  # characters (Job.concurrency_key)
+MAX_CONCURRENCY = 10_000
+
+
+def _validate_concurrency(spec: JobSpec) -> None:
+    if (
+        spec.concurrency_key is not None
+        and not 1 <= len(spec.concurrency_key) <= MAX_CONCURRENCY_KEY
+    ):
+        raise InvalidInput(
+            "JOBS.INVALID_CONCURRENCY_KEY",
+            f"concurrency_key must have 1 to {MAX_CONCURRENCY_KEY} characters",
+        )
+    if not 1 <= spec.max_concurrency <= MAX_CONCURRENCY:
+        raise InvalidInput(
+            "JOBS.INVALID_MAX_CONCURRENCY",
+            f"max_concurrency must be between 1 and {MAX_CONCURRENCY}",
+        )
+    if spec.max_concurrency != 1 and spec.concurrency_key is None:
+        raise InvalidInput(
+            "JOBS.INVALID_MAX_CONCURRENCY",
+            "max_concurrency limits the jobs of a concurrency_key: give one",
         )
 
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from jobplatform.errors import Conflict, InvalidInput
 from jobs.models import Job
+from jobs.services.admission import admission
 from jobs.services.rows import job_insert, job_values
 from jobs.services.spec import JobSpec, job_validate
 
@@ -32,7 +33,8 @@ def job_submit(*, owner: User, spec: JobSpec, idempotency_key: str | None = None
 
     Nothing is published to the broker here: the dispatcher releases the job once it is due, so a
     rolled-back submission never reaches a worker. With an idempotency key, a repeat of the same
-    body returns the original job (created=False) and a different body raises Conflict.
+    body returns the original job (created=False) and a different body raises Conflict. A new
+    job past its owner's or the platform's cap on unfinished jobs raises TooManyRequests.
     """
     job_validate(spec=spec)
     fingerprint = _fingerprint(spec) if idempotency_key else ""
@@ -41,6 +43,7 @@ def job_submit(*, owner: User, spec: JobSpec, idempotency_key: str | None = None
             earlier = _earlier_submission(owner, idempotency_key, fingerprint)
             if earlier is not None:
                 return Submission(job=earlier, created=False)
+        admission.check(owner_id=owner.pk, count=1)
         values = job_values(
             owner_id=owner.pk, spec=spec, idempotency_key=idempotency_key, fingerprint=fingerprint
         )
@@ -48,6 +51,7 @@ def job_submit(*, owner: User, spec: JobSpec, idempotency_key: str | None = None
             # Inside a caller's transaction a savepoint keeps a key collision from aborting it.
             with transaction.atomic() if connection.in_atomic_block else nullcontext():
                 job_insert([values])
+            admission.admitted(owner_id=owner.pk, count=1)
             return Submission(job=_stored(owner, values), created=True)
         except IntegrityError:
             if not idempotency_key:
@@ -59,7 +63,8 @@ def job_submit(*, owner: User, spec: JobSpec, idempotency_key: str | None = None
 def job_submit_many(*, owner: User, specs: list[JobSpec]) -> list[UUID]:
     """Store many PENDING jobs in one transaction: one COPY, one NOTIFY.
 
-    All or nothing: the first invalid spec rejects the batch, naming its index.
+    All or nothing: the first invalid spec rejects the batch, naming its index, and a batch that
+    would pass the owner's or the platform's cap on unfinished jobs is refused whole.
     """
     limit = settings.JOBPLATFORM_MAX_BULK_JOBS
     if not 1 <= len(specs) <= limit:
@@ -74,9 +79,12 @@ def job_submit_many(*, owner: User, specs: list[JobSpec]) -> list[UUID]:
             raise InvalidInput(
                 exc.code, f"job {index}: {exc.message}", {"job_index": index, **exc.details}
             ) from None
+    admission.check(owner_id=owner.pk, count=len(specs))
     rows = [job_values(owner_id=owner.pk, spec=spec) for spec in specs]
     with transaction.atomic():
-        return job_insert(rows)
+        ids = job_insert(rows)
+    admission.admitted(owner_id=owner.pk, count=len(ids))
+    return ids
 
 
 def _stored(owner: User, values: dict[str, Any]) -> Job:
@@ -88,8 +96,16 @@ def _stored(owner: User, values: dict[str, Any]) -> Job:
     return job
 
 
+# Fields added after fingerprints were first stored, left out while they keep their defaults,
+# so that a submission repeated across the upgrade still matches its stored fingerprint.
+_LATER_FIELDS = {"concurrency_key": None, "max_concurrency": 1}
+
+
 def _fingerprint(spec: JobSpec) -> str:
     body = asdict(spec)
+    for name, default in _LATER_FIELDS.items():
+        if body[name] == default:
+            del body[name]
     body["run_at"] = spec.run_at.isoformat() if spec.run_at else None
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()

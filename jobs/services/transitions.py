@@ -42,7 +42,7 @@ def job_cancel(*, job_id: UUID) -> bool:
 _CANCEL_SQL = f"""
 UPDATE jobs_job
 SET status = {sql(lifecycle.CANCEL.target)}, finished_at = now(), updated_at = now(),
-    next_attempt_at = NULL, version = version + 1
+    next_attempt_at = NULL, hold = '', version = version + 1
 WHERE id = ANY(%(ids)s) AND status IN {sql_in(lifecycle.CANCEL.sources)}
 RETURNING id
 """

@@ -62,11 +62,13 @@ class Chaos:
             "PYTHONUNBUFFERED": "1",
         }
 
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         with (self.logs / f"{name}.log").open("ab") as log:
             # A session of its own, so a kill takes the process and its pool children together.
             process = subprocess.Popen(
-                argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                argv, cwd=REPO, env=self.env | (env or {}), stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
         self.processes[name] = process
@@ -94,10 +96,11 @@ class Chaos:
             what=f"{name} to be ready",
         )
 
-    def start_dispatcher(self, name: str = "dispatcher") -> None:
+    def start_dispatcher(self, name: str = "dispatcher", env: dict[str, str] | None = None) -> None:
         self.start(
             name,
             [sys.executable, "manage.py", "run_dispatcher", "--queues", QUEUE, "--poll", "1"],
+            env,
         )
 
     def start_beat(self, name: str) -> None:

@@ -68,9 +68,12 @@ def test_a_silent_attempt_is_lost_and_its_job_retried(broker, user):
     assert execution.status == Execution.Status.LOST
     assert execution.error["code"] == "EXECUTION.LOST" and "w@dead" in execution.error["message"]
     assert (job.status, job.last_error["code"]) == (Job.Status.RETRYING, "EXECUTION.LOST")
+    assert published(broker) == []  # the next attempt is the dispatcher's to release, when due
+    assert Dispatcher(queues=[PROBE]).dispatch_once() == 1
     [(job_id, attempt, headers)] = published(broker)
     assert (job_id, attempt) == (str(job.id), 2)
     assert headers["timelimit"][0] == job.timeout + 30  # the hard backstop
+    assert headers["retries"] == 1
     alive.refresh_from_db()
     assert alive.status == Execution.Status.RUNNING  # a beating attempt is left alone
     assert execution_reap_lost(lost_after=30) == 0  # reaping is done once
@@ -100,18 +103,26 @@ def test_a_cancelled_job_with_a_lost_attempt_stays_cancelled(broker, user):
 def test_jobs_whose_message_was_lost_are_published_again_once(broker, user):
     long_ago = timezone.now() - timedelta(minutes=10)
     queued = JobFactory(owner=user, queue=PROBE, status=Job.Status.QUEUED, queued_at=long_ago)
+    fresh = JobFactory(owner=user, queue=PROBE, status=Job.Status.QUEUED, queued_at=timezone.now())
+    dispatcher = Dispatcher(queues=[PROBE])
+    assert dispatcher.release_lost() == 1
+    assert dispatcher.release_lost() == 0  # the clock restarted: not again before the grace
+    assert [(j, a) for j, a, _ in published(broker)] == [(str(queued.id), 1)]
+    fresh.refresh_from_db()
+    assert fresh.queued_at > long_ago
+
+
+def test_an_overdue_retry_has_no_message_to_lose_it_is_released_when_due(broker, user):
+    """A RETRYING job's next attempt is published by the release, not held in a worker as a
+    countdown message: a restarted Redis or a killed worker cannot lose it."""
+    long_ago = timezone.now() - timedelta(minutes=10)
     retrying = JobFactory(
         owner=user, queue=PROBE, status=Job.Status.RETRYING, attempts=2, next_attempt_at=long_ago
     )
-    fresh = JobFactory(owner=user, queue=PROBE, status=Job.Status.QUEUED, queued_at=timezone.now())
     dispatcher = Dispatcher(queues=[PROBE])
-    assert dispatcher.release_lost() == 2
-    assert dispatcher.release_lost() == 0  # the clock restarted: not again before the grace
-    assert sorted((j, a) for j, a, _ in published(broker)) == sorted(
-        [(str(queued.id), 1), (str(retrying.id), 3)]
-    )
-    fresh.refresh_from_db()
-    assert fresh.queued_at > long_ago
+    assert dispatcher.release_lost() == 0
+    assert dispatcher.dispatch_once() == 1
+    assert [(j, a) for j, a, _ in published(broker)] == [(str(retrying.id), 3)]
 
 
 def test_a_dispatcher_serves_only_its_queues(broker, user):

@@ -29,3 +29,13 @@ def test_beat_uses_the_database_scheduler_and_workers_reuse_connections():
     assert app.conf.beat_scheduler == "django_celery_beat.schedulers:DatabaseScheduler"
     # Read by Celery's Django fixup under exactly this name.
     assert app.conf.get("CELERY_DB_REUSE_MAX") >= 100
+
+
+def test_workers_serve_message_priority_and_rotate_between_queues():
+    """Kombu's queue_order_strategy orders the *queues* of a worker's BRPOP, not messages: with
+    "priority" or "sorted" a busy first queue starves the others. Message priority comes from
+    priority_steps, ten Redis lists per queue named highest first in every BRPOP
+    (tests/jobs/test_flow_control.py runs both with a real worker)."""
+    options = app.conf.broker_transport_options
+    assert options["queue_order_strategy"] == "round_robin"
+    assert options["priority_steps"] == list(range(10))

@@ -205,3 +205,32 @@ def test_stats_count_what_the_caller_sees(role: str) -> None:
     response = send(w.client, Call("GET", "/api/v1/dead-letters/stats/"))
     assert response.status_code == 200
     assert response.json()["open"] == (3 if role == "admin" else 2)
+
+
+# Platform-wide endpoints (flow control): not an owner's object, so whose does not matter; each
+# needs a least role. Every role reads the queues and its own limits; an operator pauses and
+# resumes a queue (an incident, a deploy); only an admin changes its in-flight cap.
+PLATFORM = [
+    ("queue list", Call("GET", "/api/v1/queues/"), Role.VIEWER, 200),
+    ("queue detail", Call("GET", "/api/v1/queues/default/"), Role.VIEWER, 200),
+    ("limits", Call("GET", "/api/v1/limits/"), Role.VIEWER, 200),
+    ("queue pause", Call("POST", "/api/v1/queues/default/pause/"), Role.OPERATOR, 200),
+    ("queue resume", Call("POST", "/api/v1/queues/default/resume/"), Role.OPERATOR, 200),
+    ("queue cap", Call("PATCH", "/api/v1/queues/default/", {"max_in_flight": 5}), Role.ADMIN, 200),
+]
+RANK = {None: 0, Role.VIEWER: 1, Role.OPERATOR: 2, Role.ADMIN: 3}
+
+
+@pytest.mark.parametrize(("name", "call", "least", "ok"), PLATFORM, ids=[p[0] for p in PLATFORM])
+@pytest.mark.parametrize("role", [None, *Role], ids=lambda r: r or "anonymous")
+def test_platform_role_matrix(name: str, call: Call, least: Role, ok: int, role: Role | None):
+    client = APIClient() if role is None else client_for(with_role(UserFactory(), role))
+    response = send(client, call)
+    if role is None:
+        expected: tuple[int, str | None] = (401, "AUTH.NOT_AUTHENTICATED")
+    elif RANK[role] < RANK[least]:
+        expected = (403, "AUTH.PERMISSION_DENIED")
+    else:
+        expected = (ok, None)
+    code = response.json()["error"]["code"] if response.status_code >= 400 else None
+    assert (response.status_code, code) == expected, response.content

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from executions.models import Execution
-from jobs.models import Job
+from jobplatform.roles import Role
+from jobs.models import Job, OwnerQuota, Queue
+from tests.factories import UserFactory, with_role
 from tests.jobs.factories import JobFactory
 
 pytestmark = pytest.mark.django_db
@@ -41,3 +46,55 @@ def test_the_cancel_action_cancels_through_the_service(operator):
     queued.refresh_from_db()
     done.refresh_from_db()
     assert (queued.status, done.status) == (Job.Status.CANCELLED, Job.Status.SUCCEEDED)
+
+
+def test_a_waiting_job_says_why_it_waits(operator):
+    job = JobFactory(run_at=timezone.now() + timedelta(hours=1))
+    page = operator.get(f"/admin/jobs/job/{job.id}/change/")
+    assert page.status_code == 200
+    assert b"Waiting for" in page.content and b"run_at" in page.content
+
+
+def test_operators_pause_and_resume_queues_and_set_a_cap(operator):
+    waiting = JobFactory(queue="flow")
+    queued = JobFactory(queue="flow", status=Job.Status.QUEUED)
+    listing = operator.get("/admin/jobs/queue/")
+    assert listing.status_code == 200 and b"flow" in listing.content  # made after migrate
+    operator.post("/admin/jobs/queue/", {"action": "pause_queues", "_selected_action": ["flow"]})
+    assert Queue.objects.get(name="flow").paused
+    queued.refresh_from_db()
+    assert queued.status == Job.Status.PENDING  # through the service: handed back
+    page = operator.get(f"/admin/jobs/job/{waiting.id}/change/")
+    assert b"paused_queue" in page.content
+    operator.post("/admin/jobs/queue/", {"action": "resume_queues", "_selected_action": ["flow"]})
+    assert not Queue.objects.get(name="flow").paused
+    response = operator.post("/admin/jobs/queue/flow/change/", {"max_in_flight": "7"})
+    assert response.status_code == 302
+    assert Queue.objects.get(name="flow").max_in_flight == 7
+
+
+def test_the_operator_role_pauses_a_queue_in_the_admin_but_may_not_cap_it(client):
+    client.force_login(with_role(UserFactory(is_staff=True), Role.OPERATOR))
+    client.post("/admin/jobs/queue/", {"action": "pause_queues", "_selected_action": ["flow"]})
+    assert Queue.objects.get(name="flow").paused
+    client.post("/admin/jobs/queue/", {"action": "resume_queues", "_selected_action": ["flow"]})
+    assert not Queue.objects.get(name="flow").paused
+    response = client.post("/admin/jobs/queue/flow/change/", {"max_in_flight": "7"})
+    assert response.status_code == 403
+    assert Queue.objects.get(name="flow").max_in_flight is None
+    assert client.get("/admin/jobs/ownerquota/").status_code == 403
+
+
+def test_operators_give_an_owner_a_weight_and_a_cap(operator, user):
+    refused = operator.post(
+        "/admin/jobs/ownerquota/add/", {"owner": user.pk, "weight": "0", "max_unfinished": ""}
+    )
+    assert refused.status_code == 200  # the form shows the error
+    assert not OwnerQuota.objects.exists()
+    response = operator.post(
+        "/admin/jobs/ownerquota/add/",
+        {"owner": user.pk, "weight": "3", "max_unfinished": "10"},
+    )
+    assert response.status_code == 302, response.content
+    quota = OwnerQuota.objects.get(owner=user)
+    assert (quota.weight, quota.max_unfinished) == (3, 10)

@@ -56,7 +56,7 @@ def test_every_transition_starts_from_known_states_and_never_leaves_a_terminal_o
 
 
 def test_sql_literals_accept_only_plain_states():
-    assert lifecycle.sql_in(lifecycle.CLAIMABLE) == "('queued', 'retrying')"
+    assert lifecycle.sql_in(lifecycle.RELEASABLE) == "('pending', 'retrying')"
     with pytest.raises(ValueError):
         lifecycle.sql("pending') OR ('1' = '1")
 
@@ -126,14 +126,13 @@ def _reschedule(job: Job) -> bool:
 
 # transition -> (how a job in some state is prepared, the service call; True if it moved it)
 CASES: dict[lifecycle.Transition, tuple[dict[str, Any], Callable[[Job], bool]]] = {
-    lifecycle.RELEASE: ({}, lambda job: bool(job_release_due(limit=10))),
+    lifecycle.RELEASE: (
+        {"next_attempt_at": timezone.now() - AN_HOUR_AGO},
+        lambda job: bool(job_release_due(limit=10).jobs),
+    ),
     lifecycle.UNRELEASE: ({}, lambda job: job_unrelease(job_ids=[job.id]) == 1),
     lifecycle.REDELIVER_QUEUED: (
         {"queued_at": timezone.now() - AN_HOUR_AGO},
-        lambda job: bool(job_release_lost(older_than=60, limit=10)),
-    ),
-    lifecycle.REDELIVER_RETRY: (
-        {"next_attempt_at": timezone.now() - AN_HOUR_AGO},
         lambda job: bool(job_release_lost(older_than=60, limit=10)),
     ),
     lifecycle.CLAIM: (
@@ -183,12 +182,21 @@ def test_the_database_refuses_a_state_the_lifecycle_does_not_know():
 
 
 @pytest.mark.django_db
-def test_release_leaves_future_jobs_pending_and_takes_the_oldest_first():
+def test_release_leaves_future_jobs_pending_and_takes_the_oldest_first(user):
     now = timezone.now()
-    future = JobFactory(run_at=now + timedelta(hours=1))
-    newer = JobFactory(run_at=now - timedelta(seconds=1))
-    older = JobFactory(run_at=now - timedelta(seconds=10))
-    assert [r.id for r in job_release_due(limit=1)] == [older.id]
-    assert [r.id for r in job_release_due(limit=10)] == [newer.id]
+    future = JobFactory(owner=user, run_at=now + timedelta(hours=1))
+    newer = JobFactory(owner=user, run_at=now - timedelta(seconds=1))
+    older = JobFactory(owner=user, run_at=now - timedelta(seconds=10))
+    assert [r.id for r in job_release_due(limit=1).jobs] == [older.id]
+    assert [r.id for r in job_release_due(limit=10).jobs] == [newer.id]
     future.refresh_from_db()
     assert future.status == Job.Status.PENDING
+
+
+def test_the_models_indexes_name_the_lifecycles_sets():
+    """jobs.models cannot import the lifecycle (it imports the models): its partial indexes
+    spell the sets out, and must spell them as the lifecycle does."""
+    from jobs import models
+
+    assert set(models._WAITING) == lifecycle.RELEASABLE
+    assert set(models._IN_FLIGHT) == lifecycle.IN_FLIGHT

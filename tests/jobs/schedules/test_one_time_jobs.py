@@ -100,7 +100,7 @@ def test_a_cancelled_future_job_is_never_released(api, user):
     job = JobFactory(owner=user, run_at=timezone.now() + timedelta(hours=1))
     assert api.post(f"/api/v1/jobs/{job.id}/cancel/").json()["status"] == "cancelled"
     Job.objects.filter(id=job.id).update(run_at=timezone.now() - timedelta(seconds=1))
-    assert job_release_due(limit=10) == []
+    assert job_release_due(limit=10).jobs == []
 
 
 @pytest.mark.integration
