@@ -182,7 +182,9 @@ class Dispatcher:
             *chores,
         ]
         if schedules:  # every queue's schedules, whatever queues the dispatcher releases
-            self.chores.append(
+            # First of the chores: a tick comes before the look for lost work that is due with it.
+            self.chores.insert(
+                0,
                 Chore(
                     "fire-schedules",
                     # At every tick (due_in), and every poll besides: a buffer_one tick fires
@@ -191,7 +193,7 @@ class Dispatcher:
                     schedules_fire_due,
                     due_in=self.seconds_until_next_tick,
                     channel=SCHEDULES_CHANNEL,
-                )
+                ),
             )
         self._listener: psycopg.Connection | None = None
 

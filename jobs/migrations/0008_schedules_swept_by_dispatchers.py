@@ -1,6 +1,8 @@
 # Schedules no longer own a django-celery-beat PeriodicTask: the dispatchers' sweep fires them at
 # their next_fire_at (docs/schedules.md), and beat keeps only its own entries. The beat rows the
-# schedules owned, and their crontabs, are deleted; a running beat is told to reload.
+# schedules owned, and their crontabs, are deleted; a running beat is told to reload. The sweep
+# copies a template's steps into each job as they are stored, so the stored steps take the shape
+# a job stores (jobs.services.job_steps).
 
 from django.conf import settings
 from django.db import migrations, models
@@ -23,6 +25,25 @@ def delete_wake_up_rows(apps, schema_editor):
     PeriodicTasks.objects.update_or_create(ident=1, defaults={"last_update": timezone.now()})
 
 
+def _job_steps(steps):
+    """jobs.services.job_steps as of this migration (a frozen copy: that one may change)."""
+    return [
+        {"type": s["type"], "params": s.get("params", {})}
+        | ({"timeout": s["timeout"]} if s.get("timeout") is not None else {})
+        for s in steps
+    ]
+
+
+def normalise_template_steps(apps, schema_editor):
+    Schedule = apps.get_model("jobs", "Schedule")
+    for schedule in Schedule.objects.only("id", "job_template").iterator():
+        steps = _job_steps(schedule.job_template["steps"])
+        if steps != schedule.job_template["steps"]:
+            Schedule.objects.filter(id=schedule.id).update(
+                job_template=schedule.job_template | {"steps": steps}
+            )
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -38,6 +59,7 @@ class Migration(migrations.Migration):
         ),
         # Irreversible: the code before it needs a beat row per schedule, which this cannot make.
         migrations.RunPython(delete_wake_up_rows),
+        migrations.RunPython(normalise_template_steps, migrations.RunPython.noop),
         migrations.AddIndex(
             model_name='schedule',
             index=models.Index(condition=models.Q(('enabled', True), ('next_fire_at__isnull', False)), fields=['next_fire_at'], name='schedule_due'),

@@ -4,12 +4,14 @@
 ``jobs.dispatcher``) at every schedule's ``next_fire_at``, and it fires every due schedule in
 batches, set-based: one statement claims a batch of due schedules (``FOR UPDATE SKIP LOCKED``, so
 several dispatchers share the work and never fire one tick twice), one ``INSERT … SELECT`` makes
-their jobs, one UPDATE advances their ``next_fire_at``, one INSERT records the firings. What each
-tick does is decided by ``jobs.schedules.policies``: the misfire policy (computed once per
-distinct cron, zone and ``next_fire_at``) says which due ticks fire, the overlap policy, from the
-jobs table, what each firing does. The job insert is ``ON CONFLICT (schedule, scheduled_for) DO
-NOTHING`` besides: one job per tick whatever happens. :func:`schedule_trigger` (fire now, from
-the API or the admin) fires one schedule through the same decisions and writes.
+their jobs, one INSERT records the firings, one UPDATE advances their ``next_fire_at``; once every
+batch has committed, one DELETE per batch prunes old firings. What each tick does is decided by
+``jobs.schedules.policies``: the
+misfire policy (computed once per distinct cron, zone and ``next_fire_at``) says which due ticks
+fire, the overlap policy, from the jobs table, what each firing does. The job insert is
+``ON CONFLICT (schedule, scheduled_for) DO NOTHING`` besides: one job per tick whatever happens.
+:func:`schedule_trigger` (fire now, from the API or the admin) fires one schedule through the
+same decisions and writes.
 """
 
 from __future__ import annotations
@@ -18,16 +20,18 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from jobplatform.db import prepared_cursor
 from jobplatform.errors import Conflict, NotFound
 from jobs import lifecycle
 from jobs.lifecycle import sql_in
@@ -39,8 +43,9 @@ from jobs.schedules.policies import (
     OverlapPlan,
     misfire_plan,
     overlap_plan,
+    tick_run_at,
 )
-from jobs.services import TemplatedJob, job_insert_from_templates, jobs_cancel
+from jobs.services import job_insert_ticks, jobs_cancel
 
 logger = logging.getLogger("jobplatform.schedules")
 
@@ -69,18 +74,27 @@ class FireResult:
 
 @dataclass(frozen=True)
 class SweepResult:
-    """What one sweep fired: each schedule's firings, and how long it took."""
+    """What one sweep recorded, firing by firing, and how long it took."""
 
-    fired: dict[UUID, FireResult] = field(default_factory=dict)
+    # (schedule, tick, outcome, job) of each firing recorded, in order
+    firings: tuple[tuple[UUID, datetime, str, UUID | None], ...] = ()
     seconds: float = 0.0  # wall clock
     cpu_seconds: float = 0.0  # this process's CPU (PostgreSQL's is not in it)
+
+    @cached_property
+    def fired(self) -> dict[UUID, FireResult]:
+        """Each fired schedule's firings, in order."""
+        by_schedule: dict[UUID, list[Fired]] = {}
+        for schedule_id, tick, outcome, job_id in self.firings:
+            by_schedule.setdefault(schedule_id, []).append(Fired(tick, outcome, job_id))
+        return {key: FireResult(tuple(value)) for key, value in by_schedule.items()}
 
     def of(self, schedule_id: UUID) -> FireResult:
         return self.fired.get(schedule_id, FireResult())
 
     @property
     def jobs(self) -> int:
-        return sum(len(result.job_ids) for result in self.fired.values())
+        return sum(job_id is not None for *_, job_id in self.firings)
 
 
 # --- the sweep ---------------------------------------------------------------------------------
@@ -100,22 +114,29 @@ def schedules_fire_due(
     now = now or timezone.now()
     batch_size = batch_size or settings.JOBPLATFORM_SCHEDULE_BATCH
     began, cpu = time.monotonic(), time.process_time()
-    fired: dict[UUID, FireResult] = {}
+    firings: list[tuple[UUID, datetime, str, UUID | None]] = []
+    schedules = 0
+    plans: dict[tuple[Any, ...], MisfirePlan] = {}  # shared by the batches of one sweep
     while True:
         with transaction.atomic():
             claimed = _claim(now=now, limit=batch_size)
-            fired |= _fire_batch(claimed, now=now)
+            firings += _fire_batch(claimed, now=now, plans=plans)
+        schedules += len(claimed)
         # A short batch: nothing else is due, or the rest is locked by another sweeper (which
         # fires it) or by an edit (the next sweep fires it).
         if len(claimed) < batch_size:
             break
+    # Once every job is made: the pruning takes no time from the ticks.
+    fired = list(dict.fromkeys(schedule_id for schedule_id, *_ in firings))
+    for start in range(0, len(fired), batch_size):
+        _prune_firings(fired[start : start + batch_size])
     result = SweepResult(
-        fired=fired, seconds=time.monotonic() - began, cpu_seconds=time.process_time() - cpu
+        tuple(firings), seconds=time.monotonic() - began, cpu_seconds=time.process_time() - cpu
     )
-    if fired:
+    if firings:
         logger.info(
             "fired %d schedules (%d jobs) in %.0f ms, %.0f ms CPU",
-            len(fired),
+            schedules,
             result.jobs,
             1000 * result.seconds,
             1000 * result.cpu_seconds,
@@ -123,9 +144,9 @@ def schedules_fire_due(
     return result
 
 
-_DUE_COLUMNS = (
-    "id, owner_id, job_template::text, cron, timezone, overlap, misfire, misfire_window, "
-    "misfire_cap, jitter, end_at, next_fire_at, buffered_for"
+_CLAIMED_COLUMNS = (
+    "id, cron, timezone, overlap, misfire, misfire_window, misfire_cap, jitter, end_at, "
+    "next_fire_at, buffered_for"
 )
 _ACTIVE = sql_in(lifecycle.ACTIVE)
 _CLAIM_SQL = f"""
@@ -139,8 +160,8 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 ), unblocked AS (
     -- buffer_one: a tick waits in buffered_for until the schedule's unfinished jobs have ended.
-    SELECT id FROM jobs_schedule s
-    WHERE enabled AND buffered_for IS NOT NULL
+    SELECT id FROM jobs_schedule AS s
+    WHERE enabled AND buffered_for IS NOT NULL  -- the partial index schedule_buffered
       AND NOT EXISTS (
           SELECT FROM jobs_job
           WHERE schedule_id = s.id AND status IN {_ACTIVE}  -- the partial job_schedule_active
@@ -148,64 +169,65 @@ WITH due AS (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
-SELECT {_DUE_COLUMNS} FROM jobs_schedule
-WHERE id IN (SELECT id FROM due UNION SELECT id FROM unblocked)
+SELECT {_CLAIMED_COLUMNS} FROM jobs_schedule
+-- By primary key: a join would read the whole table to find the batch.
+WHERE id = ANY(ARRAY(SELECT id FROM due UNION SELECT id FROM unblocked))
 """
 
 
 def _claim(*, now: datetime, limit: int) -> list[Claimed]:
     """Lock up to ``limit`` due schedules (and as many unblocked buffered ones) until commit."""
-    with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, {"now": now, "limit": limit})
+    with prepared_cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, {"now": now, "limit": limit}, prepare=True, binary=True)
         return [Claimed(*row) for row in cursor.fetchall()]
 
 
-def _fire_batch(claimed: Sequence[Claimed], *, now: datetime) -> dict[UUID, FireResult]:
-    """Fire the claimed schedules (their row locks are held): decide, write, advance."""
-    if not claimed:
-        return {}
-    planned = _overlap_plans(claimed, _misfire_plans(claimed, now=now), now=now)
-    fired = _write([decision for _, decision in planned], now=now, manual=False)
-    _advance([(d.schedule.id, plan.next_fire_at, d.buffered_for) for plan, d in planned], now=now)
-    return fired
+def _fire_batch(
+    claimed: Sequence[Claimed], *, now: datetime, plans: dict[tuple[Any, ...], MisfirePlan]
+) -> list[tuple[UUID, datetime, str, UUID | None]]:
+    """Fire the claimed schedules (their row locks are held): decide, write, advance.
 
-
-def _overlap_plans(
-    claimed: Sequence[Claimed], plans: dict[UUID, MisfirePlan], *, now: datetime
-) -> list[tuple[MisfirePlan, OverlapPlan]]:
-    """What each claimed schedule's firing does, with the jobs table read once for the batch.
-
-    A schedule without a misfire plan has only a buffered tick (claimed because the job it
-    waited for had ended): it fires unless another of its jobs has started meanwhile.
+    Most schedules fire one tick with overlap ``allow``: their firing is one job and one record
+    whatever their jobs do, so they are written straight from their misfire plan, a few list
+    appends each. The others go through the overlap policy, with their unfinished jobs read
+    once for the batch.
     """
-    # Only these look at their unfinished jobs: thousands of ``allow`` schedules cost nothing.
-    watched = [s.id for s in claimed if s.overlap != Schedule.Overlap.ALLOW or s.buffered_for]
-    active = _active_jobs(watched)
-    taken = _ticks_with_jobs(claimed, plans)
-    planned = []
+    if not claimed:
+        return []
+    plans_of = _misfire_plans(claimed, now=now, computed=plans)
+    batch = _Batch(now=now)
+    involved = []
     for schedule in claimed:
-        plan = plans.get(schedule.id)
-        if plan is None:
-            if active.get(schedule.id):
-                continue  # the buffered tick waits on
-            plan = MisfirePlan(fire=(), skipped=None, next_fire_at=schedule.next_fire_at)
-        decision = overlap_plan(
-            schedule,
-            plan.fire,
-            plan.skipped,
-            active=list(active.get(schedule.id, ())),
-            taken=taken.get(schedule.id, set()),
-            now=now,
-        )
-        planned.append((plan, decision))
-    return planned
+        plan = plans_of.get(schedule.id)
+        if (
+            plan is not None
+            and schedule.overlap == Schedule.Overlap.ALLOW
+            and schedule.buffered_for is None
+            and len(plan.fire) <= 1
+        ):
+            # What overlap_plan decides for it, without the call: the skipped ticks, the tick.
+            if plan.skipped is not None:
+                batch.record(schedule.id, plan.skipped[0], Outcome.SKIPPED_MISFIRE, plan.skipped[1])
+            for tick, missed in plan.fire:
+                batch.record(schedule.id, tick, Outcome.CREATED, missed)
+                run_at = tick_run_at(tick, now=now, jitter=schedule.jitter)
+                batch.job(schedule.id, tick, run_at, job_id=None)
+            batch.advance(schedule.id, plan.next_fire_at, None)
+        else:
+            involved.append(schedule)
+    for plan, decision in _overlap_plans(involved, plans_of, now=now):
+        batch.add(decision)
+        batch.advance(decision.schedule.id, plan.next_fire_at, decision.buffered_for)
+    return batch.write(manual=False)
 
 
-def _misfire_plans(claimed: Iterable[Claimed], *, now: datetime) -> dict[UUID, MisfirePlan]:
-    """The misfire plan of each due schedule, computed once per distinct set of inputs: the
-    schedules of one cron, zone and next tick (thousands of ``* * * * *``) share one."""
+def _misfire_plans(
+    claimed: Iterable[Claimed], *, now: datetime, computed: dict[tuple[Any, ...], MisfirePlan]
+) -> dict[UUID, MisfirePlan]:
+    """The misfire plan of each due schedule, computed once per distinct set of inputs (kept in
+    ``computed``): the schedules of one cron, zone and next tick (thousands of ``* * * * *``)
+    share one."""
     grace = settings.JOBPLATFORM_SCHEDULE_MISFIRE_GRACE
-    computed: dict[tuple[Any, ...], MisfirePlan] = {}
     plans: dict[UUID, MisfirePlan] = {}
     for due in claimed:
         if due.next_fire_at is None or due.next_fire_at > now:
@@ -228,16 +250,46 @@ def _misfire_plans(claimed: Iterable[Claimed], *, now: datetime) -> dict[UUID, M
     return plans
 
 
+def _overlap_plans(
+    claimed: Sequence[Claimed], plans: dict[UUID, MisfirePlan], *, now: datetime
+) -> list[tuple[MisfirePlan, OverlapPlan]]:
+    """What each claimed schedule's firing does, with the jobs table read once for all of them.
+
+    A schedule without a misfire plan has only a buffered tick (claimed because the job it
+    waited for had ended): it fires unless another of its jobs has started meanwhile.
+    """
+    if not claimed:
+        return []
+    active = _active_jobs([s.id for s in claimed])
+    taken = _ticks_with_jobs(claimed, plans)
+    planned = []
+    for schedule in claimed:
+        plan = plans.get(schedule.id)
+        if plan is None:
+            if active.get(schedule.id):
+                continue  # the buffered tick waits on
+            plan = MisfirePlan(fire=(), skipped=None, next_fire_at=schedule.next_fire_at)
+        decision = overlap_plan(
+            schedule,
+            plan.fire,
+            plan.skipped,
+            active=list(active.get(schedule.id, ())),
+            taken=taken.get(schedule.id, set()),
+            now=now,
+        )
+        planned.append((plan, decision))
+    return planned
+
+
 def _active_jobs(schedule_ids: list[UUID]) -> dict[UUID, list[UUID]]:
     """Each schedule's unfinished jobs, oldest first (the partial index job_schedule_active)."""
-    if not schedule_ids:
-        return {}
     active: dict[UUID, list[UUID]] = {}
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT schedule_id, id FROM jobs_job WHERE schedule_id = ANY(%s)"
             f" AND status IN {_ACTIVE} ORDER BY created_at",
             [schedule_ids],
+            prepare=True,
         )
         for schedule_id, job_id in cursor.fetchall():
             active.setdefault(schedule_id, []).append(job_id)
@@ -262,7 +314,7 @@ def _ticks_with_jobs(
     if not pairs:
         return {}
     taken: dict[UUID, set[datetime]] = {}
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             "SELECT schedule_id, scheduled_for FROM jobs_job WHERE (schedule_id, scheduled_for)"
             " IN (SELECT * FROM unnest(%s::uuid[], %s::timestamptz[]))",
@@ -271,32 +323,6 @@ def _ticks_with_jobs(
         for schedule_id, tick in cursor.fetchall():
             taken.setdefault(schedule_id, set()).add(tick)
     return taken
-
-
-_ADVANCE_SQL = """
-UPDATE jobs_schedule AS s
-SET next_fire_at = v.next_fire_at, buffered_for = v.buffered_for,
-    last_fired_at = %(now)s, updated_at = %(now)s, version = s.version + 1
-FROM unnest(%(ids)s::uuid[], %(next)s::timestamptz[], %(buffered)s::timestamptz[])
-    AS v(id, next_fire_at, buffered_for)
-WHERE s.id = v.id
-"""
-
-
-def _advance(rows: list[tuple[UUID, datetime | None, datetime | None]], *, now: datetime) -> None:
-    """Move each fired schedule to its next tick, in one UPDATE (the rows are locked)."""
-    if not rows:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _ADVANCE_SQL,
-            {
-                "ids": [r[0] for r in rows],
-                "next": [r[1] for r in rows],
-                "buffered": [r[2] for r in rows],
-                "now": now,
-            },
-        )
 
 
 # --- manual trigger ------------------------------------------------------------------------------
@@ -317,106 +343,179 @@ def schedule_trigger(*, schedule_id: UUID, now: datetime | None = None) -> FireR
             version=F("version") + 1, updated_at=now
         ):
             raise NotFound("SCHEDULES.NOT_FOUND", f"no schedule {schedule_id}")
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {_DUE_COLUMNS} FROM jobs_schedule WHERE id = %s", [schedule_id])
-            due = Claimed(*cursor.fetchone())
-        plan = MisfirePlan(fire=((now, 0),), skipped=None, next_fire_at=due.next_fire_at)
-        [(_, decision)] = _overlap_plans([due], {due.id: plan}, now=now)
-        result = _write([decision], now=now, manual=True)[due.id]
-        if decision.buffered_for != due.buffered_for:
-            Schedule.objects.filter(id=due.id).update(buffered_for=decision.buffered_for)
-    if result.fired[-1].outcome == Outcome.SKIPPED_OVERLAP:
+        with prepared_cursor() as cursor:
+            cursor.execute(
+                f"SELECT {_CLAIMED_COLUMNS} FROM jobs_schedule WHERE id = %s", [schedule_id]
+            )
+            schedule = Claimed(*cursor.fetchone())  # type: ignore[misc]
+        plan = MisfirePlan(fire=((now, 0),), skipped=None, next_fire_at=schedule.next_fire_at)
+        [(_, decision)] = _overlap_plans([schedule], {schedule.id: plan}, now=now)
+        batch = _Batch(now=now)
+        batch.add(decision)
+        fired = [Fired(tick, outcome, job) for _, tick, outcome, job in batch.write(manual=True)]
+        _prune_firings([schedule.id])
+        if decision.buffered_for != schedule.buffered_for:
+            Schedule.objects.filter(id=schedule.id).update(buffered_for=decision.buffered_for)
+    if fired[-1].outcome == Outcome.SKIPPED_OVERLAP:
         raise Conflict(
             "SCHEDULES.OVERLAP_SKIPPED",
-            f"overlap is {due.overlap} and an earlier job of the schedule is unfinished",
-            {"overlap": due.overlap},
+            f"overlap is {schedule.overlap} and an earlier job of the schedule is unfinished",
+            {"overlap": schedule.overlap},
         )
-    return result
+    return FireResult(tuple(fired))
 
 
 # --- the writes ----------------------------------------------------------------------------------
 
 
-def _write(
-    decisions: Sequence[OverlapPlan], *, now: datetime, manual: bool
-) -> dict[UUID, FireResult]:
-    """Store what ``decisions`` decided, set-based: the jobs (one INSERT … SELECT), the
-    cancellations (one UPDATE), the firings (one INSERT), and prune old firings (one DELETE)."""
-    templates: dict[str, int] = {}
-    jobs: list[TemplatedJob] = []
-    for decision in decisions:
-        index = templates.setdefault(decision.schedule.template, len(templates))
-        jobs += [replace(r.job, template=index) for r in decision.ticks if r.job is not None]
-    made = job_insert_from_templates(templates=list(templates), jobs=jobs, now=timezone.now())
-    # After the insert: a job made just now (for a buffered tick) may be one cancel_previous ends.
-    wanted = [job_id for d in decisions for job_id in d.cancel]
-    cancelled = set(jobs_cancel(job_ids=wanted)) if wanted else set()
+class _Batch:
+    """What a batch of firings writes, column by column: each list becomes one array parameter
+    of one statement, whatever the number of schedules."""
 
-    fired: dict[UUID, FireResult] = {}
-    firings: list[tuple[Any, ...]] = []
-    for decision in decisions:
-        results = []
-        for r in decision.ticks:
-            job_id = r.job.id if r.job is not None and r.job.id in made else None
-            outcome = (
-                Outcome.DUPLICATE if r.outcome == Outcome.CREATED and not job_id else r.outcome
+    def __init__(self, *, now: datetime) -> None:
+        self.now = now
+        # The jobs: job_insert_ticks's columns.
+        self.job_ids: list[UUID | None] = []
+        self.job_schedules: list[UUID] = []
+        self.job_ticks: list[datetime] = []
+        self.job_run_at: list[datetime] = []
+        # The firings, in order; a CREATED one's job is looked up by (schedule, tick).
+        self.firings: list[tuple[UUID, datetime, str, int, tuple[UUID, ...]]] = []
+        self.cancel: list[UUID] = []
+        # The schedules fired by the sweep: (id, next_fire_at, buffered_for).
+        self.advanced: list[tuple[UUID, datetime | None, datetime | None]] = []
+
+    def job(self, schedule_id: UUID, tick: datetime, run_at: datetime, job_id: UUID | None) -> None:
+        self.job_ids.append(job_id)
+        self.job_schedules.append(schedule_id)
+        self.job_ticks.append(tick)
+        self.job_run_at.append(run_at)
+
+    def record(
+        self,
+        schedule_id: UUID,
+        tick: datetime,
+        outcome: str,
+        missed: int,
+        *,
+        cancels: tuple[UUID, ...] = (),
+    ) -> None:
+        self.firings.append((schedule_id, tick, outcome, missed, cancels))
+
+    def add(self, decision: OverlapPlan) -> None:
+        schedule_id = decision.schedule.id
+        for t in decision.ticks:
+            self.record(schedule_id, t.tick, t.outcome, t.missed, cancels=t.cancels)
+            if t.job_id is not None and t.run_at is not None:
+                self.job(schedule_id, t.tick, t.run_at, t.job_id)
+        self.cancel += decision.cancel
+
+    def advance(
+        self, schedule_id: UUID, next_fire_at: datetime | None, buffered_for: datetime | None
+    ) -> None:
+        self.advanced.append((schedule_id, next_fire_at, buffered_for))
+
+    def write(self, *, manual: bool) -> list[tuple[UUID, datetime, str, UUID | None]]:
+        """The jobs (one INSERT … SELECT), the cancellations of cancel_previous (one UPDATE),
+        the firings (one INSERT) and the schedules' next ticks (one UPDATE). Returns each firing
+        as (schedule, tick, outcome, job)."""
+        made = (
+            job_insert_ticks(
+                schedule_ids=self.job_schedules,
+                ticks=self.job_ticks,
+                run_at=self.job_run_at,
+                ids=self.job_ids,
+                now=timezone.now(),
             )
-            ended = [str(j) for j in r.cancels if j in cancelled]
-            firings.append(
-                (decision.schedule.id, r.tick, outcome, job_id, r.missed, json.dumps(ended))
+            if self.job_schedules
+            else {}
+        )
+        # After the insert: a job made just now (for a buffered tick) may be one cancel_previous
+        # ends, as the firing that makes it and then the next one did before the sweep.
+        cancelled = set(jobs_cancel(job_ids=self.cancel)) if self.cancel else set()
+        recorded: list[tuple[UUID, datetime, str, UUID | None]] = []
+        ended: list[str | None] = []
+        for schedule_id, tick, outcome, _, cancels in self.firings:
+            job_id = made.get((schedule_id, tick)) if outcome == Outcome.CREATED else None
+            if outcome == Outcome.CREATED and job_id is None:
+                outcome = Outcome.DUPLICATE  # the tick had its job already
+            recorded.append((schedule_id, tick, outcome, job_id))
+            ended.append(
+                json.dumps([str(j) for j in cancels if j in cancelled]) if cancels else None
             )
-            results.append(Fired(r.tick, outcome, job_id))
-        fired[decision.schedule.id] = FireResult(fired=tuple(results))
-    _record_firings(firings, now=now, manual=manual)
-    _prune_firings([d.schedule.id for d in decisions])
-    return fired
+        self._record(recorded, ended, manual=manual)
+        self._advance()
+        return recorded
+
+    def _record(
+        self,
+        recorded: list[tuple[UUID, datetime, str, UUID | None]],
+        ended: list[str | None],
+        *,
+        manual: bool,
+    ) -> None:
+        if not recorded:
+            return
+        schedules, ticks, outcomes, jobs = (list(c) for c in zip(*recorded, strict=True))
+        params = {
+            "schedules": schedules,
+            "ticks": ticks,
+            "outcomes": [str(o) for o in outcomes],
+            "jobs": jobs,
+            "missed": [f[3] for f in self.firings],
+            "cancelled": ended,
+            "fired_at": self.now,
+            "manual": manual,
+        }
+        with prepared_cursor() as cursor:
+            cursor.execute(_FIRINGS_SQL, params, prepare=True)
+
+    def _advance(self) -> None:
+        """Move each fired schedule to its next tick, in one UPDATE (the rows are locked)."""
+        if not self.advanced:
+            return
+        ids, next_fire_at, buffered_for = (list(c) for c in zip(*self.advanced, strict=True))
+        with prepared_cursor() as cursor:
+            cursor.execute(
+                _ADVANCE_SQL,
+                {"ids": ids, "next": next_fire_at, "buffered": buffered_for, "now": self.now},
+                prepare=True,
+            )
 
 
 _FIRINGS_SQL = """
 INSERT INTO jobs_schedulefiring
     (schedule_id, scheduled_for, outcome, job_id, missed, cancelled, fired_at, manual)
-SELECT schedule_id, scheduled_for, outcome, job_id, missed, cancelled, %(now)s, %(manual)s
+SELECT schedule_id, scheduled_for, outcome, job_id, missed, coalesce(cancelled, '[]'),
+    %(fired_at)s, %(manual)s
 FROM unnest(
-    %(schedules)s::uuid[], %(ticks)s::timestamptz[], %(outcomes)s::text[], %(jobs)s::uuid[],
-    %(missed)s::integer[], %(cancelled)s::jsonb[]
+    %(schedules)b::uuid[], %(ticks)b::timestamptz[], %(outcomes)b::text[], %(jobs)b::uuid[],
+    %(missed)b::integer[], %(cancelled)s::jsonb[]
 ) WITH ORDINALITY AS f(schedule_id, scheduled_for, outcome, job_id, missed, cancelled, position)
 ORDER BY position  -- ids in decision order: a schedule's latest firing has the highest id
 """
-
-
-def _record_firings(rows: list[tuple[Any, ...]], *, now: datetime, manual: bool) -> None:
-    if not rows:
-        return
-    columns = list(zip(*rows, strict=True))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _FIRINGS_SQL,
-            {
-                "schedules": list(columns[0]),
-                "ticks": list(columns[1]),
-                "outcomes": [str(o) for o in columns[2]],
-                "jobs": list(columns[3]),
-                "missed": list(columns[4]),
-                "cancelled": list(columns[5]),
-                "now": now,
-                "manual": manual,
-            },
-        )
-
-
 _PRUNE_FIRINGS_SQL = """
 DELETE FROM jobs_schedulefiring AS f
-USING unnest(%(schedules)s::uuid[]) AS s(id)
+USING unnest(%(schedules)b::uuid[]) AS s(id)
 WHERE f.schedule_id = s.id AND f.id < (
     -- The oldest firing kept, from the index firing_schedule_recent.
     SELECT id FROM jobs_schedulefiring WHERE schedule_id = s.id
     ORDER BY id DESC OFFSET %(keep)s - 1 LIMIT 1
 )
 """
+_ADVANCE_SQL = """
+UPDATE jobs_schedule AS s
+SET next_fire_at = v.next_fire_at, buffered_for = v.buffered_for,
+    last_fired_at = %(now)s, updated_at = %(now)s, version = s.version + 1
+FROM unnest(%(ids)b::uuid[], %(next)b::timestamptz[], %(buffered)b::timestamptz[])
+    AS v(id, next_fire_at, buffered_for)
+WHERE s.id = v.id
+"""
 
 
 def _prune_firings(schedule_ids: list[UUID]) -> None:
-    if not schedule_ids:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(_PRUNE_FIRINGS_SQL, {"schedules": schedule_ids, "keep": FIRINGS_KEPT})
+    """Keep the latest FIRINGS_KEPT firings of each schedule (one DELETE)."""
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            _PRUNE_FIRINGS_SQL, {"schedules": schedule_ids, "keep": FIRINGS_KEPT}, prepare=True
+        )

@@ -14,12 +14,10 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Any
 from uuid import UUID
 
 from jobs.schedules import cron
 from jobs.schedules.models import Schedule, ScheduleFiring
-from jobs.services import TemplatedJob
 
 MISSED_COUNT_LIMIT = 1000  # missed ticks are counted up to this (a year has 525,600 minutes)
 
@@ -32,8 +30,6 @@ class Claimed:
     """A schedule a firing holds the row lock of: what the policies need to know of it."""
 
     id: UUID
-    owner_id: Any
-    template: str  # job_template as JSON text: it goes back to PostgreSQL as it came
     cron: str
     timezone: str
     overlap: str
@@ -107,6 +103,14 @@ def _count(ticks: cron.Ticks, start: datetime, end: datetime) -> int:
     return sum(1 for _ in islice(ticks.between(start, end), MISSED_COUNT_LIMIT))
 
 
+def tick_run_at(tick: datetime, *, now: datetime, jitter: int, order: int = 0) -> datetime:
+    """When a tick's job is due: the tick (or now, for a late tick) plus a random 0 to
+    ``jitter`` seconds; ``order`` microseconds keep the ticks of one catch-up released oldest
+    first."""
+    delay = random.uniform(0, jitter) if jitter else 0.0
+    return max(now, tick) + timedelta(seconds=delay, microseconds=order)
+
+
 @dataclass(frozen=True)
 class TickPlan:
     """What one tick does: a ScheduleFiring to record, and the job to make, if it makes one."""
@@ -114,7 +118,8 @@ class TickPlan:
     tick: datetime
     outcome: str  # a ScheduleFiring.Outcome
     missed: int = 0
-    job: TemplatedJob | None = None
+    job_id: UUID | None = None  # CREATED: the job to make, due at run_at
+    run_at: datetime | None = None
     cancels: tuple[UUID, ...] = ()  # the unfinished jobs cancel_previous ends for this tick
 
 
@@ -154,20 +159,10 @@ def overlap_plan(
         if tick in taken:
             records.append(TickPlan(tick, Outcome.DUPLICATE, missed, cancels=cancels))
             return
-        # Due at the tick (or now, for a late tick) plus the random jitter; ``made`` microseconds
-        # keep the ticks of one catch-up released oldest first.
-        delay = random.uniform(0, schedule.jitter) if schedule.jitter else 0.0
-        run_at = max(now, tick) + timedelta(seconds=delay, microseconds=made)
-        job = TemplatedJob(
-            id=uuid.uuid4(),
-            owner_id=schedule.owner_id,
-            template=0,  # set when the batch's templates are gathered
-            run_at=run_at,
-            schedule_id=schedule.id,
-            scheduled_for=tick,
-        )
-        records.append(TickPlan(tick, Outcome.CREATED, missed, job=job, cancels=cancels))
-        active.append(job.id)
+        job_id = uuid.uuid4()
+        run_at = tick_run_at(tick, now=now, jitter=schedule.jitter, order=made)
+        records.append(TickPlan(tick, Outcome.CREATED, missed, job_id, run_at, cancels))
+        active.append(job_id)
         made += 1
 
     if skipped is not None:
