@@ -232,7 +232,7 @@ def _misfire_plans(
     for due in claimed:
         if due.next_fire_at is None or due.next_fire_at > now:
             continue
-        key = (due.cron, due.timezone, due.next_fire_at, due.end_at, due.misfire)
+        key: tuple[Any, ...] = (due.cron, due.timezone, due.next_fire_at, due.end_at, due.misfire)
         if due.misfire == Schedule.Misfire.RUN_ALL:
             key += (due.misfire_window, due.misfire_cap)
         if key not in computed:

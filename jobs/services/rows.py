@@ -144,7 +144,7 @@ def _cast(field: Field[Any, Any], expression: str) -> str:
         return f"CAST({expression} AS jsonb)"
     if field.get_internal_type() in ("CharField", "TextField"):
         return expression
-    return f"CAST({expression} AS {field.cast_db_type(connection)})"
+    return f"CAST({expression} AS {field.db_type(connection)})"
 
 
 def _tick_columns() -> tuple[str, dict[str, Any]]:
