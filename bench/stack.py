@@ -126,10 +126,16 @@ class Stack:
 
     # --- processes ---------------------------------------------------------------------------
 
-    def start(self, name: str, argv: list[str], ready: str | None = None) -> None:
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        ready: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         log = (self.logs / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            argv, cwd=REPO, env=self.env | (env or {}), stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         if ready:
@@ -167,8 +173,11 @@ class Stack:
                 raise RuntimeError("gunicorn did not answer")
             time.sleep(0.1)
 
-    def start_dispatcher(self) -> None:
-        self.start("dispatcher", [sys.executable, "manage.py", "run_dispatcher"])
+    def start_dispatcher(self, name: str = "dispatcher", *, log_level: str | None = None) -> None:
+        """A dispatcher; ``log_level`` INFO makes it log each schedule sweep (what, how long)."""
+        env = {"DJANGO_LOG_LEVEL": log_level} if log_level else None
+        ready = "dispatcher started" if log_level else None
+        self.start(name, [sys.executable, "manage.py", "run_dispatcher"], ready, env)
 
     def start_worker(self) -> None:
         self.start(
