@@ -116,7 +116,7 @@ def schedules_fire_due(
     began, cpu = time.monotonic(), time.process_time()
     firings: list[tuple[UUID, datetime, str, UUID | None]] = []
     schedules = 0
-    plans: dict[tuple[Any, ...], MisfirePlan] = {}  # shared by the batches of one sweep
+    plans: dict[tuple[Any, ...], MisfirePlan | str] = {}  # shared by the batches of one sweep
     while True:
         with transaction.atomic():
             claimed = _claim(now=now, limit=batch_size)
@@ -183,7 +183,7 @@ def _claim(*, now: datetime, limit: int) -> list[Claimed]:
 
 
 def _fire_batch(
-    claimed: Sequence[Claimed], *, now: datetime, plans: dict[tuple[Any, ...], MisfirePlan]
+    claimed: Sequence[Claimed], *, now: datetime, plans: dict[tuple[Any, ...], MisfirePlan | str]
 ) -> list[tuple[UUID, datetime, str, UUID | None]]:
     """Fire the claimed schedules (their row locks are held): decide, write, advance.
 
@@ -194,10 +194,14 @@ def _fire_batch(
     """
     if not claimed:
         return []
-    plans_of = _misfire_plans(claimed, now=now, computed=plans)
+    plans_of, broken = _misfire_plans(claimed, now=now, computed=plans)
+    if broken:
+        _pause_broken(broken, now=now)
     batch = _Batch(now=now)
     involved = []
     for schedule in claimed:
+        if schedule.id in broken:
+            continue
         plan = plans_of.get(schedule.id)
         if (
             plan is not None
@@ -222,13 +226,17 @@ def _fire_batch(
 
 
 def _misfire_plans(
-    claimed: Iterable[Claimed], *, now: datetime, computed: dict[tuple[Any, ...], MisfirePlan]
-) -> dict[UUID, MisfirePlan]:
+    claimed: Iterable[Claimed],
+    *,
+    now: datetime,
+    computed: dict[tuple[Any, ...], MisfirePlan | str],
+) -> tuple[dict[UUID, MisfirePlan], dict[UUID, str]]:
     """The misfire plan of each due schedule, computed once per distinct set of inputs (kept in
     ``computed``): the schedules of one cron, zone and next tick (thousands of ``* * * * *``)
-    share one."""
+    share one. Also the schedules whose ticks cannot be computed, with why."""
     grace = settings.JOBPLATFORM_SCHEDULE_MISFIRE_GRACE
     plans: dict[UUID, MisfirePlan] = {}
+    broken: dict[UUID, str] = {}
     for due in claimed:
         if due.next_fire_at is None or due.next_fire_at > now:
             continue
@@ -236,18 +244,42 @@ def _misfire_plans(
         if due.misfire == Schedule.Misfire.RUN_ALL:
             key += (due.misfire_window, due.misfire_cap)
         if key not in computed:
-            computed[key] = misfire_plan(
-                ticks=cron.ticks(due.cron, due.timezone),
-                first=due.next_fire_at,
-                now=now,
-                end_at=due.end_at,
-                policy=due.misfire,
-                window=due.misfire_window,
-                cap=due.misfire_cap,
-                grace=grace,
-            )
-        plans[due.id] = computed[key]
-    return plans
+            try:
+                computed[key] = misfire_plan(
+                    ticks=cron.ticks(due.cron, due.timezone),
+                    first=due.next_fire_at,
+                    now=now,
+                    end_at=due.end_at,
+                    policy=due.misfire,
+                    window=due.misfire_window,
+                    cap=due.misfire_cap,
+                    grace=grace,
+                )
+            # A row no edit could store (written by hand, or a zone gone from tzdata after an
+            # upgrade): it must not fail the batch, and with it every other schedule's tick.
+            except (ValueError, KeyError, OverflowError) as exc:
+                computed[key] = f"{type(exc).__name__}: {exc}"
+        plan = computed[key]
+        if isinstance(plan, str):
+            broken[due.id] = plan
+        else:
+            plans[due.id] = plan
+    return plans, broken
+
+
+def _pause_broken(broken: dict[UUID, str], *, now: datetime) -> None:
+    """Pause the schedules whose ticks cannot be computed, saying why (the admin and the API
+    show it); an operator fixes and resumes them."""
+    for schedule_id, why in broken.items():
+        logger.error("schedule %s paused: its ticks cannot be computed (%s)", schedule_id, why)
+        Schedule.objects.filter(id=schedule_id).update(
+            enabled=False,
+            next_fire_at=None,
+            paused_at=now,
+            pause_note=f"paused by the dispatcher: its ticks cannot be computed ({why})",
+            updated_at=now,
+            version=F("version") + 1,
+        )
 
 
 def _overlap_plans(

@@ -59,6 +59,21 @@ def test_a_sweep_fires_every_due_schedule_in_batches_and_leaves_the_rest(user):
 
 
 @pytest.mark.django_db
+def test_a_schedule_whose_ticks_cannot_be_computed_is_paused_and_the_rest_fire(user):
+    healthy = make_schedule(user, now=T0, cron="* * * * *")
+    broken = make_schedule(user, now=T0, cron="* * * * *")
+    # No edit can store it; a zone gone from tzdata after an upgrade can.
+    Schedule.objects.filter(id=broken.id).update(timezone="Mars/Olympus_Mons")
+    swept = schedules_fire_due(now=TICK)
+    assert set(swept.fired) == {healthy.id}
+    broken.refresh_from_db()
+    assert (broken.enabled, broken.next_fire_at) == (False, None)
+    assert broken.pause_note.startswith("paused by the dispatcher: its ticks cannot be computed")
+    assert "Mars/Olympus_Mons" in broken.pause_note
+    assert schedules_fire_due(now=TICK + timedelta(minutes=1)).fired.keys() == {healthy.id}
+
+
+@pytest.mark.django_db
 def test_the_misfire_plan_is_computed_once_per_cron_zone_and_tick(user, monkeypatch):
     calls = []
 
