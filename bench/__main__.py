@@ -363,6 +363,9 @@ def schedules_on_time(
             stack.stop(name)
     for sample in per_tick:
         sample |= tick_lags(stack, sample["tick"])
+        for lag in ("created", "started"):  # each tick's own figures, besides the pooled ones
+            lags = sorted(sample[lag])
+            sample[f"{lag}_ms"] = [percentile(lags, 50), percentile(lags, 99), lags[-1]]
         sample["sweeps"] = [
             sweep
             for name, log in logs.items()
