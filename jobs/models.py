@@ -129,7 +129,7 @@ class Job(models.Model):
                 name="one_job_per_idempotency_key",
             ),
             # One job per schedule tick, whatever fires it (INSERT ... ON CONFLICT DO NOTHING in
-            # jobs.services.job_insert_from_templates).
+            # jobs.services.job_insert_ticks).
             models.UniqueConstraint(
                 fields=["schedule", "scheduled_for"],
                 condition=Q(schedule__isnull=False),
