@@ -4,7 +4,9 @@ Scenarios (issue #6): throughput against bare Celery, submission (single and bul
 scale (list/filter and release rate with 1,000,000 jobs in the table) and worker memory;
 (issue #3) schedule: the start lag of jobs submitted for future instants; (issue #13) fairness:
 a client's start lag behind another client's flood, against the release without a broker bound,
-and flowcost: throughput with flow control off, at its defaults, and configured but not binding.
+and flowcost: throughput with flow control off, at its defaults, and configured but not binding;
+(issue #18) schedules: how soon after a real minute tick 10,000 every-minute schedules have their
+jobs.
 Results are printed as a table and written to bench/results/<time>.json.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import threading
 import time
@@ -318,6 +321,190 @@ def schedule_lag(stack: Stack, count: int, spread: float) -> dict[str, float]:
     }
 
 
+# --- schedules -------------------------------------------------------------------------------
+
+# A schedule's job_template as the API stores it (a JobSpec without run_at).
+SCHEDULE_TEMPLATE = {
+    "name": "bench-schedule", "steps": NOOP, "input": {}, "queue": "default", "priority": 5,
+    "max_retries": 3, "retry_backoff": 2.0, "retry_backoff_max": 300.0, "retry_jitter": True,
+    "timeout": 3600,
+}  # fmt: skip
+SCHEDULES_SQL = """
+INSERT INTO jobs_schedule (id, owner_id, name, cron, timezone, job_template, overlap, misfire,
+    misfire_window, misfire_cap, enabled, jitter, pause_note, next_fire_at, version, created_at,
+    updated_at)
+SELECT gen_random_uuid(), %(owner)s, 'bench-' || i, '* * * * *', 'UTC', %(template)s::jsonb,
+    'allow', 'run_once', 3600, 10, true, 0, '', %(first)s, 0, now(), now()
+FROM generate_series(1, %(n)s) AS i
+"""
+
+
+def schedules_on_time(
+    stack: Stack, count: int, dispatchers: int = 1, ticks: int = 2
+) -> dict[str, Any]:
+    """``count`` schedules on ``* * * * *``, written straight into the table; for ``ticks``
+    consecutive real minute ticks, how long after the tick each job was created and started.
+
+    ``dispatchers`` dispatchers (each sweeps the schedules, sharing them, and releases jobs) and
+    one worker of two processes. Per tick: created (``created_at - scheduled_for``: when the
+    sweep's batch wrote it), committed (when this process, polling every 50 ms from a second
+    before the tick, saw all ``count`` of them), started (the first attempt's ``started_at -
+    scheduled_for``), the jobs per tick and any tick fired twice; and what the sweep cost: the
+    dispatchers' CPU in it (their log lines), and, from a second before the tick until every job
+    was committed, the CPU of the dispatchers and of PostgreSQL and the time they waited for a
+    core, and the load average.
+    """
+    stack.reset()
+    stack.sql("TRUNCATE jobs_schedule CASCADE")
+    owner = stack.sql("SELECT id FROM auth_user WHERE username = 'bench'")[0][0]
+    # The first tick at least 15 s away: the processes are up and idle by then.
+    first = (datetime.now(UTC) + timedelta(seconds=75)).replace(second=0, microsecond=0)
+    stack.sql(
+        SCHEDULES_SQL,
+        {"owner": owner, "template": json.dumps(SCHEDULE_TEMPLATE), "first": first, "n": count},
+    )
+    stack.sql("ANALYZE jobs_schedule")
+    names = [f"dispatcher-{n}" for n in range(1, dispatchers + 1)]
+    logs = {name: stack.logs / f"{name}.log" for name in names}
+    logged_from = {name: log.stat().st_size if log.exists() else 0 for name, log in logs.items()}
+    for name in names:
+        stack.start_dispatcher(name, log_level="INFO")
+    stack.start_worker()
+    per_tick = []
+    try:
+        for n in range(ticks):
+            per_tick.append(sweep_window(stack, first + timedelta(minutes=n), count, names))
+        stack.sql("UPDATE jobs_schedule SET enabled = false")  # no further tick adds to the queue
+        await_started(stack, count * ticks)
+    finally:
+        stack.stop("worker")
+        for name in names:
+            stack.stop(name)
+    for sample in per_tick:
+        sample |= tick_lags(stack, sample["tick"])
+        for lag in ("created", "started"):  # each tick's own figures, besides the pooled ones
+            lags = sorted(sample[lag])
+            sample[f"{lag}_ms"] = [percentile(lags, 50), percentile(lags, 99), lags[-1]]
+        sample["sweeps"] = [
+            sweep
+            for name, log in logs.items()
+            for sweep in swept(log.read_text()[logged_from[name] :])
+            if sweep["tick"] == sample["tick"]
+        ]
+    created = sorted(lag for t in per_tick for lag in t["created"])
+    started = sorted(lag for t in per_tick for lag in t["started"])
+    return {
+        "schedules": count,
+        "dispatchers": dispatchers,
+        "created_p50_ms": percentile(created, 50),
+        "created_p99_ms": percentile(created, 99),
+        "created_max_ms": created[-1],
+        "committed_max_ms": max(t["committed_ms"] for t in per_tick),
+        "started_p50_ms": percentile(started, 50),
+        "started_p99_ms": percentile(started, 99),
+        "started_max_ms": started[-1],
+        "jobs_per_tick_min": min(t["jobs"] for t in per_tick),
+        "duplicates": sum(t["duplicates"] for t in per_tick),
+        # Per tick: the sweeps' CPU summed over the dispatchers.
+        "sweep_cpu_ms": statistics.median(sum(s["cpu_ms"] for s in t["sweeps"]) for t in per_tick),
+        **{
+            f"{name}_{what}_ms": statistics.median(t[what][name] for t in per_tick)
+            for name in ("dispatchers", "postgres")
+            for what in ("cpu", "runq_wait")
+        },
+        "sessions_cpu_ms": statistics.median(t["cpu"]["dispatcher_sessions"] for t in per_tick),
+        "loadavg": statistics.median(t["loadavg"] for t in per_tick),
+        "ticks": [
+            {k: v for k, v in t.items() if k not in ("created", "started")} for t in per_tick
+        ],
+    }
+
+
+SWEPT = re.compile(
+    r"^(\S+ \S+) INFO jobplatform.schedules fired (\d+) schedules \((\d+) jobs\) in (\d+) ms, "
+    r"(\d+) ms CPU",
+    re.MULTILINE,
+)
+
+
+def swept(log: str) -> list[dict[str, Any]]:
+    """The sweeps a dispatcher logged: for which tick (the minute it began in), and its cost."""
+    sweeps = []
+    for at, schedules, jobs, wall, cpu in SWEPT.findall(log):
+        ended = datetime.strptime(at, "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
+        began = ended - timedelta(milliseconds=int(wall))
+        sweeps.append({
+            "tick": began.replace(second=0, microsecond=0), "schedules": int(schedules),
+            "jobs": int(jobs), "wall_ms": int(wall), "cpu_ms": int(cpu),
+        })  # fmt: skip
+    return sweeps
+
+
+def sweep_window(stack: Stack, tick: datetime, count: int, names: list[str]) -> dict[str, Any]:
+    """From a second before ``tick`` until its ``count`` jobs are all committed: how long, and
+    what the dispatchers ``names`` and PostgreSQL spent (CPU, and waiting for a core), in ms."""
+    wait = (tick - datetime.now(UTC)).total_seconds() - 1
+    if wait < 0:
+        raise RuntimeError(f"late for the {tick:%H:%M} tick: the previous one took too long")
+    time.sleep(wait)
+    cpu, waits, loadavg = stack.cpu(), stack.runq_waits(), os.getloadavg()[0]
+    backends = stack.backend_cpu("dispatcher")
+    query = "SELECT count(*) FROM jobs_job WHERE scheduled_for = %s"
+    while stack.sql(query, [tick])[0][0] < count:
+        if datetime.now(UTC) > tick + timedelta(seconds=50):
+            raise RuntimeError(f"the {tick:%H:%M} tick did not make {count} jobs in 50 s")
+        time.sleep(0.05)
+    committed = (datetime.now(UTC) - tick).total_seconds()
+    cpu_after, waits_after = stack.cpu(), stack.runq_waits()
+    backends = stack.backend_cpu("dispatcher") - backends
+
+    def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        def used(name: str) -> float:
+            return 1000 * (after[name] - before.get(name, 0.0))
+
+        return {"dispatchers": sum(used(n) for n in names), "postgres": used("postgres")}
+
+    return {
+        "tick": tick,
+        "committed_ms": 1000 * committed,
+        # PostgreSQL: the whole server (this process's polling, a worker busy with an earlier
+        # tick, autovacuum...) and the sweep's own share, the dispatchers' sessions.
+        "cpu": spent(cpu, cpu_after) | {"dispatcher_sessions": 1000 * backends},
+        "runq_wait": spent(waits, waits_after),
+        "loadavg": loadavg,
+    }
+
+
+def await_started(stack: Stack, count: int, timeout: float = 1200) -> None:
+    """Until ``count`` first attempts have started."""
+    deadline = time.monotonic() + timeout
+    while stack.sql("SELECT count(*) FROM executions_execution WHERE attempt = 1")[0][0] < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{count} jobs did not start in time")
+        time.sleep(0.5)
+
+
+def tick_lags(stack: Stack, tick: datetime) -> dict[str, Any]:
+    """One tick's jobs: creation and start lags (ms), how many, and ticks fired twice."""
+    rows = stack.sql(
+        "SELECT 1000 * extract(epoch FROM j.created_at - j.scheduled_for),"
+        " 1000 * extract(epoch FROM e.started_at - j.scheduled_for)"
+        " FROM jobs_job j JOIN executions_execution e ON e.job_id = j.id AND e.attempt = 1"
+        " WHERE j.scheduled_for = %s",
+        [tick],
+    )
+    [(duplicates,)] = stack.sql(
+        "SELECT count(*) - count(DISTINCT schedule_id) FROM jobs_job WHERE scheduled_for = %s",
+        [tick],
+    )
+    return {
+        "created": [float(c) for c, _ in rows],
+        "started": [float(s) for _, s in rows],
+        "jobs": len(rows),
+        "duplicates": duplicates,
+    }
+
+
 # --- scale -----------------------------------------------------------------------------------
 
 LIST_QUERIES = [
@@ -575,8 +762,19 @@ def main() -> None:
         "--fairness-jobs", type=int, default=20_000, help="client A's flood per fairness run"
     )
     parser.add_argument(
+        "--schedules",
+        default="10000,500,100",
+        help="schedules scenario: comma list of schedule counts, each run for two ticks",
+    )
+    parser.add_argument(
+        "--schedule-dispatchers",
+        type=int,
+        default=1,
+        help="schedules scenario: dispatchers sweeping at once",
+    )
+    parser.add_argument(
         "--only",
-        default="throughput,submission,latency,schedule,scale,memory,fairness,flowcost",
+        default="throughput,submission,latency,schedule,schedules,scale,memory,fairness,flowcost",
         help="comma list",
     )
     args = parser.parse_args()
@@ -599,6 +797,14 @@ def main() -> None:
             results["schedule"] = median_of(
                 args.runs, lambda: schedule_lag(stack, args.schedule_jobs, args.schedule_spread)
             )
+        if "schedules" in only:
+            results["schedules"] = {}
+            for count in map(int, args.schedules.split(",")):
+                runs = [
+                    schedules_on_time(stack, count, args.schedule_dispatchers)
+                    for _ in range(args.runs)
+                ]
+                results["schedules"][count] = medians(runs)
         if "scale" in only:
             results["scale"] = scale(stack, args.scale_rows, due=20_000)
         if "memory" in only:
@@ -644,6 +850,27 @@ def report(results: dict[str, Any]) -> None:
         rows.append(("start lag at run_at, p99 (ms)", lag["p99_ms"], "<= 100"))
         rows.append(("start lag at run_at, max (ms)", lag["max_ms"], ""))
         rows.append(("jobs started before run_at", lag["early"], "0"))
+    for count, r in results.get("schedules", {}).items():
+        at = f"{count:,} schedules" + (f", {n} dispatchers" if (n := r["dispatchers"]) > 1 else "")
+        target = "<= 1000" if count == 10_000 else ""
+        rows += [
+            (f"{at}: created after the tick p50 (ms)", r["created_p50_ms"], ""),
+            (f"{at}: created after the tick p99 (ms)", r["created_p99_ms"], target),
+            (f"{at}: created after the tick max (ms)", r["created_max_ms"], ""),
+            (f"{at}: all committed after the tick (ms)", r["committed_max_ms"], ""),
+            (f"{at}: started after the tick p50 (ms)", r["started_p50_ms"], ""),
+            (f"{at}: started after the tick p99 (ms)", r["started_p99_ms"], "<= 2000 (idle)"),
+            (f"{at}: started after the tick max (ms)", r["started_max_ms"], ""),
+            (f"{at}: jobs per tick, fewest", r["jobs_per_tick_min"], f"= {count}"),
+            (f"{at}: ticks fired twice", r["duplicates"], "0"),
+            (f"{at}: sweep per tick, dispatcher CPU (ms)", r["sweep_cpu_ms"], ""),
+            (f"{at}: until committed, dispatcher CPU (ms)", r["dispatchers_cpu_ms"], ""),
+            (f"{at}: until committed, PostgreSQL CPU (ms)", r["postgres_cpu_ms"], ""),
+            (f"{at}: ... of it the dispatchers' sessions (ms)", r["sessions_cpu_ms"], ""),
+            (f"{at}: until committed, waits for a core (ms)",
+             r["dispatchers_runq_wait_ms"] + r["postgres_runq_wait_ms"], ""),
+            (f"{at}: load average at the tick", r["loadavg"], ""),
+        ]  # fmt: skip
     if "scale" in results:
         s = results["scale"]
         rows.append(("list/filter p95, empty table (ms)", s["empty_list_p95_ms"], ""))

@@ -141,10 +141,17 @@ class Stack:
 
     # --- processes ---------------------------------------------------------------------------
 
-    def start(self, name: str, argv: list[str], ready: str | None = None) -> None:
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        ready: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         log = (self.logs / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            argv, cwd=REPO, env=self.env | self.overrides, stdout=log, stderr=subprocess.STDOUT,
+            argv, cwd=REPO, env=self.env | self.overrides | (env or {}), stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         if ready:
@@ -182,8 +189,24 @@ class Stack:
                 raise RuntimeError("gunicorn did not answer")
             time.sleep(0.1)
 
-    def start_dispatcher(self) -> None:
-        self.start("dispatcher", [sys.executable, "manage.py", "run_dispatcher"])
+    def start_dispatcher(self, name: str = "dispatcher", *, log_level: str | None = None) -> None:
+        """A dispatcher; ``log_level`` INFO makes it log each schedule sweep (what, how long).
+        Its PostgreSQL sessions carry ``name`` as their application_name (libpq's PGAPPNAME)."""
+        env = {"PGAPPNAME": name} | ({"DJANGO_LOG_LEVEL": log_level} if log_level else {})
+        ready = "dispatcher started" if log_level else None
+        self.start(name, [sys.executable, "manage.py", "run_dispatcher"], ready, env)
+
+    def backend_cpu(self, application: str) -> float:
+        """CPU seconds so far of the PostgreSQL backends whose application_name starts with
+        ``application`` (a process's own share of PostgreSQL's work)."""
+        pids = self.sql(
+            "SELECT pid FROM pg_stat_activity WHERE application_name LIKE %s", [application + "%"]
+        )
+        total = 0.0
+        for (pid,) in pids:
+            with contextlib.suppress(OSError):  # a session that ended meanwhile
+                total += own_cpu_seconds(pid)
+        return total
 
     def start_worker(self) -> None:
         self.start(

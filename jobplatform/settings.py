@@ -329,13 +329,12 @@ JOBPLATFORM_LOST_AFTER = env.float("JOBPLATFORM_LOST_AFTER", default=60.0)
 # published again (its message was lost: a restarted Redis, a worker killed with a retry in hand).
 JOBPLATFORM_REDELIVER_AFTER = env.float("JOBPLATFORM_REDELIVER_AFTER", default=300.0)
 JOBPLATFORM_REAPER_INTERVAL = env.float("JOBPLATFORM_REAPER_INTERVAL", default=5.0)
-# Schedules (docs/schedules.md). Beat wakes each schedule every minute; the latest due tick is on
-# time if it is at most this many seconds old, and earlier ticks were missed (beat or the workers
-# were down): the schedule's misfire policy decides what they do.
+# Schedules (docs/schedules.md). The dispatchers fire them at their next_fire_at; the latest due
+# tick is on time if it is at most this many seconds old, and earlier ticks were missed (no
+# dispatcher was running, or the database was down): the schedule's misfire policy decides.
 JOBPLATFORM_SCHEDULE_MISFIRE_GRACE = env.float("JOBPLATFORM_SCHEDULE_MISFIRE_GRACE", default=60.0)
-# The queue of beat's wake-ups (jobs.fire_schedule). A worker of its own on a dedicated queue keeps
-# schedules on time however long the jobs of the other queues run.
-JOBPLATFORM_SCHEDULE_QUEUE = env("JOBPLATFORM_SCHEDULE_QUEUE", default=JOBPLATFORM_QUEUES[0])
+# Schedules a sweep fires per transaction (each batch is one claim, one job INSERT, one UPDATE).
+JOBPLATFORM_SCHEDULE_BATCH = env.int("JOBPLATFORM_SCHEDULE_BATCH", default=1000)
 # How long an Idempotency-Key keeps answering with its job; after that it may be reused.
 JOBPLATFORM_IDEMPOTENCY_TTL_HOURS = env.float("JOBPLATFORM_IDEMPOTENCY_TTL_HOURS", default=24.0)
 # Dead letters: closed (retried or dismissed) entries are purged this many days after they were

@@ -1,14 +1,16 @@
 """The dispatcher: releases due jobs from PostgreSQL into the broker, within their limits
-(DESIGN §3, docs/architecture.md#flow-control).
+(DESIGN §3, docs/architecture.md#flow-control), and fires the schedules whose tick has come
+(docs/schedules.md).
 
 It wakes on LISTEN/NOTIFY when a job is submitted or fails into a retry, otherwise sleeps until
-the next job comes due (at most ``poll`` seconds, which also bounds how long a missed
-notification can delay a job). While due jobs wait for room (a queue's cap, its broker depth, a
-concurrency key), which finishing jobs free without notifying, it looks again every
-``held_poll`` seconds. It keeps about a quarter second of each queue's work in the broker
+the next job comes due or the next schedule tick (at most ``poll`` seconds, which also bounds how
+long a missed notification can delay a job). While due jobs wait for room (a queue's cap, its
+broker depth, a concurrency key), which finishing jobs free without notifying, it looks again
+every ``held_poll`` seconds. It keeps about a quarter second of each queue's work in the broker
 (``jobs.flow.BrokerDepth``), measured from its own releases. Any number of dispatchers may run:
 releases take turns on an advisory lock and lock their rows, so none releases a job twice or
-fills a room twice.
+fills a room twice; the schedules' claim is ``FOR UPDATE SKIP LOCKED``, so none fires a tick
+twice.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from django.utils import timezone
 from jobplatform.celery import app as celery_app
 from jobs import services
 from jobs.flow import BrokerDepth
+from jobs.schedules.firing import schedules_fire_due
+from jobs.schedules.selectors import schedule_next_fire_at
+from jobs.schedules.services import SCHEDULES_CHANNEL
 from jobs.services import Release, ReleasedJob
 
 logger = logging.getLogger("jobplatform.dispatcher")
@@ -39,6 +44,9 @@ HARD_TIME_LIMIT_MARGIN = 30  # seconds past a job's timeout before Celery kills 
 
 # Between slices of a wait the loop checks its stop flag, so SIGTERM is honoured within a second.
 _WAIT_SLICE = 1.0
+# A chore whose work is still due right after it ran (schedules another sweeper or an edit holds
+# locked) runs again this much later, not in a busy loop.
+_STILL_DUE_RETRY = 0.2
 
 
 def publish_attempts(released: list[ReleasedJob], *, app: Celery = celery_app) -> list[ReleasedJob]:
@@ -145,12 +153,18 @@ class RunJobMessages:
 
 @dataclass
 class Chore:
-    """Periodic work the dispatcher process does between releases (finding lost work)."""
+    """Periodic work the dispatcher process does between releases (finding lost work, firing
+    schedules)."""
 
     name: str
     every: float  # seconds
     run: Callable[[], object]
     next_at: float = 0.0  # time.monotonic() of the next run
+    # Asked after each run: seconds until the chore has work again (the next schedule tick), or
+    # None. It runs then if that is sooner than ``every``.
+    due_in: Callable[[], float | None] | None = None
+    # A NOTIFY on this channel makes the chore due at once (a schedule now fires sooner).
+    channel: str | None = None
 
 
 class Dispatcher:
@@ -163,6 +177,7 @@ class Dispatcher:
         chores: Sequence[Chore] = (),
         queues: Sequence[str] | None = None,
         held_poll: float | None = None,
+        schedules: bool = True,
     ) -> None:
         self.batch_size = batch_size or settings.JOBPLATFORM_DISPATCH_BATCH
         self.poll = poll if poll is not None else settings.JOBPLATFORM_DISPATCH_POLL
@@ -179,10 +194,24 @@ class Dispatcher:
             Chore("release-lost", settings.JOBPLATFORM_REAPER_INTERVAL, self.release_lost),
             *chores,
         ]
+        if schedules:  # every queue's schedules, whatever queues the dispatcher releases
+            # First of the chores: a tick comes before the look for lost work that is due with it.
+            self.chores.insert(
+                0,
+                Chore(
+                    "fire-schedules",
+                    # At every tick (due_in), and every poll besides: a buffer_one tick fires
+                    # within a poll of the end of the job it waited for.
+                    self.poll,
+                    schedules_fire_due,
+                    due_in=self.seconds_until_next_tick,
+                    channel=SCHEDULES_CHANNEL,
+                ),
+            )
         self._listener: psycopg.Connection | None = None
 
     def release_lost(self) -> int:
-        """Publish again the QUEUED and RETRYING jobs whose message never started them."""
+        """Publish again the QUEUED jobs whose message never started them."""
         lost = services.job_release_lost(
             older_than=settings.JOBPLATFORM_REDELIVER_AFTER,
             limit=self.batch_size,
@@ -194,12 +223,23 @@ class Dispatcher:
         logger.warning("published %d of %d jobs whose message was lost", len(published), len(lost))
         return len(published)
 
+    def seconds_until_next_tick(self) -> float | None:
+        """Seconds until the earliest schedule tick, None if no schedule will fire."""
+        next_fire_at = schedule_next_fire_at()
+        if next_fire_at is None:
+            return None
+        return (next_fire_at - timezone.now()).total_seconds()
+
     def run_chores(self) -> float:
         """Run the chores that are due; return the seconds until the next one is."""
         for chore in self.chores:
             if time.monotonic() >= chore.next_at:
                 chore.next_at = time.monotonic() + chore.every
                 chore.run()
+                due_in = chore.due_in() if chore.due_in is not None else None
+                if due_in is not None:
+                    due_at = time.monotonic() + max(due_in, _STILL_DUE_RETRY)
+                    chore.next_at = min(chore.next_at, due_at)
         return max(0.0, min(c.next_at for c in self.chores) - time.monotonic())
 
     def release_once(self) -> Release:
@@ -268,7 +308,8 @@ class Dispatcher:
             port=db.get("PORT") or None,
             autocommit=True,
         )
-        self._listener.execute(f"LISTEN {services.DISPATCH_CHANNEL}")
+        for channel in [services.DISPATCH_CHANNEL, *(c.channel for c in self.chores if c.channel)]:
+            self._listener.execute(f"LISTEN {channel}")
 
     def _wait(self, stop: threading.Event, seconds: float) -> None:
         """Sleep up to ``seconds``, returning early on a NOTIFY or on stop."""
@@ -279,13 +320,21 @@ class Dispatcher:
             if remaining <= 0:
                 return
             woke = False
-            for _ in self._listener.notifies(timeout=min(remaining, _WAIT_SLICE), stop_after=1):
+            for notify in self._listener.notifies(
+                timeout=min(remaining, _WAIT_SLICE), stop_after=1
+            ):
                 woke = True
+                self._notified(notify.channel)
             if woke:
                 # Drain whatever else arrived: one release pass serves every submission so far.
-                for _ in self._listener.notifies(timeout=0):
-                    pass
+                for notify in self._listener.notifies(timeout=0):
+                    self._notified(notify.channel)
                 return
+
+    def _notified(self, channel: str) -> None:
+        for chore in self.chores:
+            if chore.channel == channel:
+                chore.next_at = 0.0  # due now
 
     def _close(self) -> None:
         if self._listener is not None:

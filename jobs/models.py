@@ -189,8 +189,8 @@ class Job(models.Model):
                 condition=Q(idempotency_key__isnull=False),
                 name="one_job_per_idempotency_key",
             ),
-            # One job per schedule tick: two beats, or a redelivered fire message, that fire one
-            # tick insert one row (INSERT ... ON CONFLICT DO NOTHING in schedule_fire).
+            # One job per schedule tick, whatever fires it (INSERT ... ON CONFLICT DO NOTHING in
+            # jobs.services.job_insert_ticks).
             models.UniqueConstraint(
                 fields=["schedule", "scheduled_for"],
                 condition=Q(schedule__isnull=False),

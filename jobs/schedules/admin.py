@@ -47,9 +47,11 @@ def _describe(tick: FireTime, timezone: str) -> str:
 @admin.register(Schedule)
 class ScheduleAdmin(admin.ModelAdmin[Schedule]):
     """Read-only: schedules change through the API and these actions, which call the services
-    (a plain row edit would leave next_fire_at and beat's row behind)."""
+    (a plain row edit would leave next_fire_at behind)."""
 
-    list_display = ["name", "owner", "cron", "timezone", "enabled", "overlap", "next_runs"]
+    list_display = [
+        "name", "owner", "cron", "timezone", "enabled", "overlap", "last_fired_at", "next_runs",
+    ]  # fmt: skip
     list_filter = ["enabled", "overlap", "misfire", "timezone"]
     search_fields = ["name", "id", "cron"]
     list_select_related = ["owner"]
@@ -83,7 +85,7 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
         return owned_by_visible(super().get_queryset(request), request.user, "owner")
 
     def delete_model(self, request: HttpRequest, obj: Schedule) -> None:
-        services.schedule_delete(schedule_id=obj.id)  # with its beat rows
+        services.schedule_delete(schedule_id=obj.id)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         for schedule_id in queryset.values_list("id", flat=True):

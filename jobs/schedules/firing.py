@@ -1,42 +1,57 @@
 """Firing schedules: the ticks that are due become jobs, once each (DESIGN §6, docs/schedules.md).
 
-Beat wakes every schedule once a minute (see ``jobs.schedules.services``); :func:`schedule_fire`
-decides from the schedule's own ``next_fire_at`` which ticks are due, the misfire policy which of
-those fire, and the overlap policy, from the jobs table, what each firing does.
-
-Every write on a schedule bumps ``version``. A firing claims the ticks it read with one UPDATE
-conditional on that version, so two beats, or a redelivered message, claim them once; the job
-insert is ``ON CONFLICT (schedule, scheduled_for) DO NOTHING`` besides.
+:func:`schedules_fire_due` is the one firing path. The dispatchers run it (a chore of
+``jobs.dispatcher``) at every schedule's ``next_fire_at``, and it fires every due schedule in
+batches, set-based: one statement claims a batch of due schedules (``FOR UPDATE SKIP LOCKED``, so
+several dispatchers share the work and never fire one tick twice), one ``INSERT … SELECT`` makes
+their jobs, one INSERT records the firings, one UPDATE advances their ``next_fire_at``; once every
+batch has committed, one DELETE per batch prunes old firings. What each tick does is decided by
+``jobs.schedules.policies``: the
+misfire policy (computed once per distinct cron, zone and ``next_fire_at``) says which due ticks
+fire, the overlap policy, from the jobs table, what each firing does. The job insert is
+``ON CONFLICT (schedule, scheduled_for) DO NOTHING`` besides: one job per tick whatever happens.
+:func:`schedule_trigger` (fire now, from the API or the admin) fires one schedule through the
+same decisions and writes.
 """
 
 from __future__ import annotations
 
-import random
-from collections import deque
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from itertools import islice
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
+from jobplatform.db import prepared_cursor
 from jobplatform.errors import Conflict, NotFound
 from jobs import lifecycle
-from jobs.models import Job
+from jobs.lifecycle import sql_in
 from jobs.schedules import cron
 from jobs.schedules.models import Schedule, ScheduleFiring
-from jobs.schedules.services import schedule_sync_beat
-from jobs.services import JobSpec, job_insert, job_values, jobs_cancel
+from jobs.schedules.policies import (
+    Claimed,
+    MisfirePlan,
+    OverlapPlan,
+    misfire_plan,
+    overlap_plan,
+    tick_run_at,
+)
+from jobs.services import job_insert_ticks, jobs_cancel
+
+logger = logging.getLogger("jobplatform.schedules")
 
 FIRINGS_KEPT = 100  # firing rows kept per schedule; older ones are pruned as new ones come
-MISSED_COUNT_LIMIT = 1000  # missed ticks are counted up to this (a year has 525,600 minutes)
 
 Outcome = ScheduleFiring.Outcome
-_MICROSECOND = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -58,67 +73,291 @@ class FireResult:
 
 
 @dataclass(frozen=True)
-class MisfirePlan:
-    """The misfire policy's verdict on the ticks due since ``next_fire_at``."""
+class SweepResult:
+    """What one sweep recorded, firing by firing, and how long it took."""
 
-    fire: tuple[tuple[datetime, int], ...]  # (tick, earlier missed ticks it stands for), in order
-    skipped: tuple[datetime, int] | None  # the first tick dropped and how many were dropped
-    next_fire_at: datetime | None  # the first tick after those, None past end_at
+    # (schedule, tick, outcome, job) of each firing recorded, in order
+    firings: tuple[tuple[UUID, datetime, str, UUID | None], ...] = ()
+    seconds: float = 0.0  # wall clock
+    cpu_seconds: float = 0.0  # this process's CPU (PostgreSQL's is not in it)
+
+    @cached_property
+    def fired(self) -> dict[UUID, FireResult]:
+        """Each fired schedule's firings, in order."""
+        by_schedule: dict[UUID, list[Fired]] = {}
+        for schedule_id, tick, outcome, job_id in self.firings:
+            by_schedule.setdefault(schedule_id, []).append(Fired(tick, outcome, job_id))
+        return {key: FireResult(tuple(value)) for key, value in by_schedule.items()}
+
+    def of(self, schedule_id: UUID) -> FireResult:
+        return self.fired.get(schedule_id, FireResult())
+
+    @property
+    def jobs(self) -> int:
+        return sum(job_id is not None for *_, job_id in self.firings)
 
 
-def schedule_fire(*, schedule_id: UUID, now: datetime | None = None) -> FireResult:
-    """Fire the schedule's due ticks. Beat calls it every minute; usually nothing is due, and
-    that costs one primary-key read.
+# --- the sweep ---------------------------------------------------------------------------------
 
-    The misfire policy decides which due ticks fire (:func:`misfire_plan`), the overlap policy
-    what each firing does, from the jobs table under the schedule's row lock. Idempotent: the
-    firing claims its ticks by advancing next_fire_at with an UPDATE conditional on the version
-    it read, so a second beat or a redelivered message finds them claimed; the job insert
-    ignores a (schedule, scheduled_for) that already has its job. Jobs are stored PENDING and
-    the dispatchers woken at commit, so nothing is published before it.
+
+def schedules_fire_due(
+    *, now: datetime | None = None, batch_size: int | None = None
+) -> SweepResult:
+    """Fire every schedule whose ``next_fire_at`` has come, and every buffered tick whose
+    blocking job has ended, ``batch_size`` schedules per transaction.
+
+    Safe to run in any number of processes at once: each batch claims its schedules with
+    ``FOR UPDATE SKIP LOCKED`` and advances their ``next_fire_at`` before it commits, so a tick
+    is claimed once. A schedule locked by an edit is skipped and fires at the next sweep (the
+    edit keeps a due tick due). Jobs are stored PENDING and the dispatchers woken at each commit.
     """
     now = now or timezone.now()
-    for _ in range(3):  # an edit may change the schedule between the read and the claim
-        schedule = (
-            Schedule.objects.filter(id=schedule_id, enabled=True)
-            .filter(Q(next_fire_at__lte=now) | Q(buffered_for__isnull=False))
-            .first()
-        )
-        if schedule is None:
-            return FireResult()
-        if schedule.next_fire_at is not None and schedule.next_fire_at <= now:
-            plan = misfire_plan(
-                ticks=cron.ticks(schedule.cron, schedule.timezone),
-                first=schedule.next_fire_at,
-                now=now,
-                end_at=schedule.end_at,
-                policy=schedule.misfire,
-                window=schedule.misfire_window,
-                cap=schedule.misfire_cap,
-                grace=settings.JOBPLATFORM_SCHEDULE_MISFIRE_GRACE,
-            )
-        elif _active_jobs(schedule.id):
-            return FireResult()  # only a buffered tick, and what it waits for is still running
-        else:
-            plan = MisfirePlan(fire=(), skipped=None, next_fire_at=schedule.next_fire_at)
+    batch_size = batch_size or settings.JOBPLATFORM_SCHEDULE_BATCH
+    began, cpu = time.monotonic(), time.process_time()
+    firings: list[tuple[UUID, datetime, str, UUID | None]] = []
+    schedules = 0
+    plans: dict[tuple[Any, ...], MisfirePlan | str] = {}  # shared by the batches of one sweep
+    while True:
         with transaction.atomic():
-            # The claim. Zero rows: another beat, a redelivery or an edit moved the schedule since
-            # it was read. One row: its lock is held until commit, so no other firing of this
-            # schedule makes a job while the overlap policy below looks at the unfinished ones.
-            claimed = Schedule.objects.filter(id=schedule.id, version=schedule.version).update(
-                next_fire_at=plan.next_fire_at,
-                last_fired_at=now,
-                updated_at=now,
-                version=F("version") + 1,
-            )
-            if not claimed:
-                continue
-            result = _fire(schedule, plan.fire, plan.skipped, now=now, manual=False)
-            if plan.next_fire_at is None:  # past end_at: beat can stop waking it
-                schedule.refresh_from_db()
-                schedule_sync_beat(schedule, task=schedule.periodic_task)
-        return result
-    return FireResult()
+            claimed = _claim(now=now, limit=batch_size)
+            firings += _fire_batch(claimed, now=now, plans=plans)
+        schedules += len(claimed)
+        # A short batch: nothing else is due, or the rest is locked by another sweeper (which
+        # fires it) or by an edit (the next sweep fires it).
+        if len(claimed) < batch_size:
+            break
+    # Once every job is made: the pruning takes no time from the ticks.
+    fired = list(dict.fromkeys(schedule_id for schedule_id, *_ in firings))
+    for start in range(0, len(fired), batch_size):
+        _prune_firings(fired[start : start + batch_size])
+    result = SweepResult(
+        tuple(firings), seconds=time.monotonic() - began, cpu_seconds=time.process_time() - cpu
+    )
+    if firings:
+        logger.info(
+            "fired %d schedules (%d jobs) in %.0f ms, %.0f ms CPU",
+            schedules,
+            result.jobs,
+            1000 * result.seconds,
+            1000 * result.cpu_seconds,
+        )
+    return result
+
+
+_CLAIMED_COLUMNS = (
+    "id, cron, timezone, overlap, misfire, misfire_window, misfire_cap, jitter, end_at, "
+    "next_fire_at, buffered_for"
+)
+_ACTIVE = sql_in(lifecycle.ACTIVE)
+_CLAIM_SQL = f"""
+WITH due AS (
+    SELECT id FROM jobs_schedule
+    WHERE enabled AND next_fire_at <= %(now)s
+    ORDER BY next_fire_at  -- the partial index schedule_due
+    LIMIT %(limit)s
+    -- Several sweepers share the due schedules: each skips the rows another has claimed, and
+    -- holds its own until they are fired and advanced (commit), so no tick is claimed twice.
+    FOR UPDATE SKIP LOCKED
+), unblocked AS (
+    -- buffer_one: a tick waits in buffered_for until the schedule's unfinished jobs have ended.
+    SELECT id FROM jobs_schedule AS s
+    WHERE enabled AND buffered_for IS NOT NULL  -- the partial index schedule_buffered
+      AND NOT EXISTS (
+          SELECT FROM jobs_job
+          WHERE schedule_id = s.id AND status IN {_ACTIVE}  -- the partial job_schedule_active
+      )
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+SELECT {_CLAIMED_COLUMNS} FROM jobs_schedule
+-- By primary key: a join would read the whole table to find the batch.
+WHERE id = ANY(ARRAY(SELECT id FROM due UNION SELECT id FROM unblocked))
+"""
+
+
+def _claim(*, now: datetime, limit: int) -> list[Claimed]:
+    """Lock up to ``limit`` due schedules (and as many unblocked buffered ones) until commit."""
+    with prepared_cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, {"now": now, "limit": limit}, prepare=True, binary=True)
+        return [Claimed(*row) for row in cursor.fetchall()]
+
+
+def _fire_batch(
+    claimed: Sequence[Claimed], *, now: datetime, plans: dict[tuple[Any, ...], MisfirePlan | str]
+) -> list[tuple[UUID, datetime, str, UUID | None]]:
+    """Fire the claimed schedules (their row locks are held): decide, write, advance.
+
+    Most schedules fire one tick with overlap ``allow``: their firing is one job and one record
+    whatever their jobs do, so they are written straight from their misfire plan, a few list
+    appends each. The others go through the overlap policy, with their unfinished jobs read
+    once for the batch.
+    """
+    if not claimed:
+        return []
+    plans_of, broken = _misfire_plans(claimed, now=now, computed=plans)
+    if broken:
+        _pause_broken(broken, now=now)
+    batch = _Batch(now=now)
+    involved = []
+    for schedule in claimed:
+        if schedule.id in broken:
+            continue
+        plan = plans_of.get(schedule.id)
+        if (
+            plan is not None
+            and schedule.overlap == Schedule.Overlap.ALLOW
+            and schedule.buffered_for is None
+            and len(plan.fire) <= 1
+        ):
+            # What overlap_plan decides for it, without the call: the skipped ticks, the tick.
+            if plan.skipped is not None:
+                batch.record(schedule.id, plan.skipped[0], Outcome.SKIPPED_MISFIRE, plan.skipped[1])
+            for tick, missed in plan.fire:
+                batch.record(schedule.id, tick, Outcome.CREATED, missed)
+                run_at = tick_run_at(tick, now=now, jitter=schedule.jitter)
+                batch.job(schedule.id, tick, run_at, job_id=None)
+            batch.advance(schedule.id, plan.next_fire_at, None)
+        else:
+            involved.append(schedule)
+    for plan, decision in _overlap_plans(involved, plans_of, now=now):
+        batch.add(decision)
+        batch.advance(decision.schedule.id, plan.next_fire_at, decision.buffered_for)
+    return batch.write(manual=False)
+
+
+def _misfire_plans(
+    claimed: Iterable[Claimed],
+    *,
+    now: datetime,
+    computed: dict[tuple[Any, ...], MisfirePlan | str],
+) -> tuple[dict[UUID, MisfirePlan], dict[UUID, str]]:
+    """The misfire plan of each due schedule, computed once per distinct set of inputs (kept in
+    ``computed``): the schedules of one cron, zone and next tick (thousands of ``* * * * *``)
+    share one. Also the schedules whose ticks cannot be computed, with why."""
+    grace = settings.JOBPLATFORM_SCHEDULE_MISFIRE_GRACE
+    plans: dict[UUID, MisfirePlan] = {}
+    broken: dict[UUID, str] = {}
+    for due in claimed:
+        if due.next_fire_at is None or due.next_fire_at > now:
+            continue
+        key: tuple[Any, ...] = (due.cron, due.timezone, due.next_fire_at, due.end_at, due.misfire)
+        if due.misfire == Schedule.Misfire.RUN_ALL:
+            key += (due.misfire_window, due.misfire_cap)
+        if key not in computed:
+            try:
+                computed[key] = misfire_plan(
+                    ticks=cron.ticks(due.cron, due.timezone),
+                    first=due.next_fire_at,
+                    now=now,
+                    end_at=due.end_at,
+                    policy=due.misfire,
+                    window=due.misfire_window,
+                    cap=due.misfire_cap,
+                    grace=grace,
+                )
+            # A row no edit could store (written by hand, or a zone gone from tzdata after an
+            # upgrade): it must not fail the batch, and with it every other schedule's tick.
+            except (ValueError, KeyError, OverflowError) as exc:
+                computed[key] = f"{type(exc).__name__}: {exc}"
+        plan = computed[key]
+        if isinstance(plan, str):
+            broken[due.id] = plan
+        else:
+            plans[due.id] = plan
+    return plans, broken
+
+
+def _pause_broken(broken: dict[UUID, str], *, now: datetime) -> None:
+    """Pause the schedules whose ticks cannot be computed, saying why (the admin and the API
+    show it); an operator fixes and resumes them."""
+    for schedule_id, why in broken.items():
+        logger.error("schedule %s paused: its ticks cannot be computed (%s)", schedule_id, why)
+        Schedule.objects.filter(id=schedule_id).update(
+            enabled=False,
+            next_fire_at=None,
+            paused_at=now,
+            pause_note=f"paused by the dispatcher: its ticks cannot be computed ({why})",
+            updated_at=now,
+            version=F("version") + 1,
+        )
+
+
+def _overlap_plans(
+    claimed: Sequence[Claimed], plans: dict[UUID, MisfirePlan], *, now: datetime
+) -> list[tuple[MisfirePlan, OverlapPlan]]:
+    """What each claimed schedule's firing does, with the jobs table read once for all of them.
+
+    A schedule without a misfire plan has only a buffered tick (claimed because the job it
+    waited for had ended): it fires unless another of its jobs has started meanwhile.
+    """
+    if not claimed:
+        return []
+    active = _active_jobs([s.id for s in claimed])
+    taken = _ticks_with_jobs(claimed, plans)
+    planned = []
+    for schedule in claimed:
+        plan = plans.get(schedule.id)
+        if plan is None:
+            if active.get(schedule.id):
+                continue  # the buffered tick waits on
+            plan = MisfirePlan(fire=(), skipped=None, next_fire_at=schedule.next_fire_at)
+        decision = overlap_plan(
+            schedule,
+            plan.fire,
+            plan.skipped,
+            active=list(active.get(schedule.id, ())),
+            taken=taken.get(schedule.id, set()),
+            now=now,
+        )
+        planned.append((plan, decision))
+    return planned
+
+
+def _active_jobs(schedule_ids: list[UUID]) -> dict[UUID, list[UUID]]:
+    """Each schedule's unfinished jobs, oldest first (the partial index job_schedule_active)."""
+    active: dict[UUID, list[UUID]] = {}
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            f"SELECT schedule_id, id FROM jobs_job WHERE schedule_id = ANY(%s)"
+            f" AND status IN {_ACTIVE} ORDER BY created_at",
+            [schedule_ids],
+            prepare=True,
+        )
+        for schedule_id, job_id in cursor.fetchall():
+            active.setdefault(schedule_id, []).append(job_id)
+    return active
+
+
+def _ticks_with_jobs(
+    claimed: Iterable[Claimed], plans: dict[UUID, MisfirePlan]
+) -> dict[UUID, set[datetime]]:
+    """Which ticks already have their job, for the schedules that may make more than one job in
+    this firing: a tick that turns out a duplicate makes no job for the overlap policy to see.
+
+    (A firing that makes one job needs no look: its insert skips a duplicate and that is all.)
+    """
+    pairs: list[tuple[UUID, datetime]] = []
+    for due in claimed:
+        ticks = [tick for tick, _ in plans[due.id].fire] if due.id in plans else []
+        if due.buffered_for is not None:
+            ticks.append(due.buffered_for)
+        if len(ticks) > 1:
+            pairs += [(due.id, tick) for tick in ticks]
+    if not pairs:
+        return {}
+    taken: dict[UUID, set[datetime]] = {}
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            "SELECT schedule_id, scheduled_for FROM jobs_job WHERE (schedule_id, scheduled_for)"
+            " IN (SELECT * FROM unnest(%s::uuid[], %s::timestamptz[]))",
+            [[p[0] for p in pairs], [p[1] for p in pairs]],
+        )
+        for schedule_id, tick in cursor.fetchall():
+            taken.setdefault(schedule_id, set()).add(tick)
+    return taken
+
+
+# --- manual trigger ------------------------------------------------------------------------------
 
 
 def schedule_trigger(*, schedule_id: UUID, now: datetime | None = None) -> FireResult:
@@ -130,176 +369,185 @@ def schedule_trigger(*, schedule_id: UUID, now: datetime | None = None) -> FireR
     """
     now = now or timezone.now()
     with transaction.atomic():
-        # The same claim as a firing (a version bump), so the overlap check sees beat's jobs.
+        # The schedule's row lock, as a sweep takes it, so that the overlap check below sees the
+        # sweep's jobs and the sweep sees this one's.
         if not Schedule.objects.filter(id=schedule_id).update(
             version=F("version") + 1, updated_at=now
         ):
             raise NotFound("SCHEDULES.NOT_FOUND", f"no schedule {schedule_id}")
-        schedule = Schedule.objects.get(id=schedule_id)
-        result = _fire(schedule, ((now, 0),), None, now=now, manual=True)
-    if result.fired[-1].outcome == Outcome.SKIPPED_OVERLAP:
+        with prepared_cursor() as cursor:
+            cursor.execute(
+                f"SELECT {_CLAIMED_COLUMNS} FROM jobs_schedule WHERE id = %s", [schedule_id]
+            )
+            schedule = Claimed(*cursor.fetchone())  # type: ignore[misc]
+        plan = MisfirePlan(fire=((now, 0),), skipped=None, next_fire_at=schedule.next_fire_at)
+        [(_, decision)] = _overlap_plans([schedule], {schedule.id: plan}, now=now)
+        batch = _Batch(now=now)
+        batch.add(decision)
+        fired = [Fired(tick, outcome, job) for _, tick, outcome, job in batch.write(manual=True)]
+        _prune_firings([schedule.id])
+        if decision.buffered_for != schedule.buffered_for:
+            Schedule.objects.filter(id=schedule.id).update(buffered_for=decision.buffered_for)
+    if fired[-1].outcome == Outcome.SKIPPED_OVERLAP:
         raise Conflict(
             "SCHEDULES.OVERLAP_SKIPPED",
             f"overlap is {schedule.overlap} and an earlier job of the schedule is unfinished",
             {"overlap": schedule.overlap},
         )
-    return result
+    return FireResult(tuple(fired))
 
 
-def misfire_plan(
-    *,
-    ticks: cron.Ticks,
-    first: datetime,
-    now: datetime,
-    end_at: datetime | None,
-    policy: str,
-    window: int,
-    cap: int,
-    grace: float,
-) -> MisfirePlan:
-    """Which of the ticks due since ``first`` (next_fire_at, at or before now) fire.
-
-    The latest due tick is on time if it is at most ``grace`` seconds old; every earlier one, and
-    the latest if older, was missed (beat, the broker or the workers were down). ``skip``: only
-    an on-time tick fires. ``run_once``: one job, for the latest due tick, stands for them all
-    (never a burst). ``run_all``: each due tick no older than ``window`` seconds, the latest
-    ``cap`` of them, oldest first. Dropped ticks are counted (up to MISSED_COUNT_LIMIT).
-    """
-    until = min(now, end_at) if end_at is not None else now
-    last = ticks.last_at_or_before(until)
-    latest = last.at if last is not None and last.at >= first else first
-    following = ticks.next_after(latest)
-    next_fire_at = following.at if following is not None else None
-    if next_fire_at is not None and end_at is not None and next_fire_at > end_at:
-        next_fire_at = None
-
-    fire: tuple[tuple[datetime, int], ...]
-    if policy == Schedule.Misfire.RUN_ALL:
-        recent: deque[datetime] = deque(maxlen=cap)
-        recent.extend(
-            t.at for t in ticks.between(max(first, now - timedelta(seconds=window)), latest)
-        )
-        fire = tuple((t, 0) for t in recent)
-        dropped = _count(ticks, first, recent[0] - _MICROSECOND if recent else latest)
-    elif policy == Schedule.Misfire.RUN_ONCE:
-        fire = ((latest, _count(ticks, first, latest - _MICROSECOND)),)
-        dropped = 0
-    else:  # skip
-        on_time = latest >= now - timedelta(seconds=grace)
-        fire = ((latest, 0),) if on_time else ()
-        dropped = _count(ticks, first, latest - _MICROSECOND) + (0 if on_time else 1)
-    return MisfirePlan(
-        fire=fire, skipped=(first, dropped) if dropped else None, next_fire_at=next_fire_at
-    )
+# --- the writes ----------------------------------------------------------------------------------
 
 
-def _count(ticks: cron.Ticks, start: datetime, end: datetime) -> int:
-    """Ticks in [start, end], counted up to MISSED_COUNT_LIMIT."""
-    return sum(1 for _ in islice(ticks.between(start, end), MISSED_COUNT_LIMIT))
+class _Batch:
+    """What a batch of firings writes, column by column: each list becomes one array parameter
+    of one statement, whatever the number of schedules."""
 
+    def __init__(self, *, now: datetime) -> None:
+        self.now = now
+        # The jobs: job_insert_ticks's columns.
+        self.job_ids: list[UUID | None] = []
+        self.job_schedules: list[UUID] = []
+        self.job_ticks: list[datetime] = []
+        self.job_run_at: list[datetime] = []
+        # The firings, in order; a CREATED one's job is looked up by (schedule, tick).
+        self.firings: list[tuple[UUID, datetime, str, int, tuple[UUID, ...]]] = []
+        self.cancel: list[UUID] = []
+        # The schedules fired by the sweep: (id, next_fire_at, buffered_for).
+        self.advanced: list[tuple[UUID, datetime | None, datetime | None]] = []
 
-def _active_jobs(schedule_id: UUID) -> list[UUID]:
-    """The schedule's unfinished jobs, oldest first (the partial index job_schedule_active)."""
-    return list(
-        Job.objects.filter(schedule_id=schedule_id, status__in=lifecycle.ACTIVE)
-        .order_by("created_at")
-        .values_list("id", flat=True)
-    )
+    def job(self, schedule_id: UUID, tick: datetime, run_at: datetime, job_id: UUID | None) -> None:
+        self.job_ids.append(job_id)
+        self.job_schedules.append(schedule_id)
+        self.job_ticks.append(tick)
+        self.job_run_at.append(run_at)
 
+    def record(
+        self,
+        schedule_id: UUID,
+        tick: datetime,
+        outcome: str,
+        missed: int,
+        *,
+        cancels: tuple[UUID, ...] = (),
+    ) -> None:
+        self.firings.append((schedule_id, tick, outcome, missed, cancels))
 
-def _fire(
-    schedule: Schedule,
-    ticks: tuple[tuple[datetime, int], ...],
-    skipped: tuple[datetime, int] | None,
-    *,
-    now: datetime,
-    manual: bool,
-) -> FireResult:
-    """Apply the overlap policy to ``ticks`` and record every decision. The caller holds the
-    schedule's row lock (through its claim), so the unfinished jobs read here stay the only ones
-    until commit; a job finishing meanwhile is at worst seen as still running."""
-    active = _active_jobs(schedule.id)
-    buffered = schedule.buffered_for
-    records: list[ScheduleFiring] = []
+    def add(self, decision: OverlapPlan) -> None:
+        schedule_id = decision.schedule.id
+        for t in decision.ticks:
+            self.record(schedule_id, t.tick, t.outcome, t.missed, cancels=t.cancels)
+            if t.job_id is not None and t.run_at is not None:
+                self.job(schedule_id, t.tick, t.run_at, t.job_id)
+        self.cancel += decision.cancel
 
-    def record(tick: datetime, outcome: str, job_id: UUID | None = None, **extra: Any) -> None:
-        records.append(
-            ScheduleFiring(
-                schedule_id=schedule.id,
-                scheduled_for=tick,
-                fired_at=now,
-                outcome=outcome,
-                job_id=job_id,
-                manual=manual,
-                **extra,
+    def advance(
+        self, schedule_id: UUID, next_fire_at: datetime | None, buffered_for: datetime | None
+    ) -> None:
+        self.advanced.append((schedule_id, next_fire_at, buffered_for))
+
+    def write(self, *, manual: bool) -> list[tuple[UUID, datetime, str, UUID | None]]:
+        """The jobs (one INSERT … SELECT), the cancellations of cancel_previous (one UPDATE),
+        the firings (one INSERT) and the schedules' next ticks (one UPDATE). Returns each firing
+        as (schedule, tick, outcome, job)."""
+        made = (
+            job_insert_ticks(
+                schedule_ids=self.job_schedules,
+                ticks=self.job_ticks,
+                run_at=self.job_run_at,
+                ids=self.job_ids,
+                now=timezone.now(),
             )
+            if self.job_schedules
+            else {}
         )
+        # After the insert: a job made just now (for a buffered tick) may be one cancel_previous
+        # ends, as the firing that makes it and then the next one did before the sweep.
+        cancelled = set(jobs_cancel(job_ids=self.cancel)) if self.cancel else set()
+        recorded: list[tuple[UUID, datetime, str, UUID | None]] = []
+        ended: list[str | None] = []
+        for schedule_id, tick, outcome, _, cancels in self.firings:
+            job_id = made.get((schedule_id, tick)) if outcome == Outcome.CREATED else None
+            if outcome == Outcome.CREATED and job_id is None:
+                outcome = Outcome.DUPLICATE  # the tick had its job already
+            recorded.append((schedule_id, tick, outcome, job_id))
+            ended.append(
+                json.dumps([str(j) for j in cancels if j in cancelled]) if cancels else None
+            )
+        self._record(recorded, ended, manual=manual)
+        self._advance()
+        return recorded
 
-    def create(tick: datetime, missed: int, cancelled: list[str] | None = None) -> None:
-        created = sum(r.outcome == Outcome.CREATED for r in records)
-        job_id = _insert_job(schedule, tick, now=now, order=created)
-        outcome = Outcome.CREATED if job_id else Outcome.DUPLICATE
-        record(tick, outcome, job_id, missed=missed, cancelled=cancelled or [])
-        if job_id is not None:
-            active.append(job_id)
+    def _record(
+        self,
+        recorded: list[tuple[UUID, datetime, str, UUID | None]],
+        ended: list[str | None],
+        *,
+        manual: bool,
+    ) -> None:
+        if not recorded:
+            return
+        schedules, ticks, outcomes, jobs = (list(c) for c in zip(*recorded, strict=True))
+        params = {
+            "schedules": schedules,
+            "ticks": ticks,
+            "outcomes": [str(o) for o in outcomes],
+            "jobs": jobs,
+            "missed": [f[3] for f in self.firings],
+            "cancelled": ended,
+            "fired_at": self.now,
+            "manual": manual,
+        }
+        with prepared_cursor() as cursor:
+            cursor.execute(_FIRINGS_SQL, params, prepare=True)
 
-    if skipped is not None:
-        record(skipped[0], Outcome.SKIPPED_MISFIRE, missed=skipped[1])
-    if buffered is not None and not active:  # the job the buffered tick waited for has ended
-        create(buffered, 0)
-        buffered = None
-    if schedule.overlap == Schedule.Overlap.CANCEL_PREVIOUS and len(ticks) > 1:
-        for tick, missed in ticks[:-1]:  # each would cancel the one before: only the last runs
-            record(tick, Outcome.SKIPPED_OVERLAP, missed=missed)
-        ticks = ticks[-1:]
-    for tick, missed in ticks:
-        if not active or schedule.overlap == Schedule.Overlap.ALLOW:
-            create(tick, missed)
-        elif schedule.overlap == Schedule.Overlap.SKIP:
-            record(tick, Outcome.SKIPPED_OVERLAP, missed=missed)
-        elif schedule.overlap == Schedule.Overlap.BUFFER_ONE:
-            if buffered is None:
-                buffered = tick
-                record(tick, Outcome.BUFFERED, missed=missed)
-            else:  # one is already waiting
-                record(tick, Outcome.SKIPPED_OVERLAP, missed=missed)
-        else:  # cancel_previous
-            cancelled = [str(job_id) for job_id in jobs_cancel(job_ids=active)]
-            active.clear()
-            create(tick, missed, cancelled)
-
-    if buffered != schedule.buffered_for:
-        Schedule.objects.filter(id=schedule.id).update(buffered_for=buffered)
-    ScheduleFiring.objects.bulk_create(records)
-    _prune_firings(schedule.id)
-    return FireResult(fired=tuple(Fired(r.scheduled_for, r.outcome, r.job_id) for r in records))
-
-
-def _insert_job(schedule: Schedule, tick: datetime, *, now: datetime, order: int) -> UUID | None:
-    """Store the tick's PENDING job from the template; None if the tick already had one.
-
-    It is due at the tick (or now, for a late tick) plus the schedule's random jitter; ``order``
-    microseconds keep the ticks of one catch-up released oldest first.
-    """
-    delay = random.uniform(0, schedule.jitter) if schedule.jitter else 0.0
-    run_at = max(now, tick) + timedelta(seconds=delay, microseconds=order)
-    spec = replace(JobSpec(**schedule.job_template), run_at=run_at)
-    values = job_values(
-        owner_id=schedule.owner_id, spec=spec, schedule_id=schedule.id, scheduled_for=tick
-    )
-    inserted = job_insert([values], skip_tick_conflict=True)
-    return inserted[0] if inserted else None
+    def _advance(self) -> None:
+        """Move each fired schedule to its next tick, in one UPDATE (the rows are locked)."""
+        if not self.advanced:
+            return
+        ids, next_fire_at, buffered_for = (list(c) for c in zip(*self.advanced, strict=True))
+        with prepared_cursor() as cursor:
+            cursor.execute(
+                _ADVANCE_SQL,
+                {"ids": ids, "next": next_fire_at, "buffered": buffered_for, "now": self.now},
+                prepare=True,
+            )
 
 
+_FIRINGS_SQL = """
+INSERT INTO jobs_schedulefiring
+    (schedule_id, scheduled_for, outcome, job_id, missed, cancelled, fired_at, manual)
+SELECT schedule_id, scheduled_for, outcome, job_id, missed, coalesce(cancelled, '[]'),
+    %(fired_at)s, %(manual)s
+FROM unnest(
+    %(schedules)b::uuid[], %(ticks)b::timestamptz[], %(outcomes)b::text[], %(jobs)b::uuid[],
+    %(missed)b::integer[], %(cancelled)s::jsonb[]
+) WITH ORDINALITY AS f(schedule_id, scheduled_for, outcome, job_id, missed, cancelled, position)
+ORDER BY position  -- ids in decision order: a schedule's latest firing has the highest id
+"""
 _PRUNE_FIRINGS_SQL = """
-DELETE FROM jobs_schedulefiring
-WHERE schedule_id = %(schedule)s AND id < (
-    SELECT id FROM jobs_schedulefiring WHERE schedule_id = %(schedule)s
+DELETE FROM jobs_schedulefiring AS f
+USING unnest(%(schedules)b::uuid[]) AS s(id)
+WHERE f.schedule_id = s.id AND f.id < (
+    -- The oldest firing kept, from the index firing_schedule_recent.
+    SELECT id FROM jobs_schedulefiring WHERE schedule_id = s.id
     ORDER BY id DESC OFFSET %(keep)s - 1 LIMIT 1
 )
 """
+_ADVANCE_SQL = """
+UPDATE jobs_schedule AS s
+SET next_fire_at = v.next_fire_at, buffered_for = v.buffered_for,
+    last_fired_at = %(now)s, updated_at = %(now)s, version = s.version + 1
+FROM unnest(%(ids)b::uuid[], %(next)b::timestamptz[], %(buffered)b::timestamptz[])
+    AS v(id, next_fire_at, buffered_for)
+WHERE s.id = v.id
+"""
 
 
-def _prune_firings(schedule_id: UUID) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(_PRUNE_FIRINGS_SQL, {"schedule": schedule_id, "keep": FIRINGS_KEPT})
+def _prune_firings(schedule_ids: list[UUID]) -> None:
+    """Keep the latest FIRINGS_KEPT firings of each schedule (one DELETE)."""
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            _PRUNE_FIRINGS_SQL, {"schedules": schedule_ids, "keep": FIRINGS_KEPT}, prepare=True
+        )

@@ -17,8 +17,8 @@ _now = timezone.now
 class Schedule(models.Model):
     """A cron expression in a timezone and a job template: each tick it fires creates one Job.
 
-    ``next_fire_at`` is ours, not beat's: beat wakes the schedule up (every minute, through the
-    PeriodicTask it owns) and ``jobs.schedules.firing.schedule_fire`` fires the ticks due by it.
+    ``next_fire_at`` says when it fires next: the dispatchers' sweep
+    (``jobs.schedules.firing.schedules_fire_due``) fires every schedule whose time has come.
     """
 
     class Overlap(models.TextChoices):
@@ -63,13 +63,7 @@ class Schedule(models.Model):
     # buffer_one: the tick waiting for the unfinished job to end before its own job is made.
     buffered_for = models.DateTimeField(null=True, blank=True)
     last_fired_at = models.DateTimeField(null=True, blank=True)
-    # Beat's row, which wakes this schedule up; created, changed and deleted with it.
-    periodic_task = models.OneToOneField(
-        "django_celery_beat.PeriodicTask",
-        on_delete=models.PROTECT,
-        related_name="jobplatform_schedule",
-    )
-    # Every write bumps it: schedule_fire claims the ticks it read with WHERE version = <read>.
+    # Every write (an edit, a firing, a trigger) bumps it.
     version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(default=_now, editable=False)
     updated_at = models.DateTimeField(default=_now)
@@ -79,6 +73,19 @@ class Schedule(models.Model):
         indexes = [
             models.Index(fields=["owner", "-created_at"], name="schedule_owner_created"),
             models.Index(fields=["-created_at"], name="schedule_created"),
+            # The sweep's claim, oldest tick first, and the dispatcher's wait for the next tick:
+            # only schedules that will fire are indexed.
+            models.Index(
+                fields=["next_fire_at"],
+                condition=Q(enabled=True, next_fire_at__isnull=False),
+                name="schedule_due",
+            ),
+            # buffer_one ticks waiting for a job to end: few, looked at by every sweep.
+            models.Index(
+                fields=["buffered_for"],
+                condition=Q(enabled=True, buffered_for__isnull=False),
+                name="schedule_buffered",
+            ),
         ]
         constraints = [
             # A retried POST must not make a second schedule that fires every tick twice.

@@ -30,6 +30,16 @@ def schedule_get_visible(*, schedule_id: UUID, user: User) -> Schedule:
         raise NotFound("SCHEDULES.NOT_FOUND", f"no schedule {schedule_id}") from None
 
 
+def schedule_next_fire_at() -> datetime | None:
+    """The earliest next_fire_at of all enabled schedules (the partial index schedule_due)."""
+    return (
+        Schedule.objects.filter(enabled=True, next_fire_at__isnull=False)
+        .order_by("next_fire_at")
+        .values_list("next_fire_at", flat=True)
+        .first()
+    )
+
+
 def schedule_next_fire_times(
     *, schedule: Schedule, count: int = 5, now: datetime | None = None
 ) -> list[FireTime]:

@@ -1,19 +1,16 @@
 """Schedules (DESIGN §6, docs/schedules.md): a cron expression in a timezone that makes one job
-per tick. Creating, editing, pausing, resuming and deleting them, with their beat rows.
+per tick. Creating, editing, pausing, resuming and deleting them.
 
-Each schedule owns a django-celery-beat PeriodicTask on a CrontabSchedule of its own,
-``* * * * *`` in UTC: beat only wakes the schedule up, once a minute, by sending
-``jobs.fire_schedule(schedule_id)``, whose service (``jobs.schedules.firing``) fires the ticks due
-by the schedule's own ``next_fire_at``. Which instants are ticks, daylight saving included, is
-decided by ``jobs.cron``, never by beat's crontab arithmetic; beat's ``last_run_at`` is never read
-(beat rewrites it itself, resets it when a task is disabled, and derives its next run from it).
-Every write here bumps ``version``, which makes a firing that read the schedule before it claim
-nothing.
+A schedule keeps its own ``next_fire_at``, computed here with ``jobs.schedules.cron`` (daylight
+saving included); the dispatchers' sweep (``jobs.schedules.firing``) fires the schedules whose
+``next_fire_at`` has come. Each write here holds the schedule's row lock, so a sweep either fires
+the schedule before the change or skips it until the change commits; and it bumps ``version``.
+A change that moves ``next_fire_at`` tells the dispatchers at commit (NOTIFY), so a sweeping
+dispatcher never sleeps past a schedule's new first tick.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,18 +18,17 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from uuid import UUID
 
-from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from jobplatform.errors import Conflict, InvalidInput, NotFound
 from jobs.schedules import cron
 from jobs.schedules.models import Schedule
-from jobs.services import JobSpec, job_validate
+from jobs.services import JobSpec, job_steps, job_validate
 
-FIRE_SCHEDULE_TASK = "jobs.fire_schedule"
+# The dispatchers LISTEN on it: a schedule's next_fire_at moved, their sweep may be due sooner.
+SCHEDULES_CHANNEL = "jobplatform_schedules"
 MAX_JITTER = 3600
 MAX_MISFIRE_WINDOW = 7 * 24 * 3600
 MAX_MISFIRE_CAP = 100
@@ -142,7 +138,7 @@ def schedule_spec(*, schedule: Schedule) -> ScheduleSpec:
 
 
 def schedule_create(*, owner: User, spec: ScheduleSpec, now: datetime | None = None) -> Schedule:
-    """A new schedule and the beat rows that wake it, in one transaction.
+    """A new schedule; the dispatchers are told at commit.
 
     ``next_fire_at`` is its first tick at or after now (or start_at); none while paused.
     SCHEDULES.NAME_TAKEN (409) if the owner already has a schedule of that name.
@@ -158,18 +154,18 @@ def schedule_create(*, owner: User, spec: ScheduleSpec, now: datetime | None = N
     else:
         schedule.paused_at = now
     with _unique_name(spec.name), transaction.atomic():
-        schedule.periodic_task = schedule_sync_beat(schedule, task=None)
         schedule.save(force_insert=True)
+        _notify_sweepers()
     return schedule
 
 
 def schedule_update(
     *, schedule_id: UUID, spec: ScheduleSpec, now: datetime | None = None
 ) -> Schedule:
-    """Replace a schedule's settings; ``next_fire_at`` is recomputed and beat's row follows.
+    """Replace a schedule's settings; ``next_fire_at`` is recomputed.
 
     A tick that was due and had not fired yet stays due (the new expression's first tick at or
-    after it), so an edit racing beat never drops a firing; otherwise the next tick is the first
+    after it), so an edit racing a sweep never drops a firing; otherwise the next tick is the first
     at or after now. Switching ``enabled`` pauses or resumes as those services do.
     """
     now = now or timezone.now()
@@ -193,7 +189,7 @@ def schedule_update(
 
 
 def schedule_pause(*, schedule_id: UUID, note: str = "", now: datetime | None = None) -> Schedule:
-    """Stop firing: next_fire_at is cleared and beat's row disabled. Idempotent: pausing a paused
+    """Stop firing: next_fire_at is cleared. Idempotent: pausing a paused
     schedule keeps its pause time (and replaces the note, if one is given)."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -225,23 +221,19 @@ def schedule_resume(*, schedule_id: UUID, now: datetime | None = None) -> Schedu
 
 
 def schedule_delete(*, schedule_id: UUID) -> None:
-    """Delete a schedule with its beat rows. Its jobs stay, with ``schedule`` set to null;
+    """Delete a schedule and its firings. Its jobs stay, with ``schedule`` set to null;
     unfinished ones run to their end."""
     with transaction.atomic():
-        schedule = _locked(schedule_id)
-        task = schedule.periodic_task
-        crontab = task.crontab
-        schedule.delete()
-        task.delete()  # instance delete(): its signal tells beat to reload
-        if crontab is not None:
-            crontab.delete()
+        _locked(schedule_id).delete()
 
 
 def _assign(schedule: Schedule, spec: ScheduleSpec) -> None:
     schedule.name = spec.name
     schedule.cron = cron.parse_cron(spec.cron).expression  # whitespace normalised
     schedule.timezone = spec.timezone
-    schedule.job_template = {k: v for k, v in asdict(spec.job).items() if k != "run_at"}
+    # Its steps as a job stores them: each tick's job copies them (jobs.services.job_insert_ticks).
+    template = {k: v for k, v in asdict(spec.job).items() if k != "run_at"}
+    schedule.job_template = template | {"steps": job_steps(spec.job.steps)}
     schedule.overlap = spec.overlap
     schedule.misfire = spec.misfire
     schedule.misfire_window = spec.misfire_window
@@ -264,63 +256,27 @@ def _first_fire(ticks: cron.Ticks, *, since: datetime, schedule: Schedule) -> da
 
 
 def _locked(schedule_id: UUID) -> Schedule:
-    # The row lock makes a firing wait for this change and this change for a firing; the version
-    # bump in _save() makes a firing that read the schedule before it claim nothing.
+    # The row lock makes this change wait for a sweep that is firing the schedule, and a sweep
+    # skip the schedule (SKIP LOCKED) until this change commits: it then fires by the new row.
     try:
-        return (
-            Schedule.objects.select_for_update(of=("self",))
-            .select_related("periodic_task__crontab")
-            .get(id=schedule_id)
-        )
+        return Schedule.objects.select_for_update().get(id=schedule_id)
     except Schedule.DoesNotExist:
         raise NotFound("SCHEDULES.NOT_FOUND", f"no schedule {schedule_id}") from None
 
 
 def _save(schedule: Schedule, now: datetime) -> None:
-    """Save a locked, fresh schedule and bring its beat row along."""
+    """Save a locked, fresh schedule; tell the dispatchers if it may fire sooner than before."""
     schedule.version += 1
     schedule.updated_at = now
     schedule.save()
-    schedule_sync_beat(schedule, task=schedule.periodic_task)
+    if schedule.next_fire_at is not None:
+        _notify_sweepers()
 
 
-def schedule_sync_beat(schedule: Schedule, *, task: PeriodicTask | None) -> PeriodicTask:
-    """Create or update the schedule's PeriodicTask and its own CrontabSchedule.
-
-    Always with save() (and delete()), whose signals bump beat's change marker so that a running
-    beat reloads; a queryset update() would leave beat on its stale copy. One crontab per
-    schedule: django-celery-beat warns that tasks sharing a schedule object move together.
-    """
-    if task is None:
-        crontab = CrontabSchedule(
-            minute="*", hour="*", day_of_week="*", day_of_month="*", month_of_year="*"
-        )
-        crontab.timezone = "UTC"
-        crontab.save()
-        task = PeriodicTask(
-            name=f"schedule:{schedule.id}",
-            task=FIRE_SCHEDULE_TASK,
-            args=json.dumps([str(schedule.id)]),
-            crontab=crontab,
-            queue=settings.JOBPLATFORM_SCHEDULE_QUEUE,
-            priority=0,  # on Redis 0 is served first: a wake-up never waits behind jobs
-        )
-    # Beat wakes the schedule while something can fire: a next tick, or a buffered one.
-    enabled = schedule.enabled and (
-        schedule.next_fire_at is not None or schedule.buffered_for is not None
-    )
-    description = (
-        f"Wakes schedule {schedule.name!r} ({schedule.cron}, {schedule.timezone}) every minute; "
-        "what fires is decided by the schedule's next_fire_at (jobs.schedules.firing)."
-    )
-    if task.pk is None:
-        task.enabled, task.description = enabled, description
-        task.save()
-    elif task.enabled != enabled or task.description != description:
-        task.enabled, task.description = enabled, description
-        # Only our fields: beat writes last_run_at and total_run_count on this row meanwhile.
-        task.save(update_fields=["enabled", "description", "last_run_at", "date_changed"])
-    return task
+def _notify_sweepers() -> None:
+    # Delivered at commit: a dispatcher woken by it sees the new next_fire_at.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, '')", [SCHEDULES_CHANNEL])
 
 
 @contextmanager

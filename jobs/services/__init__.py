@@ -13,7 +13,12 @@ from jobs.services.release import (
     job_release_lost,
     job_unrelease,
 )
-from jobs.services.rows import job_insert, job_values
+from jobs.services.rows import (
+    job_insert,
+    job_insert_ticks,
+    job_steps,
+    job_values,
+)
 from jobs.services.spec import JobSpec, job_validate
 from jobs.services.submission import Submission, job_submit, job_submit_many
 from jobs.services.transitions import job_cancel, job_reschedule, job_retry, jobs_cancel
@@ -27,10 +32,12 @@ __all__ = [
     "Submission",
     "job_cancel",
     "job_insert",
+    "job_insert_ticks",
     "job_release_due",
     "job_release_lost",
     "job_reschedule",
     "job_retry",
+    "job_steps",
     "job_submit",
     "job_submit_many",
     "job_unrelease",

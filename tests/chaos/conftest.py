@@ -17,17 +17,18 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
 from django.utils import timezone
 
 from executions.models import Execution, StepResult
-from jobs.models import Job
+from jobs.models import Job, Schedule
+from jobs.schedules.services import SCHEDULES_CHANNEL, ScheduleSpec, schedule_create
 from jobs.services import JobSpec, job_submit
 from tests.conftest import REPO, database_url
 from tests.support import HttpTarget, wait_for
@@ -141,6 +142,32 @@ class Chaos:
             retry_backoff_max=1, run_at=run_at,
         )  # fmt: skip
         return [job_submit(owner=owner, spec=spec).job.id for _ in range(count)]
+
+    def schedule(self, owner: Any, count: int) -> list[Any]:
+        """``count`` schedules of jobs of two ``tick`` steps, every minute, each missed tick run
+        (so that a forged ``next_fire_at`` makes several due at once); their ids."""
+        steps = [
+            {"type": "tick", "params": {"url": self.http.url + self.tick_path, "seconds": 0.05}}
+        ]
+        job = JobSpec(
+            name="chaos-tick", steps=steps * 2, queue=QUEUE, max_retries=10, retry_backoff=0.2,
+            retry_backoff_max=1,
+        )  # fmt: skip
+        spec = ScheduleSpec(name="", cron="* * * * *", job=job, misfire="run_all")
+        return [
+            schedule_create(owner=owner, spec=replace(spec, name=f"chaos-{self.run[:8]}-{n}")).id
+            for n in range(count)
+        ]
+
+    def make_due(self, schedule_ids: list[Any], *, ticks: int) -> list[datetime]:
+        """Forge the schedules' next tick so that the last ``ticks`` whole minutes are due now,
+        and wake the dispatchers; return those ticks."""
+        minute = timezone.now().replace(second=0, microsecond=0)
+        due = [minute - timedelta(minutes=n) for n in reversed(range(ticks))]
+        Schedule.objects.filter(id__in=schedule_ids).update(next_fire_at=due[0])
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [SCHEDULES_CHANNEL])
+        return due
 
     def ticks(self) -> list[dict[str, Any]]:
         return list(self.http.bodies.get(self.tick_path, []))

@@ -25,6 +25,7 @@ from tests.support import wait_for
 pytestmark = [pytest.mark.chaos, pytest.mark.django_db(transaction=True)]
 
 JOBS = 120
+SCHEDULES = 40
 
 
 def started(chaos, count: int) -> None:
@@ -123,6 +124,7 @@ def test_the_same_message_published_twice_for_a_batch(chaos, user):
 
 
 def test_two_dispatchers_and_two_beats_at_once(chaos, user):
+    schedules = chaos.schedule(user, SCHEDULES)
     for name in ("dispatcher-1", "dispatcher-2"):
         chaos.start_dispatcher(name)
     chaos.start_beat("beat-1")
@@ -131,9 +133,22 @@ def test_two_dispatchers_and_two_beats_at_once(chaos, user):
     chaos.start_worker("worker-b")
     fault_at = time.monotonic()
     jobs = chaos.submit(user, JOBS, seconds=0.05)
+    # Both dispatchers sweep the same due schedules at once: two ticks each are due.
+    ticks = chaos.make_due(schedules, ticks=2)
+    scheduled = wait_for(
+        lambda: (
+            (made := Job.objects.filter(schedule__in=schedules)).count() >= 2 * SCHEDULES
+            and list(made.values_list("id", "schedule_id", "scheduled_for"))
+        ),
+        what="every due tick to fire",
+    )
+    jobs += [job_id for job_id, _, _ in scheduled]
     chaos.await_all_finished(jobs, fault="two dispatchers and two beats", since=fault_at)
     chaos.assert_invariants(jobs)
-    assert len(chaos.ticks()) == 2 * JOBS  # nothing was released or run twice
+    assert len(chaos.ticks()) == 2 * len(jobs)  # nothing was released, fired or run twice
+    assert sorted((s, t) for _, s, t in scheduled) == sorted(
+        (s, t) for s in schedules for t in ticks
+    )
     assert all(p.poll() is None for n, p in chaos.processes.items() if n.startswith("beat"))
 
 

@@ -66,12 +66,12 @@ def raw_messages_of(client: redis.Redis, job_id: str) -> list[tuple[str, dict]]:
     return [(name, message) for name, message, of in probe_messages(client) if of == job_id]
 
 
-def listener() -> psycopg.Connection:
+def listener(channel: str = DISPATCH_CHANNEL) -> psycopg.Connection:
     db = settings.DATABASES["default"]
     conn = psycopg.connect(
         dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=db["PORT"], autocommit=True
     )
-    conn.execute(f"LISTEN {DISPATCH_CHANNEL}")
+    conn.execute(f"LISTEN {channel}")
     return conn
 
 

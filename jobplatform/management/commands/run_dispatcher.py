@@ -16,8 +16,9 @@ logger = logging.getLogger("jobplatform.dispatcher")
 
 class Command(BaseCommand):
     help = (
-        "Release due jobs from PostgreSQL into the broker, publish again jobs whose message was "
-        "lost, and reap attempts whose worker died; until SIGTERM or Ctrl-C."
+        "Release due jobs from PostgreSQL into the broker, fire the schedules whose tick has "
+        "come, publish again jobs whose message was lost, and reap attempts whose worker died; "
+        "until SIGTERM or Ctrl-C."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -25,6 +26,11 @@ class Command(BaseCommand):
         parser.add_argument("--poll", type=float, default=None, help="max seconds between scans")
         parser.add_argument(
             "--queues", default="", help="comma-separated queues to serve (default: every queue)"
+        )
+        parser.add_argument(
+            "--without-schedules",
+            action="store_true",
+            help="do not fire schedules (another dispatcher does; by default every one does)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -39,13 +45,18 @@ class Command(BaseCommand):
             lambda: execution_reap_lost(lost_after=settings.JOBPLATFORM_LOST_AFTER, queues=queues),
         )
         dispatcher = Dispatcher(
-            batch_size=options["batch_size"], poll=options["poll"], chores=[reaper], queues=queues
+            batch_size=options["batch_size"],
+            poll=options["poll"],
+            chores=[reaper],
+            queues=queues,
+            schedules=not options["without_schedules"],
         )
         logger.info(
-            "dispatcher started (queues %s, batch %d, poll %.1fs)",
+            "dispatcher started (queues %s, batch %d, poll %.1fs, schedules %s)",
             ",".join(queues or ["*"]),
             dispatcher.batch_size,
             dispatcher.poll,
+            "off" if options["without_schedules"] else "on",
         )
         dispatcher.run(stop)
         logger.info("dispatcher stopped")

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from jobs.models import Schedule
+from jobs.schedules.firing import FireResult, schedules_fire_due
 from jobs.schedules.services import ScheduleSpec, schedule_create
 from jobs.services import JobSpec
 
@@ -30,3 +31,8 @@ def utc(
     year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
 ) -> datetime:
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+
+
+def fire(schedule: Schedule, *, now: datetime | None = None) -> FireResult:
+    """A dispatcher's sweep at ``now`` (forged time), and what it fired of ``schedule``."""
+    return schedules_fire_due(now=now).of(schedule.id)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django_celery_beat.models import PeriodicTask
 
-from jobs.models import Job, Schedule
-from tests.jobs.schedules.conftest import make_schedule, utc
+from jobs.models import Job, Schedule, ScheduleFiring
+from tests.jobs.schedules.conftest import fire, make_schedule, utc
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +36,6 @@ def test_pause_resume_and_trigger_actions_go_through_the_services(operator, user
     schedule.refresh_from_db()
     assert (schedule.enabled, schedule.next_fire_at) == (False, None)
     assert schedule.pause_note.startswith("paused in the admin by")
-    assert PeriodicTask.objects.get(id=schedule.periodic_task_id).enabled is False
     operator.post(url, {"action": "resume_schedules", "_selected_action": [str(schedule.id)]})
     schedule.refresh_from_db()
     assert schedule.enabled and schedule.next_fire_at is not None
@@ -48,8 +46,10 @@ def test_pause_resume_and_trigger_actions_go_through_the_services(operator, user
     assert Job.objects.filter(schedule=schedule).count() == 1
 
 
-def test_deleting_in_the_admin_removes_the_beat_rows(operator, user):
+def test_deleting_in_the_admin_goes_through_the_service(operator, user):
     schedule = make_schedule(user, now=utc(2026, 5, 4, 9, 58))
+    fire(schedule, now=utc(2026, 5, 4, 10))
     operator.post(f"/admin/jobs/schedule/{schedule.id}/delete/", {"post": "yes"})
     assert not Schedule.objects.filter(id=schedule.id).exists()
-    assert not PeriodicTask.objects.filter(id=schedule.periodic_task_id).exists()
+    assert not ScheduleFiring.objects.filter(schedule_id=schedule.id).exists()
+    assert Job.objects.get().scheduled_for == utc(2026, 5, 4, 10)  # its job stays

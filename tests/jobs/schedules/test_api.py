@@ -6,12 +6,11 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask
 
-from jobs.models import Job, Schedule
-from jobs.schedules.firing import schedule_fire
+from jobs.models import Job, Schedule, ScheduleFiring
+from jobs.schedules.firing import schedules_fire_due
 from tests.conftest import client_for
-from tests.jobs.schedules.conftest import make_schedule, utc
+from tests.jobs.schedules.conftest import fire, make_schedule, utc
 
 pytestmark = pytest.mark.django_db
 
@@ -111,7 +110,7 @@ def test_owners_see_their_schedules_admins_see_all_others_get_404(api, user, adm
 def test_detail_shows_recent_jobs_and_firings_and_the_list_recent_jobs(api, user):
     schedule = make_schedule(user, now=utc(2026, 5, 4, 9, 58), cron="* * * * *", overlap="skip")
     for minute in range(3):
-        schedule_fire(schedule_id=schedule.id, now=utc(2026, 5, 4, 10, minute))
+        fire(schedule, now=utc(2026, 5, 4, 10, minute))
     body = api.get(f"{URL}{schedule.id}/").json()
     [job] = body["recent_jobs"]  # the next two ticks skipped: the first job is unfinished
     assert (job["scheduled_for"], job["status"]) == ("2026-05-04T10:00:00Z", "pending")
@@ -161,11 +160,11 @@ def test_patch_changes_some_fields_and_recomputes_next_fire_at(api):
     assert Schedule.objects.get(id=schedule_id).timezone == "America/Santiago"
 
 
-def test_delete_removes_the_schedule_and_its_periodic_task(api):
+def test_delete_removes_the_schedule_and_its_firings(api):
     schedule_id = create(api).json()["id"]
-    task_id = Schedule.objects.get(id=schedule_id).periodic_task_id
+    assert api.post(f"{URL}{schedule_id}/trigger/").status_code == 201
     assert api.delete(f"{URL}{schedule_id}/").status_code == 204
-    assert not PeriodicTask.objects.filter(id=task_id).exists()
+    assert not ScheduleFiring.objects.filter(schedule_id=schedule_id).exists()
     assert error(api.get(f"{URL}{schedule_id}/"), 404) == "SCHEDULES.NOT_FOUND"
 
 
@@ -201,9 +200,8 @@ def test_trigger_makes_a_job_now_or_says_why_not(api):
 
 def test_jobs_can_be_listed_by_schedule(api, user):
     schedule = make_schedule(user, now=timezone.now() - timedelta(minutes=6))
-    other = make_schedule(user, now=timezone.now() - timedelta(minutes=6))
-    schedule_fire(schedule_id=schedule.id)
-    schedule_fire(schedule_id=other.id)
+    make_schedule(user, now=timezone.now() - timedelta(minutes=6))  # another, fired too
+    schedules_fire_due()
     Job.objects.create(owner=user, name="plain", steps=LOG)
     listed = api.get(f"/api/v1/jobs/?schedule={schedule.id}").json()["results"]
     assert [j["id"] for j in listed] == [str(Job.objects.get(schedule=schedule).id)]

@@ -1,5 +1,5 @@
-"""Firing against real PostgreSQL: one job per tick however often or concurrently beat calls,
-the overlap policy decided from the jobs table, the misfire policy after downtime."""
+"""Firing against real PostgreSQL: one job per tick however often or concurrently the dispatchers
+sweep, the overlap policy decided from the jobs table, the misfire policy after downtime."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from datetime import timedelta
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,11 +17,10 @@ from jobs import lifecycle
 from jobs.models import Job, Schedule, ScheduleFiring
 from jobs.schedules import firing as firing_services
 from jobs.schedules.cron import Ticks, parse_cron, zone
-from jobs.schedules.firing import schedule_fire, schedule_trigger
+from jobs.schedules.firing import schedule_trigger, schedules_fire_due
 from jobs.schedules.services import schedule_pause
-from jobs.schedules.tasks import fire_schedule
 from tests.jobs.factories import JobFactory
-from tests.jobs.schedules.conftest import PROBE_QUEUE, make_schedule, template, utc
+from tests.jobs.schedules.conftest import PROBE_QUEUE, fire, make_schedule, template, utc
 
 T0 = utc(2026, 5, 4, 9, 58)  # created two minutes before the 10:00 tick
 TICK = utc(2026, 5, 4, 10, 0)
@@ -44,9 +42,9 @@ def test_a_due_tick_makes_one_pending_job_from_the_template(user):
     job = template(name="report", priority=8, input={"a": 1}, max_retries=1)
     schedule = make_schedule(user, now=T0, job=job)
     assert schedule.next_fire_at == TICK
-    assert schedule_fire(schedule_id=schedule.id, now=TICK - SECOND).fired == ()  # not yet due
+    assert fire(schedule, now=TICK - SECOND).fired == ()  # not yet due
     fired_at = TICK + timedelta(milliseconds=40)
-    result = schedule_fire(schedule_id=schedule.id, now=fired_at)
+    result = fire(schedule, now=fired_at)
     [made] = jobs_of(schedule)
     assert result.job_ids == [made.id]
     assert (made.status, made.scheduled_for, made.run_at) == ("pending", TICK, fired_at)
@@ -61,12 +59,12 @@ def test_a_due_tick_makes_one_pending_job_from_the_template(user):
     assert (firing.scheduled_for, firing.fired_at, firing.job_id) == (TICK, fired_at, made.id)
 
 
-def test_the_fire_task_called_twice_for_one_tick_makes_one_job(user):
+def test_two_sweeps_for_one_tick_make_one_job(user):
     # Created a minute ago, every minute: the current minute's tick is due now, for real.
     schedule = make_schedule(user, now=timezone.now() - timedelta(minutes=1), cron="* * * * *")
     due = Schedule.objects.get(id=schedule.id).next_fire_at
-    fire_schedule(str(schedule.id))
-    fire_schedule(str(schedule.id))  # a redelivered message, or a second beat
+    schedules_fire_due()
+    schedules_fire_due()  # a second dispatcher
     made = jobs_of(schedule)
     assert len(made) == 1
     assert made[0].scheduled_for <= timezone.now()
@@ -75,28 +73,28 @@ def test_the_fire_task_called_twice_for_one_tick_makes_one_job(user):
 
 def test_a_second_call_with_the_same_moment_finds_the_tick_claimed(user):
     schedule = make_schedule(user, now=T0)
-    first = schedule_fire(schedule_id=schedule.id, now=TICK)
-    again = schedule_fire(schedule_id=schedule.id, now=TICK)
+    first = fire(schedule, now=TICK)
+    again = fire(schedule, now=TICK)
     assert (len(first.job_ids), again.fired) == (1, ())
     assert len(jobs_of(schedule)) == 1
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_beat_like_callers_at_once_make_one_job_per_tick(user):
+def test_two_sweepers_at_once_make_one_job_per_tick(user):
     schedule = make_schedule(user, now=T0, cron="* * * * *", job=template(queue=PROBE_QUEUE))
     made: list = []
     for minute in range(8):
         now = TICK + timedelta(minutes=minute, milliseconds=5)
         barrier = threading.Barrier(2)
 
-        def beat(now=now, barrier=barrier) -> None:
+        def sweeper(now=now, barrier=barrier) -> None:
             try:
                 barrier.wait(timeout=10)
-                made.extend(schedule_fire(schedule_id=schedule.id, now=now).job_ids)
+                made.extend(fire(schedule, now=now).job_ids)
             finally:
                 connection.close()
 
-        threads = [threading.Thread(target=beat) for _ in range(2)]
+        threads = [threading.Thread(target=sweeper) for _ in range(2)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -118,7 +116,7 @@ def test_the_database_lets_one_job_per_schedule_tick(user):
 def test_a_tick_that_already_has_its_job_is_recorded_as_a_duplicate(user):
     schedule = make_schedule(user, now=T0)
     existing = JobFactory(owner=user, schedule=schedule, scheduled_for=TICK, status="succeeded")
-    result = schedule_fire(schedule_id=schedule.id, now=TICK)
+    result = fire(schedule, now=TICK)
     assert [(f.outcome, f.job_id) for f in result.fired] == [("duplicate", None)]
     assert [job.id for job in jobs_of(schedule)] == [existing.id]
 
@@ -128,7 +126,7 @@ def test_a_tick_that_already_has_its_job_is_recorded_as_a_duplicate(user):
 
 def fire_at(schedule: Schedule, *minutes_after: int) -> None:
     for minutes in minutes_after:
-        schedule_fire(schedule_id=schedule.id, now=TICK + timedelta(minutes=minutes))
+        fire(schedule, now=TICK + timedelta(minutes=minutes))
 
 
 @pytest.mark.parametrize("status", sorted(Job.Status))
@@ -166,7 +164,7 @@ def test_buffer_one_keeps_one_tick_waiting_and_runs_it_when_the_job_ends(user):
     fire_at(schedule, 11)  # nothing due, the job still runs: the buffered tick keeps waiting
     assert len(jobs_of(schedule)) == 1
     Job.objects.filter(schedule=schedule).update(status="succeeded")
-    fire_at(schedule, 12)  # beat's next wake-up after the job ended, between two ticks
+    fire_at(schedule, 12)  # the next sweep after the job ended, between two ticks
     assert [(j.scheduled_for.strftime("%H:%M"), j.status) for j in jobs_of(schedule)] == [
         ("10:00", "succeeded"),
         ("10:05", "pending"),
@@ -193,7 +191,7 @@ def test_cancel_previous_cancels_the_unfinished_job_and_starts_the_new_one(user)
 
 def test_after_downtime_run_once_makes_one_job_for_all_missed_ticks(user):
     schedule = make_schedule(user, now=T0)  # run_once is the default
-    result = schedule_fire(schedule_id=schedule.id, now=utc(2026, 5, 4, 12, 2))
+    result = fire(schedule, now=utc(2026, 5, 4, 12, 2))
     [made] = jobs_of(schedule)
     assert made.scheduled_for == utc(2026, 5, 4, 12, 0)
     assert ScheduleFiring.objects.get(schedule=schedule).missed == 24
@@ -203,7 +201,7 @@ def test_after_downtime_run_once_makes_one_job_for_all_missed_ticks(user):
 
 def test_after_downtime_skip_records_the_missed_ticks_and_waits_for_the_next(user):
     schedule = make_schedule(user, now=T0, misfire="skip")
-    schedule_fire(schedule_id=schedule.id, now=utc(2026, 5, 4, 12, 2))
+    fire(schedule, now=utc(2026, 5, 4, 12, 2))
     assert jobs_of(schedule) == []
     firing = ScheduleFiring.objects.get(schedule=schedule)
     assert (firing.outcome, firing.scheduled_for, firing.missed) == ("skipped_misfire", TICK, 25)
@@ -212,7 +210,7 @@ def test_after_downtime_skip_records_the_missed_ticks_and_waits_for_the_next(use
 def test_after_downtime_run_all_runs_the_missed_ticks_oldest_first_capped(user):
     schedule = make_schedule(user, now=T0, misfire="run_all", misfire_window=1800, misfire_cap=4)
     now = utc(2026, 5, 4, 12, 2)
-    schedule_fire(schedule_id=schedule.id, now=now)
+    fire(schedule, now=now)
     made = jobs_of(schedule)
     assert [job.scheduled_for.strftime("%H:%M") for job in made] == [
         "11:45",
@@ -236,7 +234,7 @@ def test_jitter_delays_each_job_by_up_to_that_many_seconds(user):
     assert len({round(d, 3) for d in delays}) > 1
 
 
-def test_start_at_and_end_at_bound_the_ticks_and_beat_stops_after_the_end(user):
+def test_start_at_and_end_at_bound_the_ticks_and_firing_stops_after_the_end(user):
     schedule = make_schedule(
         user, now=T0, start_at=utc(2026, 5, 4, 10, 3), end_at=utc(2026, 5, 4, 10, 10)
     )
@@ -247,7 +245,6 @@ def test_start_at_and_end_at_bound_the_ticks_and_beat_stops_after_the_end(user):
     fire_at(schedule, 10)
     schedule.refresh_from_db()
     assert schedule.next_fire_at is None
-    assert PeriodicTask.objects.get(id=schedule.periodic_task_id).enabled is False
     fire_at(schedule, 15)
     assert [j.scheduled_for.strftime("%H:%M") for j in jobs_of(schedule)] == ["10:05", "10:10"]
 
@@ -255,7 +252,7 @@ def test_start_at_and_end_at_bound_the_ticks_and_beat_stops_after_the_end(user):
 def test_a_paused_schedule_does_not_fire(user):
     schedule = make_schedule(user, now=T0)
     schedule_pause(schedule_id=schedule.id, note="maintenance", now=T0)
-    assert schedule_fire(schedule_id=schedule.id, now=TICK).fired == ()
+    assert fire(schedule, now=TICK).fired == ()
     assert jobs_of(schedule) == []
 
 
@@ -286,7 +283,7 @@ def test_only_the_latest_firings_are_kept(user, monkeypatch):
     assert [at for at, _ in outcomes(schedule)] == ["10:03", "10:04", "10:05"]
 
 
-# --- property: beat calling at any moments fires every tick exactly once -------------------------
+# --- property: sweeps at any moments fire every tick exactly once --------------------------------
 
 _counter = iter(range(10**9))
 
@@ -310,7 +307,7 @@ _counter = iter(range(10**9))
     delays=st.lists(st.floats(0, 50), min_size=1, max_size=40),
     repeats=st.lists(st.booleans(), min_size=1, max_size=40),
 )
-def test_beat_calling_at_any_moment_fires_every_tick_once(user, case, delays, repeats):
+def test_sweeps_at_any_moment_fire_every_tick_once(user, case, delays, repeats):
     expression, tz, start = case
     end = start + timedelta(days=4 if "*" not in expression.split()[1] else 1)
     expected = []
@@ -324,9 +321,9 @@ def test_beat_calling_at_any_moment_fires_every_tick_once(user, case, delays, re
         )
         for index, at in enumerate(expected):
             now = at + timedelta(seconds=delays[index % len(delays)])
-            schedule_fire(schedule_id=schedule.id, now=now)
-            if repeats[index % len(repeats)]:  # a second beat, or a redelivery
-                schedule_fire(schedule_id=schedule.id, now=now + SECOND)
+            fire(schedule, now=now)
+            if repeats[index % len(repeats)]:  # a second dispatcher's sweep
+                fire(schedule, now=now + SECOND)
         assert [job.scheduled_for for job in jobs_of(schedule)] == expected
         assert set(outcomes(schedule)) <= {(t.strftime("%H:%M"), "created") for t in expected}
         transaction.set_rollback(True)

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from jobs.schedules.cron import Ticks, parse_cron, zone
-from jobs.schedules.firing import MisfirePlan, misfire_plan
+from jobs.schedules.policies import MisfirePlan, misfire_plan
 from tests.jobs.schedules.conftest import utc
 
 EVERY_5 = Ticks(parse_cron("*/5 * * * *"), zone("UTC"))

@@ -1,6 +1,6 @@
 """Property tests: over any year, in any of these zones, no tick is fired twice or lost.
 
-The fire times that jobs.cron computes (walking next_after from tick to tick, as schedule_fire
+The fire times that jobs.cron computes (walking next_after from tick to tick, as the sweep
 does, or resuming anywhere) are compared with an oracle that applies the documented policy by
 brute force: it finds the zone's transitions by scanning the year hour by hour, and resolves every
 local time the expression names by trying each UTC offset the zone used.
@@ -112,7 +112,7 @@ def oracle(cron: Cron, tz_name: str, start: datetime, end: datetime) -> list[dat
 
 
 def walk(ticks: Ticks, start: datetime, end: datetime) -> list[datetime]:
-    """Tick after tick, as schedule_fire advances next_fire_at."""
+    """Tick after tick, as the sweep advances next_fire_at."""
     found = []
     tick = ticks.at_or_after(start)
     while tick is not None and tick.at < end:
