@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import django_stubs_ext
 import environ
@@ -75,10 +76,31 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db_url_config(env_secret("DATABASE_URL"))}
-# The password may live in its own secret instead of the URL (then no escaping is needed).
-if _database_password := env_secret("DATABASE_PASSWORD", default=""):
-    DATABASES["default"]["PASSWORD"] = _database_password
+# The password may live in its own secret instead of the URL (then no escaping is needed); it is
+# the password of both URLs below.
+_database_password = env_secret("DATABASE_PASSWORD", default="")
+
+
+def _database(url: str) -> dict[str, Any]:
+    config: dict[str, Any] = env.db_url_config(url)
+    if _database_password:
+        config["PASSWORD"] = _database_password
+    return config
+
+
+DATABASES = {"default": _database(env_secret("DATABASE_URL"))}
+# Behind a pooler in transaction mode (PgBouncer's pool_mode=transaction, docs/deploy.md) the web
+# and worker processes use DATABASE_URL, the pooler; what needs a session of its own, the
+# dispatcher's LISTEN, uses this direct connection to PostgreSQL (jobplatform.db.direct_connect).
+# None: DATABASE_URL is direct already.
+_direct_url = env_secret("DATABASE_DIRECT_URL", default="")
+DATABASE_DIRECT = _database(_direct_url) if _direct_url else None
+# A server-side cursor (QuerySet.iterator()) lives in one session across statements, which a
+# transaction-mode pooler does not keep: off there.
+# https://docs.djangoproject.com/en/5.2/ref/databases/#transaction-pooling-server-side-cursors
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = not env.bool(
+    "DATABASE_SERVER_SIDE_CURSORS", default=True
+)
 # Persistent connections for web processes; workers keep theirs via CELERY_DB_REUSE_MAX below.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -86,7 +108,7 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # server-bound and prepared once per connection (jobplatform.db.prepared_cursor): planning them
 # cost PostgreSQL as much as running them. Django's own queries stay client-bound and are never
 # prepared. Off (false) behind a pooler that cannot keep prepared statements (PgBouncer before
-# 1.21 in transaction mode).
+# 1.21, or without max_prepared_statements, in transaction mode).
 DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
     5 if env.bool("DATABASE_PREPARED_STATEMENTS", default=True) else None
 )

@@ -23,6 +23,7 @@ from django.db import connections
 from django.utils import timezone
 
 from jobplatform.celery import app as celery_app
+from jobplatform.db import direct_connect
 from jobs import services
 from jobs.services import ReleasedJob
 
@@ -231,15 +232,8 @@ class Dispatcher:
     def _ensure_listening(self) -> None:
         if self._listener is not None and not self._listener.closed:
             return
-        db = settings.DATABASES["default"]
-        self._listener = psycopg.connect(
-            dbname=db["NAME"],
-            user=db.get("USER") or None,
-            password=db.get("PASSWORD") or None,
-            host=db.get("HOST") or None,
-            port=db.get("PORT") or None,
-            autocommit=True,
-        )
+        # A session of its own, straight to PostgreSQL even behind a transaction-mode pooler.
+        self._listener = direct_connect(autocommit=True)
         self._listener.execute(f"LISTEN {services.DISPATCH_CHANNEL}")
 
     def _wait(self, stop: threading.Event, seconds: float) -> None:
