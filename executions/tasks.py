@@ -7,6 +7,7 @@ from celery import Task, shared_task
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from executions.pipeline import execution_run
+from jobplatform import brokers
 
 logger = logging.getLogger("jobplatform.executions")
 
@@ -39,4 +40,6 @@ def run_job(self: Task[[str, int], None], job_id: str, attempt: int) -> None:
         )
         raise self.retry(exc=exc, countdown=delay) from exc
     if outcome.retry_in is not None:
-        raise self.retry(args=(job_id, outcome.next_attempt), countdown=outcome.retry_in)
+        # Rounded up to whole seconds on RabbitMQ's quorum queues, whose delay queues count them.
+        countdown = brokers.message_countdown(self.app, outcome.retry_in)
+        raise self.retry(args=(job_id, outcome.next_attempt), countdown=countdown)

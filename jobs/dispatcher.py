@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
+from jobplatform import brokers
 from jobplatform.celery import app as celery_app
 from jobplatform.db import direct_connect
 from jobs import services
@@ -38,10 +39,11 @@ _WAIT_SLICE = 1.0
 def publish_attempts(released: list[ReleasedJob], *, app: Celery = celery_app) -> list[ReleasedJob]:
     """Publish one run_job message per job, pipelined; return the jobs that were published.
 
-    The messages go to Redis in one pipeline (kombu's ``Producer.batch``), not one round trip
-    each. If the pipeline fails, which of its messages arrived is unknown, so none counts as
-    published: the caller hands the jobs back, and a message that did arrive finds its job no
-    longer QUEUED for that attempt and claims nothing.
+    On Redis the messages go in one pipeline (kombu's ``Producer.batch``), not one round trip
+    each; RabbitMQ has no such batch, and kombu publishes each at once, waiting for its confirm.
+    If the batch fails, which of its messages arrived is unknown, so none counts as published:
+    the caller hands the jobs back, and a message that did arrive finds its job no longer QUEUED
+    for that attempt and claims nothing.
     """
     if not released:
         return []
@@ -62,9 +64,9 @@ def send_run_job(app: Celery, job: ReleasedJob, producer: Any) -> None:
         services.RUN_JOB_TASK,
         args=[str(job.id), job.attempt],
         queue=job.queue,
-        # Redis serves priority 0 first; the API's 9 is the most urgent.
-        priority=9 - job.priority,
-        countdown=job.countdown,
+        # The API's 9 is the most urgent: Redis serves 0 first, RabbitMQ 9.
+        priority=brokers.message_priority(brokers.broker_kind(app.conf.broker_url), job.priority),
+        countdown=brokers.message_countdown(app, job.countdown),
         # The backstop for a step that never yields to its own deadline: the child is killed,
         # and the reaper sees the attempt's heartbeat stop.
         time_limit=job.timeout + HARD_TIME_LIMIT_MARGIN,
@@ -94,17 +96,21 @@ class RunJobMessages:
     per job (docs/performance.md). Between two jobs of a queue only the task id, the arguments,
     the priority, the countdown and the time limit differ; tests/jobs/test_dispatcher.py checks
     that a copy equals the message Celery builds for the same job. With task-sent events on
-    (Flower), every message goes through ``send_task``, which sends them.
+    (Flower), every message goes through ``send_task``, which sends them. On RabbitMQ's quorum
+    queues a countdown changes the message's exchange and routing key too (it waits in the
+    broker's delay queues): such a message is built by Celery, and never copied.
     """
 
     def __init__(self, app: Celery, producer: Any) -> None:
         self.app = app
         self.producer = producer
         self.each_by_celery = bool(app.conf.task_send_sent_event)
+        self.broker = brokers.broker_kind(app.conf.broker_url)
+        self.delays_route = brokers.native_delayed_delivery(app)
         self.templates: dict[str, tuple[Any, dict[str, Any]]] = {}
 
     def publish(self, job: ReleasedJob) -> None:
-        if self.each_by_celery:
+        if self.each_by_celery or (self.delays_route and job.countdown):
             send_run_job(self.app, job, self.producer)
         elif job.queue in self.templates:
             body, options = self.build(job)
@@ -134,7 +140,7 @@ class RunJobMessages:
         return (args, *body[1:]), options | {
             "headers": headers,
             "correlation_id": task_id,
-            "priority": 9 - job.priority,
+            "priority": brokers.message_priority(self.broker, job.priority),
             "declare": None,  # the queue's first message declared it
         }
 
