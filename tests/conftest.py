@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,9 @@ from django.db.models.signals import post_migrate
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from jobplatform.celery import app as celery_app
 from jobplatform.roles import Role
 from tests.factories import UserFactory, with_role
+from tests.servers import RabbitMQ
 from tests.support import HttpTarget, free_port, port_answers, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,35 +110,36 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="session")
-def platform(
-    django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def running_platform(
+    logs: Path, *, queue: str, env: dict[str, str], hostname: str
 ) -> Iterator[Platform]:
-    logs = tmp_path_factory.mktemp("platform")
+    """A worker serving ``queue`` and a dispatcher releasing its jobs, with ``env`` (the test
+    database, the broker, the pooler...) on top of the test settings; stopped on exit."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": database_url(),
         "PYTHONUNBUFFERED": "1",
+        **env,
     }
-    hostname = f"test-worker-{os.getpid()}@127.0.0.1"
     plat = Platform(worker_log=logs / "worker.log", dispatcher_log=logs / "dispatcher.log")
     with plat.worker_log.open("wb") as wlog, plat.dispatcher_log.open("wb") as dlog:
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "jobplatform", "worker", "--loglevel", "INFO",
-             "--pool", "prefork", "--concurrency", "2", "--queues", "default",
+             "--pool", "prefork", "--concurrency", "2", "--queues", queue,
              "--hostname", hostname, "--without-gossip", "--without-mingle"],
             cwd=REPO, env=env, stdout=wlog, stderr=subprocess.STDOUT,
         )  # fmt: skip
         dispatcher = subprocess.Popen(
-            [sys.executable, "manage.py", "run_dispatcher", "--poll", "1", "--queues", "default"],
+            [sys.executable, "manage.py", "run_dispatcher", "--poll", "1", "--queues", queue],
             cwd=REPO, env=env, stdout=dlog, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
         wait_for(
-            lambda: worker.poll() is not None or celery_app.control.ping([hostname], timeout=0.5),
+            lambda: worker.poll() is not None or f"{hostname} ready." in plat.worker_output(),
             timeout=60,
-            what="the worker to answer a ping",
+            what="the worker to be ready",
         )
         assert worker.poll() is None, plat.worker_output()
         wait_for(
@@ -152,18 +154,42 @@ def platform(
 
 
 @pytest.fixture(scope="session")
-def live_api(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The root URL of the web process as deployed (gunicorn with gunicorn.conf.py: gthread, one
-    process, four threads) serving the test database on a free port of 127.0.0.1. Tests that
-    use it need ``django_db(transaction=True)``: the server sees only committed data."""
+def platform(
+    django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Platform]:
+    """The session's worker and dispatcher on the queue ``default``, over Redis."""
+    with running_platform(
+        tmp_path_factory.mktemp("platform"),
+        queue="default",
+        env={},
+        hostname=f"test-worker-{os.getpid()}@127.0.0.1",
+    ) as plat:
+        yield plat
+
+
+@pytest.fixture(scope="session")
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
+    """A RabbitMQ node of the session's own (tests/servers.py), for the tests marked rabbitmq."""
+    node = RabbitMQ(base=tmp_path_factory.mktemp("rabbitmq"))
+    try:
+        node.start()
+        yield node
+    finally:
+        node.stop()
+
+
+@contextmanager
+def running_web(log: Path, *, env: dict[str, str]) -> Iterator[str]:
+    """gunicorn as deployed (gunicorn.conf.py: gthread, one process, four threads) on a free port
+    of 127.0.0.1, with ``env`` on top of the test settings; its root URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("live-api") / "gunicorn.log"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": database_url(),
         "WEB_CONCURRENCY": "1",
         "WEB_THREADS": "4",
+        **env,
     }
     with log.open("wb") as out:
         server = subprocess.Popen(
@@ -177,3 +203,11 @@ def live_api(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> 
         yield f"http://127.0.0.1:{port}"
     finally:
         _stop(server)
+
+
+@pytest.fixture(scope="session")
+def live_api(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The root URL of the web process as deployed, serving the test database. Tests that use
+    it need ``django_db(transaction=True)``: the server sees only committed data."""
+    with running_web(tmp_path_factory.mktemp("live-api") / "gunicorn.log", env={}) as url:
+        yield url
