@@ -25,8 +25,10 @@ def loaded(**variables: str) -> dict:
     }
     env |= {"DJANGO_SETTINGS_MODULE": "jobplatform.settings", **variables}
     code = (
-        "import json; from jobplatform.celery import app; c = app.conf;"
+        "import json; from django.conf import settings; from jobplatform.celery import app;"
+        "c = app.conf;"
         "print(json.dumps({'url': c.broker_url, 'options': c.broker_transport_options,"
+        " 'cache': settings.CACHES['default']['LOCATION'],"
         " 'queues': [[q.name, q.exchange.name, q.exchange.type, q.routing_key, q.durable,"
         " q.queue_arguments] for q in c.task_queues or []],"
         " 'missing': [c.task_create_missing_queue_type,"
@@ -42,6 +44,7 @@ def loaded(**variables: str) -> dict:
 def test_redis_by_default_with_its_visibility_timeout_and_priority_lists():
     conf = loaded(REDIS_URL="redis://redis:6379/0", REDIS_PASSWORD="pw")
     assert conf["url"] == "redis://:pw@redis:6379/0"
+    assert conf["cache"] == conf["url"]  # the throttles' counts
     assert conf["options"]["visibility_timeout"] == 3600 + 3600 + 300
     assert conf["options"]["priority_steps"] == list(range(10))
     assert conf["queues"] == []  # Celery declares each queue as it meets it
@@ -55,6 +58,7 @@ def test_broker_url_wins_and_rabbitmq_gets_durable_quorum_queues_and_confirms():
         JOBPLATFORM_QUEUES="default,reports",
     )
     assert conf["url"] == "amqp://jobplatform:p%40ss@rabbitmq:5672/jobs"
+    assert conf["cache"] == "redis://redis:6379/0"  # Redis stays Django's cache
     # No visibility timeout: RabbitMQ redelivers only when the consumer's connection goes.
     assert conf["options"] == {"confirm_publish": True}
     assert conf["queues"] == [
@@ -65,7 +69,11 @@ def test_broker_url_wins_and_rabbitmq_gets_durable_quorum_queues_and_confirms():
 
 
 def test_rabbitmq_classic_queues_carry_priorities():
-    conf = loaded(BROKER_URL="amqp://rabbitmq//", RABBITMQ_QUEUE_TYPE="classic")
+    conf = loaded(
+        REDIS_URL="redis://redis:6379/0",
+        BROKER_URL="amqp://rabbitmq//",
+        RABBITMQ_QUEUE_TYPE="classic",
+    )
     [[_, _, _, _, _, arguments]] = conf["queues"]
     assert arguments == {"x-queue-type": "classic", "x-max-priority": 9}
 
