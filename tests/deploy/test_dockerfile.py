@@ -80,3 +80,16 @@ def test_hadolint_finds_nothing():
         [hadolint, "--no-color", str(REPO / "Dockerfile")], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_project_app_and_entry_point_is_in_the_image():
+    from django.conf import settings
+
+    copies = [i["value"].split() for i in FINAL if i["instruction"] == "COPY"]
+    copied = {source.rstrip("/") for copy in copies for source in copy[:-1]}
+    # Each installed app that lives in this repository (not in site-packages).
+    local = {app.split(".")[0] for app in settings.INSTALLED_APPS}
+    local = {name for name in local if (REPO / name).is_dir()}
+    assert local and local <= copied, local - copied
+    for module in ("manage.py", "gunicorn.conf.py", "flowerconfig.py"):
+        assert module in copied
