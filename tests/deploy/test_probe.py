@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from jobplatform.probe import probe_process
+from jobplatform.probe import main, probe_process
 from tests.deploy.support import REPO
 from tests.support import free_port, wait_for
 
@@ -65,5 +65,6 @@ def test_the_probe_does_not_find_itself():
 
 
 @pytest.mark.parametrize("args", [[], ["--process"], ["-x"], ["a", "b"]])
-def test_bad_usage_exits_2(args):
-    assert run_probe(*args).returncode == 2
+def test_bad_usage_exits_2(args, capsys):
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith("usage: python -m jobplatform.probe")
