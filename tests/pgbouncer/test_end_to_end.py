@@ -10,7 +10,8 @@ import pytest
 from jobplatform_client import Client
 from rest_framework.authtoken.models import Token
 
-from tests.factories import UserFactory
+from jobplatform.roles import Role
+from tests.factories import UserFactory, with_role
 from tests.pgbouncer.conftest import DIRECT_APP, POOL_SIZE, POOLED_APP, QUEUE
 from tests.support import wait_for
 
@@ -45,7 +46,7 @@ def sessions(application_name: str) -> list[str]:
 
 
 def test_jobs_run_retry_and_cancel_through_pgbouncer(pooled, http_target):
-    token = Token.objects.create(user=UserFactory()).key
+    token = Token.objects.create(user=with_role(UserFactory(), Role.OPERATOR)).key
     fast = {"queue": QUEUE, "retry_backoff": 0.05, "retry_backoff_max": 0.2}
     ok, flaky, gate, after = key(), key(), key(), key()
     with Client(pooled.web, token=token) as jp:
