@@ -1,4 +1,5 @@
-"""Database helpers shared by the hot paths (attempt, release, token lookup, submission)."""
+"""Database helpers: the hot paths' prepared statements (attempt, release, token lookup,
+submission), and the direct connection of the dispatcher's LISTEN."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 
 @contextmanager
@@ -25,3 +27,26 @@ def prepared_cursor() -> Iterator[psycopg.Cursor[Any]]:
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         yield cursor
+
+
+def direct_connect(**kwargs: Any) -> psycopg.Connection[Any]:
+    """A connection of its own straight to PostgreSQL, for what needs a session: LISTEN.
+
+    Behind a pooler in transaction mode DATABASE_URL reaches the pooler, which hands each
+    transaction to whichever server connection is free: a LISTEN there would listen on a session
+    the dispatcher does not keep. DATABASE_DIRECT_URL names PostgreSQL itself; unset, the default
+    database is direct already. The parameters are the ones Django connects with
+    (``get_connection_params``), so every option of the URL (sslmode, options, application_name,
+    target_session_attrs...) and DATABASE_PASSWORD apply here too.
+    """
+    default = connections[DEFAULT_DB_ALIAS]
+    settings_dict = default.settings_dict
+    if settings.DATABASE_DIRECT is not None:
+        direct = settings.DATABASE_DIRECT
+        settings_dict = {
+            **settings_dict,
+            **{key: direct.get(key, "") for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT")},
+            "OPTIONS": dict(direct.get("OPTIONS", {})),
+        }
+    params = type(default)(settings_dict, alias="direct").get_connection_params()
+    return psycopg.connect(**(params | kwargs))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import django_stubs_ext
 import environ
 
+from jobplatform import brokers
 from jobplatform.secrets import env_secret, url_with_password
 
 # ModelAdmin and other Django generics become subscriptable (admin.ModelAdmin[Job]) for mypy's
@@ -75,10 +77,31 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": env.db_url_config(env_secret("DATABASE_URL"))}
-# The password may live in its own secret instead of the URL (then no escaping is needed).
-if _database_password := env_secret("DATABASE_PASSWORD", default=""):
-    DATABASES["default"]["PASSWORD"] = _database_password
+# The password may live in its own secret instead of the URL (then no escaping is needed); it is
+# the password of both URLs below.
+_database_password = env_secret("DATABASE_PASSWORD", default="")
+
+
+def _database(url: str) -> dict[str, Any]:
+    config: dict[str, Any] = env.db_url_config(url)
+    if _database_password:
+        config["PASSWORD"] = _database_password
+    return config
+
+
+DATABASES = {"default": _database(env_secret("DATABASE_URL"))}
+# Behind a pooler in transaction mode (PgBouncer's pool_mode=transaction, docs/deploy.md) the web
+# and worker processes use DATABASE_URL, the pooler; what needs a session of its own, the
+# dispatcher's LISTEN, uses this direct connection to PostgreSQL (jobplatform.db.direct_connect).
+# None: DATABASE_URL is direct already.
+_direct_url = env_secret("DATABASE_DIRECT_URL", default="")
+DATABASE_DIRECT = _database(_direct_url) if _direct_url else None
+# A server-side cursor (QuerySet.iterator()) lives in one session across statements, which a
+# transaction-mode pooler does not keep: off there.
+# https://docs.djangoproject.com/en/5.2/ref/databases/#transaction-pooling-server-side-cursors
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = not env.bool(
+    "DATABASE_SERVER_SIDE_CURSORS", default=True
+)
 # Persistent connections for web processes; workers keep theirs via CELERY_DB_REUSE_MAX below.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -86,7 +109,7 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # server-bound and prepared once per connection (jobplatform.db.prepared_cursor): planning them
 # cost PostgreSQL as much as running them. Django's own queries stay client-bound and are never
 # prepared. Off (false) behind a pooler that cannot keep prepared statements (PgBouncer before
-# 1.21 in transaction mode).
+# 1.21, or without max_prepared_statements, in transaction mode).
 DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
     5 if env.bool("DATABASE_PREPARED_STATEMENTS", default=True) else None
 )
@@ -223,17 +246,42 @@ JOBPLATFORM_QUEUES = env.list("JOBPLATFORM_QUEUES", default=["default"])
 JOBPLATFORM_MAX_JOB_TIMEOUT = env.int("JOBPLATFORM_MAX_JOB_TIMEOUT", default=3600)
 JOBPLATFORM_MAX_RETRY_BACKOFF = env.int("JOBPLATFORM_MAX_RETRY_BACKOFF", default=3600)
 
-# The Redis password may live in its own secret instead of the URL.
+# Redis: the broker unless BROKER_URL names another, and Django's cache (the throttles' counts)
+# always. Its password may live in its own secret instead of the URL.
 REDIS_URL = url_with_password(env_secret("REDIS_URL"), env_secret("REDIS_PASSWORD", default=""))
-CELERY_BROKER_URL = REDIS_URL
+
+# The broker (jobplatform/brokers.py, docs/deploy.md#choosing-the-broker): BROKER_URL when set
+# (redis:// or amqp:// for RabbitMQ), else REDIS_URL. Each password may live in its own secret.
+# (Not CELERY_BROKER_URL: Celery reads that variable itself, over every setting.)
+if _broker_url := env_secret("BROKER_URL", default=""):
+    _broker_url = url_with_password(_broker_url, env_secret("BROKER_PASSWORD", default=""))
+else:
+    _broker_url = REDIS_URL
+# RabbitMQ only: quorum (replicated, FIFO within a queue) or classic (one node, priorities).
+RABBITMQ_QUEUE_TYPE: brokers.QueueType = env("RABBITMQ_QUEUE_TYPE", default="quorum")
+# Redis's visibility timeout must outlast the longest job plus the longest retry countdown.
+JOBPLATFORM_VISIBILITY_TIMEOUT = JOBPLATFORM_MAX_JOB_TIMEOUT + JOBPLATFORM_MAX_RETRY_BACKOFF + 300
+_broker = brokers.BrokerSettings.for_url(
+    _broker_url,
+    queues=JOBPLATFORM_QUEUES,
+    visibility_timeout=JOBPLATFORM_VISIBILITY_TIMEOUT,
+    rabbitmq_queue_type=RABBITMQ_QUEUE_TYPE,
+)
+CELERY_BROKER_URL = _broker.url
+# Redis: the visibility timeout and priority lists; RabbitMQ: publisher confirms.
+CELERY_BROKER_TRANSPORT_OPTIONS = _broker.transport_options
+# RabbitMQ: each queue durable, quorum or classic, on a topic exchange (jobplatform/brokers.py).
+CELERY_TASK_QUEUES = _broker.queues
+CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = _broker.missing_queue_type
+CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = _broker.missing_queue_exchange_type
 
 # The throttles' counts, shared by every web process. Django's own Redis backend on REDIS_URL by
-# default; the key prefix keeps its keys apart from Celery's. Nothing else is cached.
-# https://docs.djangoproject.com/en/5.2/topics/cache/#redis
+# default (whatever the broker); the key prefix keeps its keys apart from Celery's. Nothing else
+# is cached. https://docs.djangoproject.com/en/5.2/topics/cache/#redis
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": env("JOBPLATFORM_CACHE_URL", default=CELERY_BROKER_URL),
+        "LOCATION": env("JOBPLATFORM_CACHE_URL", default=REDIS_URL),
         "KEY_PREFIX": "jobplatform",
     }
 }
@@ -253,22 +301,6 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_WORKER_SEND_TASK_EVENTS", default=False)
 CELERY_TASK_SEND_SENT_EVENT = env.bool("CELERY_TASK_SEND_SENT_EVENT", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Redis redelivers a message not acknowledged within the visibility timeout. It must outlast the
-# longest job plus the longest retry countdown (a retry message waits, unacknowledged, in a worker).
-# https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": JOBPLATFORM_MAX_JOB_TIMEOUT + JOBPLATFORM_MAX_RETRY_BACKOFF + 300,
-    # Message priority: each of the ten priorities is a Redis list of its own (<queue> for 0,
-    # <queue>:N for N), and a worker's BRPOP names every queue's priority-0 list first, then
-    # priority 1, and so on, so 0 is served first (the dispatcher publishes 9 - job.priority).
-    "priority_steps": list(range(10)),
-    # The order of *queues* within one priority, not of messages: round robin puts the queue a
-    # worker just took from last in its next BRPOP, so every queue it serves progresses. Kombu's
-    # "priority" and "sorted" keep one order, and a busy first queue starves the rest.
-    # https://docs.celeryq.dev/projects/kombu/en/stable/reference/kombu.transport.redis.html
-    "queue_order_strategy": "round_robin",
-    "sep": ":",
-}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Celery's Django fixup closes the database connection around every task unless this is set:
 # a new PostgreSQL session per task (reported at 2x slower here; see docs/performance.md).

@@ -30,7 +30,9 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
+from jobplatform import brokers
 from jobplatform.celery import app as celery_app
+from jobplatform.db import direct_connect
 from jobs import services
 from jobs.flow import BrokerDepth
 from jobs.schedules.firing import schedules_fire_due
@@ -52,10 +54,11 @@ _STILL_DUE_RETRY = 0.2
 def publish_attempts(released: list[ReleasedJob], *, app: Celery = celery_app) -> list[ReleasedJob]:
     """Publish one run_job message per job, pipelined; return the jobs that were published.
 
-    The messages go to Redis in one pipeline (kombu's ``Producer.batch``), not one round trip
-    each. If the pipeline fails, which of its messages arrived is unknown, so none counts as
-    published: the caller hands the jobs back, and a message that did arrive finds its job no
-    longer QUEUED for that attempt and claims nothing.
+    On Redis the messages go in one pipeline (kombu's ``Producer.batch``), not one round trip
+    each; RabbitMQ has no such batch, and kombu publishes each at once, waiting for its confirm.
+    If the batch fails, which of its messages arrived is unknown, so none counts as published:
+    the caller hands the jobs back, and a message that did arrive finds its job no longer QUEUED
+    for that attempt and claims nothing.
     """
     if not released:
         return []
@@ -76,8 +79,8 @@ def send_run_job(app: Celery, job: ReleasedJob, producer: Any) -> None:
         services.RUN_JOB_TASK,
         args=[str(job.id), job.attempt],
         queue=job.queue,
-        # Redis serves priority 0 first; the API's 9 is the most urgent.
-        priority=9 - job.priority,
+        # The API's 9 is the most urgent: Redis serves 0 first, RabbitMQ 9.
+        priority=brokers.message_priority(brokers.broker_kind(app.conf.broker_url), job.priority),
         # Celery's count of earlier deliveries of the task: Flower and the events show the
         # attempt after a failure as a retry (the failed one ended with Celery's Retry).
         retries=job.attempt - 1,
@@ -117,6 +120,7 @@ class RunJobMessages:
         self.app = app
         self.producer = producer
         self.each_by_celery = bool(app.conf.task_send_sent_event)
+        self.broker = brokers.broker_kind(app.conf.broker_url)
         self.templates: dict[str, tuple[Any, dict[str, Any]]] = {}
 
     def publish(self, job: ReleasedJob) -> None:
@@ -146,7 +150,7 @@ class RunJobMessages:
         return (args, *body[1:]), options | {
             "headers": headers,
             "correlation_id": task_id,
-            "priority": 9 - job.priority,
+            "priority": brokers.message_priority(self.broker, job.priority),
             "declare": None,  # the queue's first message declared it
         }
 
@@ -299,15 +303,8 @@ class Dispatcher:
     def _ensure_listening(self) -> None:
         if self._listener is not None and not self._listener.closed:
             return
-        db = settings.DATABASES["default"]
-        self._listener = psycopg.connect(
-            dbname=db["NAME"],
-            user=db.get("USER") or None,
-            password=db.get("PASSWORD") or None,
-            host=db.get("HOST") or None,
-            port=db.get("PORT") or None,
-            autocommit=True,
-        )
+        # A session of its own, straight to PostgreSQL even behind a transaction-mode pooler.
+        self._listener = direct_connect(autocommit=True)
         for channel in [services.DISPATCH_CHANNEL, *(c.channel for c in self.chores if c.channel)]:
             self._listener.execute(f"LISTEN {channel}")
 

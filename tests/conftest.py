@@ -18,9 +18,9 @@ from django.db.models.signals import post_migrate
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from jobplatform.celery import app as celery_app
 from jobplatform.roles import Role
 from tests.factories import UserFactory, with_role
+from tests.servers import RabbitMQ
 from tests.support import HttpTarget, free_port, port_answers, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,16 +113,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def worker_and_dispatcher(
+def running_platform(
     logs: Path,
     *,
     queues: str,
+    env: dict[str, str] | None = None,
     concurrency: int = 2,
     name: str = "test-worker",
-    env: dict[str, str] | None = None,
-) -> Iterator[None]:
-    """A real Celery worker (prefork) and a real dispatcher for ``queues``, as subprocesses,
-    ready when entered, stopped on exit. Logs: ``logs/worker.log``, ``logs/dispatcher.log``."""
+) -> Iterator[Platform]:
+    """A real Celery worker (prefork) serving ``queues`` (a comma list) and a real dispatcher
+    releasing their jobs, as subprocesses, with ``env`` (the broker, the pooler, settings...) on
+    top of the test settings; ready when entered, stopped on exit. Logs: ``logs/worker.log``,
+    ``logs/dispatcher.log``."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -131,8 +133,8 @@ def worker_and_dispatcher(
         **(env or {}),
     }
     hostname = f"{name}-{os.getpid()}@127.0.0.1"
-    worker_log, dispatcher_log = logs / "worker.log", logs / "dispatcher.log"
-    with worker_log.open("wb") as wlog, dispatcher_log.open("wb") as dlog:
+    plat = Platform(worker_log=logs / "worker.log", dispatcher_log=logs / "dispatcher.log")
+    with plat.worker_log.open("wb") as wlog, plat.dispatcher_log.open("wb") as dlog:
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "jobplatform", "worker", "--loglevel", "INFO",
              "--pool", "prefork", "--concurrency", str(concurrency), "--queues", queues,
@@ -148,17 +150,17 @@ def worker_and_dispatcher(
         )  # fmt: skip
     try:
         wait_for(
-            lambda: worker.poll() is not None or celery_app.control.ping([hostname], timeout=0.5),
+            lambda: worker.poll() is not None or f"{hostname} ready." in plat.worker_output(),
             timeout=60,
-            what=f"{name} to answer a ping",
+            what=f"{name} to be ready",
         )
-        assert worker.poll() is None, worker_log.read_text(errors="replace")
+        assert worker.poll() is None, plat.worker_output()
         wait_for(
-            lambda: "dispatcher started" in dispatcher_log.read_text(),
+            lambda: "dispatcher started" in plat.dispatcher_log.read_text(),
             timeout=30,
             what="the dispatcher to start",
         )
-        yield
+        yield plat
     finally:
         _stop(dispatcher)
         _stop(worker)
@@ -168,25 +170,34 @@ def worker_and_dispatcher(
 def platform(
     django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
-    logs = tmp_path_factory.mktemp("platform")
-    plat = Platform(worker_log=logs / "worker.log", dispatcher_log=logs / "dispatcher.log")
-    with worker_and_dispatcher(logs, queues="default"):
+    """The session's worker and dispatcher on the queue ``default``, over Redis."""
+    with running_platform(tmp_path_factory.mktemp("platform"), queues="default") as plat:
         yield plat
 
 
 @pytest.fixture(scope="session")
-def live_api(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The root URL of the web process as deployed (gunicorn with gunicorn.conf.py: gthread, one
-    process, four threads) serving the test database on a free port of 127.0.0.1. Tests that
-    use it need ``django_db(transaction=True)``: the server sees only committed data."""
+def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
+    """A RabbitMQ node of the session's own (tests/servers.py), for the tests marked rabbitmq."""
+    node = RabbitMQ(base=tmp_path_factory.mktemp("rabbitmq"))
+    try:
+        node.start()
+        yield node
+    finally:
+        node.stop()
+
+
+@contextmanager
+def running_web(log: Path, *, env: dict[str, str]) -> Iterator[str]:
+    """gunicorn as deployed (gunicorn.conf.py: gthread, one process, four threads) on a free port
+    of 127.0.0.1, with ``env`` on top of the test settings; its root URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("live-api") / "gunicorn.log"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": database_url(),
         "WEB_CONCURRENCY": "1",
         "WEB_THREADS": "4",
+        **env,
     }
     with log.open("wb") as out:
         server = subprocess.Popen(
@@ -200,3 +211,11 @@ def live_api(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> 
         yield f"http://127.0.0.1:{port}"
     finally:
         _stop(server)
+
+
+@pytest.fixture(scope="session")
+def live_api(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The root URL of the web process as deployed, serving the test database. Tests that use
+    it need ``django_db(transaction=True)``: the server sees only committed data."""
+    with running_web(tmp_path_factory.mktemp("live-api") / "gunicorn.log", env={}) as url:
+        yield url

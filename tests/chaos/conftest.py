@@ -31,6 +31,7 @@ from jobs.models import Job, Schedule
 from jobs.schedules.services import SCHEDULES_CHANNEL, ScheduleSpec, schedule_create
 from jobs.services import JobSpec, job_submit
 from tests.conftest import REPO, database_url
+from tests.servers import RabbitMQ
 from tests.support import HttpTarget, wait_for
 
 QUEUE = "chaos"
@@ -52,6 +53,9 @@ class Chaos:
     redis_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     run: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # The broker: this test's own Redis, unless another is given (the session's RabbitMQ).
+    broker_url: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -59,8 +63,9 @@ class Chaos:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
             "DATABASE_URL": database_url(),
-            "TEST_REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "TEST_BROKER_URL": self.broker_url or f"redis://127.0.0.1:{self.redis_port}/0",
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
 
     def start(
@@ -240,6 +245,23 @@ def assert_invariants(job_ids: list, ticks: list[dict[str, Any]]) -> None:
 def chaos(http_target: HttpTarget, tmp_path: Path) -> Iterator[Chaos]:
     cluster = Chaos(logs=tmp_path, http=http_target)
     cluster.start_redis()
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()
+        connections.close_all()
+
+
+@pytest.fixture
+def chaos_rabbitmq(http_target: HttpTarget, tmp_path: Path, rabbitmq: RabbitMQ) -> Iterator[Chaos]:
+    """The harness over the session's RabbitMQ, with the production JOBPLATFORM_REDELIVER_AFTER
+    (300 s): within the test's time, a message the broker lost would never come back."""
+    cluster = Chaos(
+        logs=tmp_path,
+        http=http_target,
+        broker_url=rabbitmq.url,
+        extra_env={"TEST_REDELIVER_AFTER": "300"},
+    )
     try:
         yield cluster
     finally:

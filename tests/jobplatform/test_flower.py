@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 from django.conf import settings
 
+from jobplatform.probe import probe
 from tests.support import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,6 +65,8 @@ def test_flower_requires_the_credentials_from_the_secret_file(tmp_path):
         )
         assert api.status_code == 200
         assert httpx.get(f"{url}api/workers", timeout=5).status_code == 401
+        # The health check of docker-compose.yml needs no login, as the container has none.
+        assert probe(f"{url}healthcheck") == (True, f"200 {url}healthcheck")
     finally:
         process.terminate()
         process.wait(timeout=20)

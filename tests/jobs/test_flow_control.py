@@ -19,7 +19,7 @@ from jobplatform.roles import Role
 from jobs.dispatcher import publish_attempts
 from jobs.models import Job
 from jobs.services import ReleasedJob
-from tests.conftest import client_for, worker_and_dispatcher
+from tests.conftest import client_for, running_platform
 from tests.factories import UserFactory, with_role
 from tests.jobs.factories import JobFactory
 from tests.support import TERMINAL, await_finished, job_detail, submit_job, wait_for
@@ -36,7 +36,7 @@ def flow_platform(
     django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
     """A dispatcher and a four-process worker for the queues "flow" and "flow-b"."""
-    with worker_and_dispatcher(
+    with running_platform(
         tmp_path_factory.mktemp("flow"),
         queues="flow,flow-b",
         concurrency=4,

@@ -1,0 +1,122 @@
+"""The broker is chosen by its URL alone: what the settings load for Redis and for RabbitMQ."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from jobplatform import brokers
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def loaded(**variables: str) -> dict:
+    """The broker settings of the real settings module in a fresh process, with ``variables``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BROKER_", "REDIS_", "RABBITMQ_", "CELERY_"))
+    }
+    env |= {"DJANGO_SETTINGS_MODULE": "jobplatform.settings", **variables}
+    code = (
+        "import json; from django.conf import settings; from jobplatform.celery import app;"
+        "c = app.conf;"
+        "print(json.dumps({'url': c.broker_url, 'options': c.broker_transport_options,"
+        " 'cache': settings.CACHES['default']['LOCATION'],"
+        " 'queues': [[q.name, q.exchange.name, q.exchange.type, q.routing_key, q.durable,"
+        " q.queue_arguments] for q in c.task_queues or []],"
+        " 'missing': [c.task_create_missing_queue_type,"
+        " c.task_create_missing_queue_exchange_type]}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_redis_by_default_with_its_visibility_timeout_and_priority_lists():
+    conf = loaded(REDIS_URL="redis://redis:6379/0", REDIS_PASSWORD="pw")
+    assert conf["url"] == "redis://:pw@redis:6379/0"
+    assert conf["cache"] == conf["url"]  # the throttles' counts
+    assert conf["options"]["visibility_timeout"] == 3600 + 3600 + 300
+    assert conf["options"]["priority_steps"] == list(range(10))
+    assert conf["queues"] == []  # Celery declares each queue as it meets it
+
+
+def test_broker_url_wins_and_rabbitmq_gets_durable_quorum_queues_and_confirms():
+    conf = loaded(
+        REDIS_URL="redis://redis:6379/0",
+        BROKER_URL="amqp://jobplatform@rabbitmq:5672/jobs",
+        BROKER_PASSWORD="p@ss",
+        JOBPLATFORM_QUEUES="default,reports",
+    )
+    assert conf["url"] == "amqp://jobplatform:p%40ss@rabbitmq:5672/jobs"
+    assert conf["cache"] == "redis://redis:6379/0"  # Redis stays Django's cache
+    # No visibility timeout: RabbitMQ redelivers only when the consumer's connection goes.
+    assert conf["options"] == {"confirm_publish": True}
+    assert conf["queues"] == [
+        ["default", "default", "topic", "default", True, {"x-queue-type": "quorum"}],
+        ["reports", "reports", "topic", "reports", True, {"x-queue-type": "quorum"}],
+    ]
+    assert conf["missing"] == ["quorum", "topic"]
+
+
+def test_rabbitmq_classic_queues_carry_priorities():
+    conf = loaded(
+        REDIS_URL="redis://redis:6379/0",
+        BROKER_URL="amqp://rabbitmq//",
+        RABBITMQ_QUEUE_TYPE="classic",
+    )
+    [[_, _, _, _, _, arguments]] = conf["queues"]
+    assert arguments == {"x-queue-type": "classic", "x-max-priority": 9}
+
+
+def test_a_broker_url_of_another_kind_or_queue_type_is_refused():
+    with pytest.raises(brokers.BrokerConfigError, match="unsupported broker URL scheme 'sqs'"):
+        brokers.broker_kind("sqs://queue")
+    with pytest.raises(brokers.BrokerConfigError, match="quorum or classic"):
+        brokers.BrokerSettings.for_url(
+            "amqp://h//", queues=["q"], visibility_timeout=1, rabbitmq_queue_type="stream"
+        )
+
+
+@pytest.mark.parametrize(
+    ("kind", "priority", "expected"), [("redis", 9, 0), ("redis", 0, 9), ("rabbitmq", 9, 9)]
+)
+def test_the_most_urgent_job_gets_the_priority_each_broker_serves_first(kind, priority, expected):
+    assert brokers.message_priority(kind, priority) == expected
+
+
+def app_on(url: str, queue_type: brokers.QueueType = "quorum") -> Celery:
+    broker = brokers.BrokerSettings.for_url(
+        url, queues=["q"], visibility_timeout=60, rabbitmq_queue_type=queue_type
+    )
+    app = Celery("t", set_as_current=False)
+    app.conf.update(broker_url=broker.url, task_queues=broker.queues)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("url", "queue_type", "seconds", "expected"),
+    [
+        # Quorum queues: Celery sends the countdown through RabbitMQ's delay queues, which count
+        # whole seconds and refuse less than one.
+        ("amqp://h//", "quorum", 0.05, 1.0),
+        ("amqp://h//", "quorum", 2.3, 3.0),
+        ("amqp://h//", "quorum", None, None),
+        # Elsewhere the worker holds the message until its ETA: any fraction will do.
+        ("amqp://h//", "classic", 0.05, 0.05),
+        ("redis://h/0", "quorum", 0.05, 0.05),
+    ],
+)
+def test_a_countdown_is_whole_seconds_only_where_rabbitmq_holds_it(
+    url, queue_type, seconds, expected
+):
+    assert brokers.message_countdown(app_on(url, queue_type), seconds) == expected
