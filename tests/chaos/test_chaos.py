@@ -132,7 +132,7 @@ def test_the_same_message_published_twice_for_a_batch(chaos, user):
         what="the batch to be released",
     )
     fault_at = time.monotonic()
-    broker = chaos.env["TEST_REDIS_URL"]
+    broker = chaos.env["TEST_BROKER_URL"]
     with celery_app.connection_for_write(broker) as conn, conn.Producer() as producer:
         for job_id in jobs:
             celery_app.send_task(
