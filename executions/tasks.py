@@ -9,7 +9,8 @@ from celery.exceptions import Retry
 from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
-from executions.pipeline import execution_run
+from executions.pipeline import execution_run, executions_run
+from executions.services.claim import ClaimRequest
 
 logger = logging.getLogger("jobplatform.executions")
 
@@ -66,25 +67,25 @@ def run_jobs(self: Task[[list[list[str | int]]], None], jobs: list[list[str | in
     starts them without spending an attempt.
     """
     delivery_id = self.request.id or ""
+    worker = self.request.hostname or ""
     logger.info(
         "batch %s: %d jobs: %s",
         delivery_id,
         len(jobs),
         " ".join(f"{job_id}:{attempt}" for job_id, attempt in jobs),
     )
-    for job_id, attempt in jobs:
-        try:
-            # A job that fails transiently is left RETRYING: the dispatcher releases its next
-            # attempt when due, as after run_job (nothing to publish here).
-            execution_run(
-                job_id=UUID(str(job_id)),
-                attempt=int(attempt),
-                delivery_id=delivery_id,
-                worker=self.request.hostname or "",
-            )
-        except (OperationalError, InterfaceError) as exc:
-            # The whole message again: the jobs it already ran claim nothing the second time.
-            raise _again_later(self, exc, f"batch {delivery_id} at job {job_id}") from exc
+    requests = [
+        ClaimRequest(UUID(str(job_id)), int(attempt), delivery_id, worker)
+        for job_id, attempt in jobs
+    ]
+    try:
+        # A job that fails transiently is left RETRYING: the dispatcher releases its next
+        # attempt when due, as after run_job (nothing to publish here).
+        for _ in executions_run(requests):
+            pass
+    except (OperationalError, InterfaceError) as exc:
+        # The whole message again: the jobs it already ran claim nothing the second time.
+        raise _again_later(self, exc, f"batch {delivery_id}") from exc
 
 
 def _again_later(self: Task[..., None], exc: Exception, what: str) -> BaseException:
