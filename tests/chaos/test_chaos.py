@@ -51,10 +51,11 @@ def test_kill_9_of_a_worker_mid_batch(chaos, user):
     """Jobs due at once go out 16 per message; a worker killed while running two such messages
     loses the jobs it was running (reaped, retried), and the jobs of its messages it had not yet
     claimed start elsewhere as their first attempt."""
-    chaos.start_dispatcher()
+    # No broker depth bound: the 64 jobs due at once are released at once, 4 messages of 16.
+    chaos.start_dispatcher(env={"JOBPLATFORM_DISPATCH_MAX_QUEUED": "0"})
     chaos.start_worker("worker-a")
     chaos.start_worker("worker-b")
-    jobs = chaos.submit(user, 64, seconds=0.1, delay=1)  # released at once: 4 messages of 16
+    jobs = chaos.submit(user, 64, seconds=0.1, delay=1)
     batches = wait_for(
         lambda: len(found := chaos.batches("worker-a")) == 2 and found,
         what="worker-a to start two batches",

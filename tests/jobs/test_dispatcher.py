@@ -350,7 +350,10 @@ def test_a_copied_batch_message_is_the_one_celery_builds_for_its_jobs(broker):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_each_job_of_a_batch_runs_once_however_often_its_message_is_delivered(user, broker):
+def test_each_job_of_a_batch_runs_once_however_often_its_message_is_delivered(
+    user, broker, settings
+):
+    settings.JOBPLATFORM_DISPATCH_QUEUED_SECONDS = 0  # the broker depth: every due job at once
     count = 40
     JobFactory.create_batch(count, owner=user, queue=PROBE_QUEUE)
     assert Dispatcher(batch_size=count, queues=[PROBE_QUEUE]).dispatch_once() == count
