@@ -189,10 +189,21 @@ class Stack:
                 raise RuntimeError("gunicorn did not answer")
             time.sleep(0.1)
 
-    def start_dispatcher(self, name: str = "dispatcher", *, log_level: str | None = None) -> None:
+    def start_dispatcher(
+        self,
+        name: str = "dispatcher",
+        *,
+        log_level: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         """A dispatcher; ``log_level`` INFO makes it log each schedule sweep (what, how long).
-        Its PostgreSQL sessions carry ``name`` as their application_name (libpq's PGAPPNAME)."""
-        env = {"PGAPPNAME": name} | ({"DJANGO_LOG_LEVEL": log_level} if log_level else {})
+        Its PostgreSQL sessions carry ``name`` as their application_name (libpq's PGAPPNAME);
+        ``env`` adds settings (JOBPLATFORM_BATCH_MAX, say)."""
+        env = (
+            {"PGAPPNAME": name}
+            | ({"DJANGO_LOG_LEVEL": log_level} if log_level else {})
+            | (env or {})
+        )
         ready = "dispatcher started" if log_level else None
         self.start(name, [sys.executable, "manage.py", "run_dispatcher"], ready, env)
 

@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from executions.heartbeat import heartbeat
 from executions.models import StepResult
-from executions.services.claim import Claim, execution_claim
+from executions.services.claim import Claim, ClaimRequest, execution_claim
 from executions.services.outcomes import (
     RunOutcome,
     attempt_cancelled,
@@ -32,19 +33,55 @@ logger = logging.getLogger("jobplatform.executions")
 def execution_run(*, job_id: UUID, attempt: int, delivery_id: str, worker: str) -> RunOutcome:
     """Claim attempt ``attempt`` of the job and run its steps from where the last one stopped."""
     claim = execution_claim(job_id=job_id, attempt=attempt, delivery_id=delivery_id, worker=worker)
+    return run_claimed(claim, ClaimRequest(job_id, attempt, delivery_id, worker))
+
+
+def executions_run(requests: Sequence[ClaimRequest]) -> Iterator[tuple[ClaimRequest, RunOutcome]]:
+    """Run the attempts of a batch in turn, each as :func:`execution_run` would, yielding each
+    outcome once it is committed.
+
+    When a job succeeds, its success and the claim of the next job are one statement (one round
+    trip, one commit); after any other ending the next job is claimed on its own. Each job is
+    claimed only when its turn comes, so the jobs behind it stay QUEUED until then.
+    """
+    then_tried, then_claim = False, None
+    for index, request in enumerate(requests):
+        if then_tried:
+            claim = then_claim
+        else:
+            claim = execution_claim(
+                job_id=request.job_id,
+                attempt=request.attempt,
+                delivery_id=request.delivery_id,
+                worker=request.worker,
+            )
+        then = requests[index + 1] if index + 1 < len(requests) else None
+        outcome = run_claimed(claim, request, then=then)
+        then_tried, then_claim = outcome.then_tried, outcome.then_claim
+        yield request, outcome
+
+
+def run_claimed(
+    claim: Claim | None, request: ClaimRequest, *, then: ClaimRequest | None = None
+) -> RunOutcome:
     if claim is None:
         logger.info(
-            "job %s attempt %d: nothing to claim (delivery %s)", job_id, attempt, delivery_id
+            "job %s attempt %d: nothing to claim (delivery %s)",
+            request.job_id,
+            request.attempt,
+            request.delivery_id,
         )
         return RunOutcome(status="duplicate")
     stop = heartbeat().track(claim.execution_id)
     try:
-        return run_steps(claim, stop)
+        return run_steps(claim, stop, then=then)
     finally:
         heartbeat().untrack(claim.execution_id)
 
 
-def run_steps(claim: Claim, stop: threading.Event) -> RunOutcome:
+def run_steps(
+    claim: Claim, stop: threading.Event, *, then: ClaimRequest | None = None
+) -> RunOutcome:
     """Run the claimed attempt's remaining steps under the attempt's deadline."""
     outputs = list(claim.step_outputs)
     deadline = time.monotonic() + claim.timeout
@@ -79,7 +116,7 @@ def run_steps(claim: Claim, stop: threading.Event) -> RunOutcome:
             return attempt_failed(claim, result, error)
         outputs.append(output)
         if index == len(claim.steps) - 1:
-            return attempt_succeeded(claim, result, outputs)
+            return attempt_succeeded(claim, result, outputs, then=then)
         if not step_done(claim, result, outputs):
             return attempt_cancelled(claim)
     # A pipeline with nothing left to run (resumed past its last step) succeeds as it is.

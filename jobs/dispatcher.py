@@ -51,8 +51,15 @@ _WAIT_SLICE = 1.0
 _STILL_DUE_RETRY = 0.2
 
 
-def publish_attempts(released: list[ReleasedJob], *, app: Celery = celery_app) -> list[ReleasedJob]:
-    """Publish one run_job message per job, pipelined; return the jobs that were published.
+def publish_attempts(
+    released: list[ReleasedJob],
+    *,
+    app: Celery = celery_app,
+    batch_max: int | None = None,
+    spread: int | None = None,
+) -> list[ReleasedJob]:
+    """Publish the released jobs, pipelined, as run_job messages or, under backlog, run_jobs
+    messages of several jobs each (:func:`pack`); return the jobs that were published.
 
     On Redis the messages go in one pipeline (kombu's ``Producer.batch``), not one round trip
     each; RabbitMQ has no such batch, and kombu publishes each at once, waiting for its confirm.
@@ -62,31 +69,81 @@ def publish_attempts(released: list[ReleasedJob], *, app: Celery = celery_app) -
     """
     if not released:
         return []
+    batches = pack(
+        released,
+        most=batch_max if batch_max is not None else settings.JOBPLATFORM_BATCH_MAX,
+        spread=spread if spread is not None else settings.JOBPLATFORM_BATCH_SPREAD,
+    )
     try:
-        with app.producer_or_acquire() as producer, producer.batch(max_size=len(released)):
+        with app.producer_or_acquire() as producer, producer.batch(max_size=len(batches)):
             messages = RunJobMessages(app, producer)
-            for job in released:
-                messages.publish(job)
+            for batch in batches:
+                messages.publish(batch)
     except Exception:
         logger.exception("publishing %d jobs failed", len(released))
         return []
     return list(released)
 
 
+def pack(released: list[ReleasedJob], *, most: int, spread: int) -> list[list[ReleasedJob]]:
+    """The released jobs, in release order, as the jobs of each message to publish.
+
+    Jobs share a message only with jobs of their queue and priority (the broker orders messages
+    by priority, and the pool process runs a message's jobs in turn, in release order). A
+    release of n such jobs goes out in messages of k = min(``most``, n // ``spread``) jobs, at
+    least one: on an idle platform each release holds a job or a few, which go out one per
+    message as before, so latency is unchanged; under backlog a release holds hundreds, and
+    each message carries ``most``. ``spread`` keeps a release over at least that many messages
+    (at least as many as the pool processes that should share it).
+    """
+    groups: dict[tuple[str, int], list[ReleasedJob]] = {}
+    for job in released:
+        groups.setdefault((job.queue, job.priority), []).append(job)
+    batches: list[list[ReleasedJob]] = []
+    for jobs in groups.values():
+        k = max(1, min(most, len(jobs) // max(1, spread)))
+        batches.extend(jobs[i : i + k] for i in range(0, len(jobs), k))
+    return batches
+
+
 def send_run_job(app: Celery, job: ReleasedJob, producer: Any) -> None:
     """Celery's own way to send a job's run_job message (what RunJobMessages reproduces)."""
+    send_message(app, [job], producer)
+
+
+def message_args(jobs: Sequence[ReleasedJob]) -> list[Any]:
+    """run_job's arguments for one job, run_jobs' for several: (job id, attempt) of each, which
+    Flower and the worker's log show as the task's arguments."""
+    if len(jobs) == 1:
+        return [str(jobs[0].id), jobs[0].attempt]
+    return [[[str(job.id), job.attempt] for job in jobs]]
+
+
+def message_retries(jobs: Sequence[ReleasedJob]) -> int:
+    """Celery's count of earlier deliveries: a job's attempts before this one (a batch: 0)."""
+    return jobs[0].attempt - 1 if len(jobs) == 1 else 0
+
+
+def message_time_limit(jobs: Sequence[ReleasedJob]) -> int:
+    """The backstop for a step that never yields to its own deadline: past it the pool process
+    is killed, and the reaper sees its attempt's heartbeat stop. A batch's jobs run in turn, so
+    its limit is the sum of their timeouts."""
+    return sum(job.timeout for job in jobs) + HARD_TIME_LIMIT_MARGIN
+
+
+def send_message(app: Celery, jobs: Sequence[ReleasedJob], producer: Any) -> None:
+    """Celery's own way to send the message of one job (run_job) or several (run_jobs)."""
+    first = jobs[0]
     app.send_task(
-        services.RUN_JOB_TASK,
-        args=[str(job.id), job.attempt],
-        queue=job.queue,
+        services.RUN_JOB_TASK if len(jobs) == 1 else services.RUN_JOBS_TASK,
+        args=message_args(jobs),
+        queue=first.queue,
         # The API's 9 is the most urgent: Redis serves 0 first, RabbitMQ 9.
-        priority=brokers.message_priority(brokers.broker_kind(app.conf.broker_url), job.priority),
+        priority=brokers.message_priority(brokers.broker_kind(app.conf.broker_url), first.priority),
         # Celery's count of earlier deliveries of the task: Flower and the events show the
         # attempt after a failure as a retry (the failed one ended with Celery's Retry).
-        retries=job.attempt - 1,
-        # The backstop for a step that never yields to its own deadline: the child is killed,
-        # and the reaper sees the attempt's heartbeat stop.
-        time_limit=job.timeout + HARD_TIME_LIMIT_MARGIN,
+        retries=message_retries(jobs),
+        time_limit=message_time_limit(jobs),
         producer=producer,
     )
 
@@ -105,15 +162,16 @@ class _Recorder:
 
 
 class RunJobMessages:
-    """The run_job messages of one batch: Celery builds and sends the first of each queue, the
-    rest are copies of it with the fields that differ between jobs replaced.
+    """The messages of one release: Celery builds and sends the first of each queue and task
+    (run_job or run_jobs), the rest are copies of it with the fields that differ replaced.
 
     ``send_task`` re-reads a dozen settings through Django's lazy settings, re-routes, re-declares
     the queue and builds every header anew for each message: 70% of the dispatcher's CPU, 0.4 ms
-    per job (docs/performance.md). Between two jobs of a queue only the task id, the arguments,
-    the priority, the retry count and the time limit differ; tests/jobs/test_dispatcher.py checks
-    that a copy equals the message Celery builds for the same job. With task-sent events on
-    (Flower), every message goes through ``send_task``, which sends them.
+    per job (docs/performance.md). Between two messages of a queue and task only the task id,
+    the arguments, the priority, the retry count and the time limit differ;
+    tests/jobs/test_dispatcher.py checks that a copy equals the message Celery builds for the
+    same jobs. With task-sent events on (Flower), every message goes through ``send_task``,
+    which sends them.
     """
 
     def __init__(self, app: Celery, producer: Any) -> None:
@@ -121,36 +179,39 @@ class RunJobMessages:
         self.producer = producer
         self.each_by_celery = bool(app.conf.task_send_sent_event)
         self.broker = brokers.broker_kind(app.conf.broker_url)
-        self.templates: dict[str, tuple[Any, dict[str, Any]]] = {}
+        self.templates: dict[tuple[str, bool], tuple[Any, dict[str, Any]]] = {}
 
-    def publish(self, job: ReleasedJob) -> None:
+    def publish(self, jobs: Sequence[ReleasedJob]) -> None:
+        key = (jobs[0].queue, len(jobs) > 1)
         if self.each_by_celery:
-            send_run_job(self.app, job, self.producer)
-        elif job.queue in self.templates:
-            body, options = self.build(job)
+            send_message(self.app, jobs, self.producer)
+        elif key in self.templates:
+            body, options = self.build(jobs)
             self.producer.publish(body, **options)
         else:
             recorder = _Recorder(self.producer)
-            send_run_job(self.app, job, recorder)
+            send_message(self.app, jobs, recorder)
             assert recorder.published is not None
-            self.templates[job.queue] = recorder.published
+            self.templates[key] = recorder.published
 
-    def build(self, job: ReleasedJob) -> tuple[Any, dict[str, Any]]:
-        """The body and ``Producer.publish`` options of ``job``'s message, from its queue's."""
-        body, options = self.templates[job.queue]
+    def build(self, jobs: Sequence[ReleasedJob]) -> tuple[Any, dict[str, Any]]:
+        """The body and ``Producer.publish`` options of the message of ``jobs``, from the first
+        of their queue and task."""
+        first = jobs[0]
+        body, options = self.templates[(first.queue, len(jobs) > 1)]
         task_id = uuid()
-        args = [str(job.id), job.attempt]
+        args = message_args(jobs)
         headers = options["headers"].copy()
         if headers["root_id"] == headers["id"]:  # its own root: not sent from within a task
             headers["root_id"] = task_id
         headers["id"] = task_id
         headers["argsrepr"] = repr(args)
-        headers["retries"] = job.attempt - 1
-        headers["timelimit"] = [job.timeout + HARD_TIME_LIMIT_MARGIN, headers["timelimit"][1]]
+        headers["retries"] = message_retries(jobs)
+        headers["timelimit"] = [message_time_limit(jobs), headers["timelimit"][1]]
         return (args, *body[1:]), options | {
             "headers": headers,
             "correlation_id": task_id,
-            "priority": brokers.message_priority(self.broker, job.priority),
+            "priority": brokers.message_priority(self.broker, first.priority),
             "declare": None,  # the queue's first message declared it
         }
 

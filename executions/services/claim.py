@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -40,34 +41,94 @@ class Claim:
         return self.attempt - self.retry_base
 
 
-# One statement, so one round trip and one commit: the claim of the job and the attempt's row
-# are atomic without a transaction block (the hot path: every attempt pays for it).
-_CLAIM_SQL = f"""
-WITH claimed AS (
+def claim_ctes(prefix: str = "") -> str:
+    """The claim as two CTEs, ``claimed`` (the job) and ``execution`` (its new row), with
+    parameters named ``<prefix>job``, ``<prefix>attempt``, ``<prefix>now``, ``<prefix>worker``
+    and ``<prefix>delivery``: a prefix lets another statement carry a claim (a batch's success
+    of one job and claim of the next, ``executions.services.outcomes``)."""
+    p = prefix
+    return f"""claimed AS (
     UPDATE jobs_job
     SET status = {sql(lifecycle.CLAIM.target)}, attempts = attempts + 1, next_attempt_at = NULL,
-        started_at = COALESCE(started_at, %(now)s), updated_at = %(now)s, version = version + 1
-    WHERE id = %(job)s AND status IN {sql_in(lifecycle.CLAIM.sources)}
-      AND attempts = %(attempt)s - 1
+        started_at = COALESCE(started_at, %({p}now)s), updated_at = %({p}now)s,
+        version = version + 1
+    WHERE id = %({p}job)s AND status IN {sql_in(lifecycle.CLAIM.sources)}
+      AND attempts = %({p}attempt)s - 1
     RETURNING id, steps, input, next_step, step_outputs,
               max_retries, retry_backoff, retry_backoff_max, retry_jitter, timeout, retry_base
 ), execution AS (
     INSERT INTO executions_execution
         (job_id, attempt, status, worker, delivery_id, started_at, heartbeat_at, will_retry)
-    SELECT id, %(attempt)s, {sql(Execution.Status.RUNNING)}, %(worker)s, %(delivery)s,
-           %(now)s, %(now)s, false
+    SELECT id, %({p}attempt)s, {sql(Execution.Status.RUNNING)}, %({p}worker)s, %({p}delivery)s,
+           %({p}now)s, %({p}now)s, false
     FROM claimed
     RETURNING id
-)
-SELECT execution.id, steps, input, next_step, step_outputs,
-       max_retries, retry_backoff, retry_backoff_max, retry_jitter, timeout, retry_base
-FROM claimed, execution
-"""
+)"""
+
+
+# What a claim returns, in the order ClaimRequest.claim reads it.
+CLAIM_COLUMNS = """execution.id, steps, input, next_step, step_outputs,
+       max_retries, retry_backoff, retry_backoff_max, retry_jitter, timeout, retry_base"""
+
+# One statement, so one round trip and one commit: the claim of the job and the attempt's row
+# are atomic without a transaction block (the hot path: every attempt pays for it).
+_CLAIM_SQL = f"WITH {claim_ctes()}\nSELECT {CLAIM_COLUMNS}\nFROM claimed, execution"
 
 
 def _json(value: Any) -> Any:
     # Django loads jsonb columns as text on raw cursors (JSONField decodes them itself).
     return json.loads(value) if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """An attempt a message asks to start: what its claim is fenced by."""
+
+    job_id: UUID
+    attempt: int
+    delivery_id: str
+    worker: str
+
+    def params(self, now: datetime, prefix: str = "") -> dict[str, Any]:
+        return {
+            f"{prefix}now": now,
+            f"{prefix}job": self.job_id,
+            f"{prefix}attempt": self.attempt,
+            f"{prefix}worker": self.worker,
+            f"{prefix}delivery": self.delivery_id,
+        }
+
+    def claim(self, row: Sequence[Any], now: datetime) -> Claim:
+        """The Claim from a row of CLAIM_COLUMNS."""
+        (
+            execution_id,
+            steps,
+            job_input,
+            next_step,
+            outputs,
+            max_retries,
+            backoff,
+            backoff_max,
+            jitter,
+            timeout,
+            retry_base,
+        ) = row
+        return Claim(
+            job_id=self.job_id,
+            attempt=self.attempt,
+            execution_id=execution_id,
+            started_at=now,
+            steps=_json(steps),
+            input=_json(job_input),
+            next_step=next_step,
+            step_outputs=_json(outputs),
+            policy=RetryPolicy(
+                max_retries=max_retries, backoff=backoff, backoff_max=backoff_max, jitter=jitter
+            ),
+            timeout=timeout,
+            retry_base=retry_base,
+            worker=self.worker,
+        )
 
 
 def execution_claim(*, job_id: UUID, attempt: int, delivery_id: str, worker: str) -> Claim | None:
@@ -76,45 +137,9 @@ def execution_claim(*, job_id: UUID, attempt: int, delivery_id: str, worker: str
     The message names the attempt it starts, so a second delivery of it — while the attempt runs,
     after it finished, or after the job moved on to a later attempt — matches no row.
     """
+    request = ClaimRequest(job_id=job_id, attempt=attempt, delivery_id=delivery_id, worker=worker)
     now = timezone.now()
-    params = {
-        "now": now,
-        "job": job_id,
-        "attempt": attempt,
-        "worker": worker,
-        "delivery": delivery_id,
-    }
     with prepared_cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, params, prepare=True)
+        cursor.execute(_CLAIM_SQL, request.params(now), prepare=True)
         row = cursor.fetchone()
-    if row is None:
-        return None
-    (
-        execution_id,
-        steps,
-        job_input,
-        next_step,
-        outputs,
-        max_retries,
-        backoff,
-        backoff_max,
-        jitter,
-        timeout,
-        retry_base,
-    ) = row
-    return Claim(
-        job_id=job_id,
-        attempt=attempt,
-        execution_id=execution_id,
-        started_at=now,
-        steps=_json(steps),
-        input=_json(job_input),
-        next_step=next_step,
-        step_outputs=_json(outputs),
-        policy=RetryPolicy(
-            max_retries=max_retries, backoff=backoff, backoff_max=backoff_max, jitter=jitter
-        ),
-        timeout=timeout,
-        retry_base=retry_base,
-        worker=worker,
-    )
+    return None if row is None else request.claim(row, now)

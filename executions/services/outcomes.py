@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -21,7 +21,7 @@ from django.utils import timezone
 from deadletter.models import DeadLetter
 from deadletter.services import dead_letter_record
 from executions.models import Execution
-from executions.services.claim import Claim
+from executions.services.claim import CLAIM_COLUMNS, Claim, ClaimRequest, claim_ctes
 from executions.services.step_results import ATTEMPT_FENCE, INSERT_STEP, StepRecord, fence
 from jobplatform.db import prepared_cursor
 from jobs import lifecycle
@@ -41,6 +41,10 @@ class RunOutcome:
     status: str  # "duplicate", or the attempt's Execution.Status
     retry_in: float | None = None
     next_attempt: int | None = None
+    # In a batch, the success may claim the batch's next job in the same statement: then
+    # ``then_tried`` and ``then_claim`` is that claim (None: nothing to claim).
+    then_tried: bool = False
+    then_claim: Claim | None = None
 
 
 _SUCCEED_JOB = f"""
@@ -60,10 +64,27 @@ WHERE id = %(execution)s AND status = {sql(Execution.Status.RUNNING)} AND EXISTS
 # Last step, job and attempt in one statement: the hot path's second and final round trip.
 _SUCCEED_SQL = f"WITH step AS ({INSERT_STEP}), job AS ({_SUCCEED_JOB}) {_FINISH_SUCCEEDED}"
 _SUCCEED_NO_STEP_SQL = f"WITH job AS ({_SUCCEED_JOB}) {_FINISH_SUCCEEDED}"
+# In a batch, the same and the claim of the batch's next job: one round trip and one commit
+# between two jobs instead of two. The two touch different rows (a job is once in a batch; were
+# it twice, the claim would find it RUNNING in the statement's snapshot and match nothing).
+_SUCCEED_THEN_CLAIM_SQL = f"""
+WITH step AS ({INSERT_STEP}), job AS ({_SUCCEED_JOB}),
+finished AS ({_FINISH_SUCCEEDED} RETURNING id), {claim_ctes("next_")}
+SELECT (SELECT count(*) FROM finished), next.*
+FROM (SELECT 1) AS one LEFT JOIN (SELECT {CLAIM_COLUMNS} FROM claimed, execution) AS next ON true
+"""
 
 
-def attempt_succeeded(claim: Claim, result: StepRecord | None, outputs: list[Any]) -> RunOutcome:
-    """RUNNING -> SUCCEEDED with the last step's output as the job's result, in one statement."""
+def attempt_succeeded(
+    claim: Claim,
+    result: StepRecord | None,
+    outputs: list[Any],
+    *,
+    then: ClaimRequest | None = None,
+) -> RunOutcome:
+    """RUNNING -> SUCCEEDED with the last step's output as the job's result, in one statement;
+    with ``then`` (the next job of a batch), that job's claim in the same statement."""
+    now = timezone.now()
     params = {
         **fence(claim),
         "execution": claim.execution_id,
@@ -73,6 +94,19 @@ def attempt_succeeded(claim: Claim, result: StepRecord | None, outputs: list[Any
     }
     if result is not None:
         params |= result.params(claim)
+    if then is not None and result is not None:
+        with prepared_cursor() as cursor:
+            cursor.execute(
+                _SUCCEED_THEN_CLAIM_SQL, params | then.params(now, "next_"), prepare=True
+            )
+            finished, *row = cursor.fetchone() or (0,)
+        next_claim = None if row[0] is None else then.claim(row, now)
+        outcome = (
+            RunOutcome(status=Execution.Status.SUCCEEDED)
+            if finished == 1
+            else attempt_cancelled(claim)
+        )
+        return replace(outcome, then_tried=True, then_claim=next_claim)
     with prepared_cursor() as cursor:
         cursor.execute(
             _SUCCEED_SQL if result is not None else _SUCCEED_NO_STEP_SQL, params, prepare=True

@@ -5,7 +5,12 @@ Schedules have their own services in ``jobs.schedules``.
 
 from __future__ import annotations
 
-from jobs.services.common import DISPATCH_CHANNEL, RUN_JOB_TASK, notify_dispatchers
+from jobs.services.common import (
+    DISPATCH_CHANNEL,
+    RUN_JOB_TASK,
+    RUN_JOBS_TASK,
+    notify_dispatchers,
+)
 from jobs.services.release import (
     Release,
     ReleasedJob,
@@ -25,6 +30,7 @@ from jobs.services.transitions import job_cancel, job_reschedule, job_retry, job
 
 __all__ = [
     "DISPATCH_CHANNEL",
+    "RUN_JOBS_TASK",
     "RUN_JOB_TASK",
     "JobSpec",
     "Release",

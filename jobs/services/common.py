@@ -8,6 +8,8 @@ from django.db import connection
 # dispatcher never wakes for a row it cannot see yet.
 DISPATCH_CHANNEL = "jobplatform_dispatch"
 RUN_JOB_TASK = "executions.run_job"
+# One message that starts several due jobs of one queue in turn (a backlog: docs/architecture.md).
+RUN_JOBS_TASK = "executions.run_jobs"
 
 
 def notify_dispatchers() -> None:

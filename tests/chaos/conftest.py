@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -188,6 +189,15 @@ class Chaos:
             what=f"every job to finish after {fault}",
         )
         RECOVERY.append((fault, time.monotonic() - since))
+
+    def batches(self, worker: str) -> dict[str, list[uuid.UUID]]:
+        """The run_jobs messages ``worker`` started and did not finish: task id -> job ids."""
+        log = (self.logs / f"{worker}.log").read_text(errors="replace")
+        started = {
+            task: [uuid.UUID(job.split(":")[0]) for job in jobs.split()]
+            for task, jobs in re.findall(r"batch (\S+): \d+ jobs: ([^\n]*)", log)
+        }
+        return {task: jobs for task, jobs in started.items() if f"[{task}] succeeded" not in log}
 
     def assert_invariants(self, job_ids: list) -> None:
         assert_invariants(job_ids, self.ticks())

@@ -16,6 +16,7 @@ import time
 import pytest
 from django.db import connections
 
+from executions.models import Execution
 from jobplatform.celery import app as celery_app
 from jobs.models import Job
 from tests.chaos.conftest import QUEUE, REPO
@@ -44,6 +45,39 @@ def test_kill_9_of_a_worker_mid_step(chaos, user):
     chaos.assert_invariants(jobs)
     lost = Job.objects.filter(id__in=jobs, executions__status="lost").distinct().count()
     assert lost >= 1  # the kill did interrupt attempts, and they were recovered
+
+
+def test_kill_9_of_a_worker_mid_batch(chaos, user):
+    """Jobs due at once go out 16 per message; a worker killed while running two such messages
+    loses the jobs it was running (reaped, retried), and the jobs of its messages it had not yet
+    claimed start elsewhere as their first attempt."""
+    # No broker depth bound: the 64 jobs due at once are released at once, 4 messages of 16.
+    chaos.start_dispatcher(env={"JOBPLATFORM_DISPATCH_MAX_QUEUED": "0"})
+    chaos.start_worker("worker-a")
+    chaos.start_worker("worker-b")
+    jobs = chaos.submit(user, 64, seconds=0.1, delay=3)  # all submitted before any is due
+    batches = wait_for(
+        lambda: len(found := chaos.batches("worker-a")) == 2 and found,
+        what="worker-a to start two batches",
+    )
+    started(chaos, 12)
+    chaos.signal("worker-a", signal.SIGKILL)
+    fault_at = time.monotonic()
+    chaos.await_all_finished(jobs, fault="kill -9 of a worker mid-batch", since=fault_at)
+    chaos.assert_invariants(jobs)
+    in_batches = {job_id for batch in batches.values() for job_id in batch}
+    assert all(len(batch) > 1 for batch in batches.values())  # 16 each, unless the machine
+    # was so slow that the release came before every job was submitted
+    executions = Execution.objects.filter(job_id__in=in_batches)
+    lost = {e.job_id for e in executions if e.status == "lost"}
+    on_a = {e.job_id for e in executions if e.worker.startswith("worker-a")}
+    unclaimed = in_batches - on_a
+    assert 1 <= len(lost) <= 2  # the job each pool process of worker-a was running
+    assert unclaimed  # the kill came mid-batch
+    for job in Job.objects.filter(id__in=unclaimed).prefetch_related("executions"):
+        # Started elsewhere, as the attempt it was released for: no attempt spent.
+        assert job.attempts == 1
+        assert [e.worker.startswith("worker-b-") for e in job.executions.all()] == [True]
 
 
 def test_redis_restarted_empty_while_jobs_queue_and_run(chaos, user):

@@ -6,7 +6,8 @@ import pytest
 from django.db import connection
 
 from executions.models import Execution
-from executions.pipeline import execution_run
+from executions.pipeline import execution_run, executions_run
+from executions.services.claim import ClaimRequest
 from jobs.models import Job
 from tests.jobs.factories import JobFactory
 from tests.support import executions_of_prepared
@@ -63,3 +64,18 @@ def test_without_prepared_statements_the_hot_path_runs_unprepared(user):
     finally:
         pg.prepare_threshold = saved
     assert after == before
+
+
+def test_in_a_batch_each_success_claims_the_next_job_in_the_same_statement(user):
+    jobs = JobFactory.create_batch(3, owner=user, steps=TWO_STEPS, status=Job.Status.QUEUED)
+    Job.objects.filter(id=jobs[1].id).update(status=Job.Status.CANCELLED)  # before its turn
+    before = executions_of_prepared("finished AS")
+    requests = [ClaimRequest(job.id, 1, "d", "w") for job in jobs]
+    outcomes = [outcome.status for _, outcome in executions_run(requests)]
+    assert outcomes == ["succeeded", "duplicate", "succeeded"]
+    # The first success also tried the claim of the second job (cancelled: nothing to claim);
+    # the third was claimed on its own, and its success, the batch's last, claims nothing.
+    assert executions_of_prepared("finished AS") - before == 1
+    statuses = dict(Job.objects.filter(id__in=[j.id for j in jobs]).values_list("id", "status"))
+    assert [statuses[j.id] for j in jobs] == ["succeeded", "cancelled", "succeeded"]
+    assert Execution.objects.filter(job_id__in=[j.id for j in jobs]).count() == 2

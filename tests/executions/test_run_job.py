@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
 from deadletter.models import DeadLetter
+from executions.models import Execution
 from jobplatform.celery import app as celery_app
 from jobs.models import Job
 from tests.support import await_finished as finished
@@ -193,3 +195,43 @@ def test_a_job_due_in_the_future_waits_until_due(platform, api, http_target):
     assert job["status"] == "succeeded"
     started = datetime.fromisoformat(job["executions"][0]["started_at"])
     assert started >= datetime.fromisoformat(job["run_at"])
+
+
+def test_a_backlog_runs_several_jobs_per_message_each_with_its_own_attempt(
+    platform, api, http_target
+):
+    """Jobs due at one instant are released together and go out several per message
+    (executions.run_jobs); each still has its own claim, steps, retry decision and outcome."""
+    run_at = (timezone.now() + timedelta(seconds=1.5)).isoformat()
+    flaky, missing = key(), key()
+    fast = {"retry_backoff": 0.05, "retry_backoff_max": 0.2, "run_at": run_at}
+    plain = {"name": "batch", "steps": [{"type": "sleep", "params": {"seconds": 0}}], **fast}
+    jobs = [plain] * 22 + [
+        {**plain, "max_retries": 2,
+         "steps": [{"type": "http", "params": {"url": f"{http_target.url}/flaky/1/{flaky}"}}]},
+        {**plain,
+         "steps": [{"type": "http", "params": {"url": f"{http_target.url}/status/404/{missing}"}}]},
+    ]  # fmt: skip
+    response = api.post("/api/v1/jobs/bulk/", {"jobs": jobs}, format="json")
+    assert response.status_code == 201, response.content
+    ids = response.json()["ids"]
+    details = [finished(api, job_id) for job_id in ids]
+
+    assert [(d["status"], d["attempts"]) for d in details] == [("succeeded", 1)] * 22 + [
+        ("succeeded", 2),
+        ("failed", 1),
+    ]
+    assert details[22]["executions"][0]["error"]["code"] == "STEP.HTTP_STATUS"
+    assert DeadLetter.objects.get(job_id=ids[23]).reason == "permanent"
+    assert http_target.count(f"/flaky/1/{flaky}") == 2
+    # 24 jobs due at once: the releases hold as many as the broker depth allows (at least 10),
+    # and each goes out in messages of n // 4 (JOBPLATFORM_BATCH_SPREAD).
+    first = Execution.objects.filter(job_id__in=ids, attempt=1)
+    deliveries = Counter(first.values_list("delivery_id", flat=True))
+    batches = {delivery: n for delivery, n in deliveries.items() if n > 1}
+    assert batches, deliveries
+    for delivery, n in batches.items():
+        platform.await_worker_log(f"batch {delivery}: {n} jobs")
+    # The retry went out as a message of its own.
+    [retry] = Execution.objects.filter(job_id=ids[22], attempt=2)
+    assert retry.delivery_id not in deliveries

@@ -22,8 +22,16 @@ from django.utils import timezone
 
 from executions.models import Execution
 from executions.pipeline import execution_run
+from executions.tasks import run_jobs
 from jobplatform.celery import app as celery_app
-from jobs.dispatcher import HARD_TIME_LIMIT_MARGIN, Dispatcher, publish_attempts, send_run_job
+from jobs.dispatcher import (
+    HARD_TIME_LIMIT_MARGIN,
+    Dispatcher,
+    pack,
+    publish_attempts,
+    send_message,
+    send_run_job,
+)
 from jobs.models import Job
 from jobs.services import DISPATCH_CHANNEL, JobSpec, job_submit
 from jobs.services.release import ReleasedJob
@@ -45,16 +53,24 @@ def broker():
 
 
 def probe_messages(client: redis.Redis) -> list[tuple[str, dict, str]]:
-    """(Redis list, message, job id) of every run_job message waiting on the probe queue, at
-    every priority level."""
+    """(Redis list, message, job id) of every job of every run_job or run_jobs message waiting
+    on the probe queue, at every priority level."""
     found = []
     for name in client.scan_iter(f"{PROBE_QUEUE}*"):
         for raw in client.lrange(name, 0, -1):
             message = json.loads(raw)
-            assert message["headers"]["task"] == "executions.run_job"
-            args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-            found.append((name.decode(), message, args[0]))
+            for job_id, _attempt in message_jobs(message):
+                found.append((name.decode(), message, job_id))
     return found
+
+
+def message_jobs(message: dict) -> list[tuple[str, int]]:
+    """(job id, attempt) of each job a run_job or run_jobs message starts."""
+    args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+    if message["headers"]["task"] == "executions.run_job":
+        return [(args[0], args[1])]
+    assert message["headers"]["task"] == "executions.run_jobs"
+    return [(job_id, attempt) for job_id, attempt in args[0]]
 
 
 def published_job_ids(client: redis.Redis) -> list[str]:
@@ -194,9 +210,9 @@ def test_a_batch_whose_pipeline_fails_goes_back_whole_and_each_job_still_runs_on
     app.conf.broker_transport_options = celery_app.conf.broker_transport_options
     app.conf.broker_connection_retry = False
     app.conf.task_publish_retry = False
-    dispatcher = Dispatcher(
-        batch_size=count, publish=partial(publish_attempts, app=app), queues=[PROBE_QUEUE]
-    )
+    # One job per message, so that the pipeline breaks between jobs (batches: the next test).
+    publish = partial(publish_attempts, app=app, batch_max=1)
+    dispatcher = Dispatcher(batch_size=count, publish=publish, queues=[PROBE_QUEUE])
 
     assert dispatcher.dispatch_once() == 0
     assert Job.objects.filter(status=Job.Status.PENDING).count() == count
@@ -269,3 +285,83 @@ def test_with_task_sent_events_on_every_message_is_sent_by_celery(broker):
     assert sorted(
         m["headers"]["id"] for j in jobs for _, m in raw_messages_of(broker, str(j.id))
     ) == sorted(sent_events)
+
+
+def released(count: int, *, queue: str = PROBE_QUEUE, priority: int = 5) -> list[ReleasedJob]:
+    return [
+        ReleasedJob(id=uuid4(), queue=queue, priority=priority, attempt=1, timeout=60)
+        for _ in range(count)
+    ]
+
+
+def test_an_idle_release_goes_out_one_job_per_message():
+    for count in (1, 2, 7):
+        jobs = released(count)
+        assert pack(jobs, most=16, spread=4) == [[job] for job in jobs]
+    jobs = released(40)
+    assert pack(jobs, most=1, spread=4) == [[job] for job in jobs]  # batches off
+
+
+def test_a_backlog_goes_out_in_batches_that_grow_with_it_up_to_the_cap():
+    jobs = released(40)
+    batches = pack(jobs, most=16, spread=4)
+    assert [len(b) for b in batches] == [10, 10, 10, 10]
+    assert [job for batch in batches for job in batch] == jobs  # release order kept
+    assert [len(b) for b in pack(released(500), most=16, spread=4)] == [16] * 31 + [4]
+    assert [len(b) for b in pack(released(9), most=16, spread=4)] == [2, 2, 2, 2, 1]
+
+
+def test_a_batch_holds_jobs_of_one_queue_and_priority():
+    urgent, other, normal = released(8, priority=9), released(8, queue="x"), released(7)
+    mixed = [urgent[0], other[0], *normal, *urgent[1:], *other[1:]]
+    batches = pack(mixed, most=16, spread=4)
+    assert sorted(map(len, batches)) == [1] * 7 + [2] * 8  # 7 normal jobs: too few to share
+    for batch in batches:
+        assert len({(job.queue, job.priority) for job in batch}) == 1
+    assert [job for b in batches for job in b if job.priority == 9] == urgent
+
+
+def test_a_copied_batch_message_is_the_one_celery_builds_for_its_jobs(broker):
+    """A batch's message names every job it starts (Flower shows them as the task's arguments),
+    and a copy of the queue's first batch message is what send_task builds for its jobs."""
+    first, second = (
+        released(2),
+        [
+            ReleasedJob(id=uuid4(), queue=PROBE_QUEUE, priority=8, attempt=n, timeout=10 * n)
+            for n in (1, 2, 3)
+        ],
+    )
+    assert publish_attempts([*first, *second], batch_max=3, spread=1) == [*first, *second]
+    with celery_app.producer_or_acquire() as producer:
+        send_message(celery_app, second, producer)
+    messages = [m for _, m, of in probe_messages(broker) if of == str(second[0].id)]
+    assert len(messages) == 2
+    for message in messages:
+        headers, properties = message["headers"], message["properties"]
+        task_id = headers.pop("id")
+        assert headers.pop("root_id") == properties.pop("correlation_id") == task_id
+        properties.pop("delivery_tag")
+        assert headers["task"] == "executions.run_jobs"
+        assert headers["timelimit"] == [10 + 20 + 30 + HARD_TIME_LIMIT_MARGIN, None]
+        assert all(str(job.id) in headers["argsrepr"] for job in second)
+        assert message_jobs(message) == [(str(job.id), job.attempt) for job in second]
+    copied, by_celery = messages
+    assert copied == by_celery
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_job_of_a_batch_runs_once_however_often_its_message_is_delivered(
+    user, broker, settings
+):
+    settings.JOBPLATFORM_DISPATCH_QUEUED_SECONDS = 0  # the broker depth: every due job at once
+    count = 40
+    JobFactory.create_batch(count, owner=user, queue=PROBE_QUEUE)
+    assert Dispatcher(batch_size=count, queues=[PROBE_QUEUE]).dispatch_once() == count
+    messages = {m["headers"]["id"]: m for _, m, _ in probe_messages(broker)}
+    assert len(messages) == 4  # a release of 40: 4 messages of 10 (the settings' 16 and 4)
+    for _ in range(2):  # every message delivered twice: the second claims nothing
+        for task_id, message in messages.items():
+            run_jobs.apply(args=[message_jobs(message)], task_id=task_id).get()
+    assert Job.objects.filter(status=Job.Status.SUCCEEDED, attempts=1).count() == count
+    deliveries = Execution.objects.values_list("delivery_id", flat=True)
+    assert sorted(deliveries) == sorted(id for id in messages for _ in range(10))
