@@ -18,7 +18,10 @@ pytestmark = pytest.mark.django_db
 
 migration = importlib.import_module("jobplatform.migrations.0002_roles")
 # Later migrations that grant the roles more, in order: each keeps a frozen copy of what it adds.
-later = [importlib.import_module("jobs.migrations.0008_flow_control")]
+later = [
+    importlib.import_module("jobs.migrations.0008_flow_control"),
+    importlib.import_module("jobs.migrations.0009_rate_limits_breakers"),
+]
 
 
 def test_the_migrations_froze_the_live_role_table():
