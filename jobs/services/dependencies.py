@@ -96,18 +96,16 @@ def breaker_failure(*, host: str) -> CircuitBreaker:
     return row
 
 
-# Only a half-open breaker changes on a success: one statement on the primary key, no row for
-# a host that never failed (the http step's cost on the happy path: an UPDATE of nothing).
+# Only a half-open breaker changes on a success: one statement on the primary key, in autocommit
+# (no transaction block to open and commit), which changes nothing for a host that is closed or
+# never failed: the whole cost of breakers to a successful http step.
 def breaker_success(*, host: str) -> bool:
     """A request to ``host`` succeeded: a half-open breaker closes. True if it closed."""
-    closed = rules.Breaker()
-    with transaction.atomic():
-        changed = CircuitBreaker.objects.filter(
-            host=host, state=CircuitBreaker.State.HALF_OPEN, manual=False
-        ).update(**asdict(closed), updated_at=timezone.now())
-        if changed:
-            notify_dispatchers()  # its parked jobs come back at the next release
+    changed = CircuitBreaker.objects.filter(
+        host=host, state=CircuitBreaker.State.HALF_OPEN, manual=False
+    ).update(**asdict(rules.Breaker()), updated_at=timezone.now())
     if changed:
+        notify_dispatchers()  # its parked jobs come back at the next release
         logger.warning("circuit breaker of %s: half_open -> closed", host)
     return changed == 1
 

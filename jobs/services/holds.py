@@ -38,25 +38,47 @@ def parked_sql(reason: str) -> str:
     return f"EXISTS (SELECT FROM jobs_job WHERE status IN {WAITING} AND hold = {sql(reason)})"
 
 
-# The names (hosts, limits) that hold parked jobs: job_held is ordered by them.
-_HELD_BY_SQL = f"""
-SELECT DISTINCT held_by FROM jobs_job WHERE status IN {WAITING} AND hold = %(hold)s
+# The names (hosts, limits) that hold parked jobs: a skip scan of job_held, one probe per name
+# however many jobs it holds. The hold is a literal, not a parameter: only then can PostgreSQL
+# prove that the statement's rows are within job_held's partial predicate.
+def _held_by_sql(reason: str) -> str:
+    parked = f"status IN {WAITING} AND hold = {sql(reason)}"
+    return f"""
+WITH RECURSIVE held(name) AS (
+    (SELECT held_by FROM jobs_job WHERE {parked} ORDER BY held_by LIMIT 1)
+  UNION ALL
+    SELECT (SELECT held_by FROM jobs_job WHERE {parked} AND held_by > h.name
+            ORDER BY held_by LIMIT 1)
+    FROM held AS h WHERE h.name IS NOT NULL
+)
+SELECT name FROM held WHERE name IS NOT NULL
 """
 
-# Parked jobs back into the lanes, per name as many as given, highest priority first, then FIFO.
-_UNPARK_SQL = f"""
+
+# Parked jobs back into the lanes, per name as many as given, highest priority first, then FIFO
+# (job_held's order).
+def _unpark_sql(reason: str) -> str:
+    return f"""
 UPDATE jobs_job SET hold = '', held_by = ''
 WHERE id = ANY(ARRAY(
     SELECT j.id FROM unnest(%(names)s::varchar[], %(counts)s::integer[]) AS u(name, n)
     CROSS JOIN LATERAL (
         SELECT id FROM jobs_job
-        WHERE status IN {WAITING} AND hold = %(hold)s AND held_by = u.name
+        WHERE status IN {WAITING} AND hold = {sql(reason)} AND held_by = u.name
         ORDER BY priority DESC, {DUE}
         LIMIT u.n
         FOR UPDATE SKIP LOCKED  -- a job a client is cancelling stays parked until next time
     ) AS j
 ))
 """
+
+
+HELD_BY_SQL: dict[str, str] = {
+    reason: _held_by_sql(reason) for reason in (Hold.CIRCUIT_BREAKER, Hold.RATE_LIMIT)
+}
+UNPARK_SQL: dict[str, str] = {
+    reason: _unpark_sql(reason) for reason in (Hold.CIRCUIT_BREAKER, Hold.RATE_LIMIT)
+}
 
 _PARK_SQL = f"""
 UPDATE jobs_job AS j SET hold = %(hold)s, held_by = p.name
@@ -66,7 +88,7 @@ WHERE j.id = p.id AND j.status IN {WAITING}
 
 
 def _held_by(cursor: Cursor, reason: str) -> list[str]:
-    cursor.execute(_HELD_BY_SQL, {"hold": reason}, prepare=True)
+    cursor.execute(HELD_BY_SQL[reason], prepare=True)
     return [name for (name,) in cursor.fetchall()]
 
 
@@ -74,8 +96,8 @@ def _unpark(cursor: Cursor, reason: str, counts: dict[str, int]) -> None:
     counts = {name: n for name, n in counts.items() if n > 0}
     if counts:
         cursor.execute(
-            _UNPARK_SQL,
-            {"names": list(counts), "counts": list(counts.values()), "hold": reason},
+            UNPARK_SQL[reason],
+            {"names": list(counts), "counts": list(counts.values())},
             prepare=True,
         )
 

@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from jobs import ratelimit
@@ -20,8 +21,9 @@ from jobs.services.dependencies import (
     breaker_success,
     rate_limit_set,
 )
+from jobs.services.holds import HELD_BY_SQL, UNPARK_SQL
 from tests.jobs.factories import JobFactory
-from tests.jobs.test_release import release, statuses, waiting
+from tests.jobs.test_release import Q, explain, release, statuses, waiting
 
 pytestmark = pytest.mark.django_db
 HOST = "down.example:8443"
@@ -136,3 +138,22 @@ def test_jobs_without_limits_never_ask_redis_and_limited_ones_wait_while_it_is_a
     plain = waiting(user, 2, seconds_ago=1)
     assert {r.id for r in release().jobs} == {j.id for j in plain}
     assert parked(limited) == [(Hold.RATE_LIMIT, limit_name)] * 2
+
+
+def test_the_holds_statements_read_through_job_held_whatever_the_statistics(user):
+    """As the release's own statements (tests/jobs/test_release.py): statistics taken on an
+    emptied table, then thousands of finished jobs; the walk over the names that hold parked
+    jobs and the unparking read job_held, never the table."""
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+    Job.objects.bulk_create(
+        JobFactory.build(owner=user, queue=Q, status=Job.Status.SUCCEEDED, hosts=[HOST])
+        for _ in range(3000)
+    )
+    waiting(user, 20, hosts=[HOST], hold=Hold.CIRCUIT_BREAKER, held_by=HOST)
+    for reason in (Hold.CIRCUIT_BREAKER, Hold.RATE_LIMIT):
+        for plan in (
+            explain(HELD_BY_SQL[reason], {}),
+            explain(UNPARK_SQL[reason], {"names": [HOST], "counts": [5]}),
+        ):
+            assert "Seq Scan on jobs_job" not in plan and "job_held" in plan, plan
