@@ -703,7 +703,8 @@ FLOW_OFF = {
 
 
 def configure_flow(stack: Stack) -> None:
-    """A cap on the queue, and a quota for the client, that never bind."""
+    """A cap on the queue, a quota for the client, and a rate limit on every job, that never
+    bind (the limit's bucket is taken from and handed back to in Redis at every release)."""
     stack.sql(
         "INSERT INTO jobs_queue (name, paused, max_in_flight, updated_at)"
         " VALUES ('default', false, 1000000, now())"
@@ -712,11 +713,20 @@ def configure_flow(stack: Stack) -> None:
         "INSERT INTO jobs_ownerquota (owner_id, weight, max_unfinished)"
         " SELECT id, 2, 1000000 FROM auth_user WHERE username = 'bench'"
     )
+    stack.sql(
+        "INSERT INTO jobs_ratelimit (name, rate, burst, updated_at)"
+        " VALUES ('bench-api', 1000000, 1000000, now()) ON CONFLICT (name) DO NOTHING"
+    )
 
 
 def keyed(i: int) -> dict[str, Any]:
-    """Concurrency keys that never bind: 1,000 keys, each allowed 1,000 at once."""
-    return {"concurrency_key": f"customer:{i % 1000}", "max_concurrency": 1000}
+    """Concurrency keys that never bind: 1,000 keys, each allowed 1,000 at once; and a rate
+    limit of a million a second."""
+    return {
+        "concurrency_key": f"customer:{i % 1000}",
+        "max_concurrency": 1000,
+        "rate_limit": "bench-api",
+    }
 
 
 FLOW_VARIANTS: dict[str, tuple[dict[str, str], Any, Any]] = {

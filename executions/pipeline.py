@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from executions.heartbeat import heartbeat
@@ -25,7 +26,9 @@ from executions.services.outcomes import (
 from executions.services.step_results import StepRecord, step_done
 from executions.timeouts import step_deadline
 from jobplatform.text import UNSTORABLE, unstorable_paths
+from jobs.services.dependencies import breaker_failure, breaker_success
 from jobs.steps import AttemptError, PermanentStepError, StepContext, StepStopped, get_step
+from jobs.steps.http import HOST_FAILURES, step_host
 
 logger = logging.getLogger("jobplatform.executions")
 
@@ -103,6 +106,8 @@ def run_steps(
             output, error = run_step(spec, ctx)
         except StepStopped:
             return attempt_cancelled(claim)
+        if spec["type"] == "http":
+            report_to_breaker(spec, error)
         result = StepRecord(
             index=index,
             type=spec["type"],
@@ -121,6 +126,21 @@ def run_steps(
             return attempt_cancelled(claim)
     # A pipeline with nothing left to run (resumed past its last step) succeeds as it is.
     return attempt_succeeded(claim, None, outputs)
+
+
+def report_to_breaker(spec: dict[str, Any], error: AttemptError | None) -> None:
+    """Tell the circuit breaker of an http step's host how the request went: a transient
+    failure of the host counts towards opening it; a success closes a half-open one."""
+    host = step_host(spec.get("params", {}).get("url"))
+    if host is None:
+        return
+    try:
+        if error is None:
+            breaker_success(host=host)
+        elif not error.permanent and error.code in HOST_FAILURES:
+            breaker_failure(host=host)
+    except DatabaseError:  # the attempt's own record matters more; it goes on without this
+        logger.exception("circuit breaker of %s: could not record the outcome", host)
 
 
 def run_step(spec: dict[str, Any], ctx: StepContext) -> tuple[Any, AttemptError | None]:

@@ -38,6 +38,8 @@ VIEWER = frozenset(
         "deadletter.view_deadletter",
         "deadletter.view_deadletteraction",
         "jobs.view_queue",  # the queues, paused or not, their caps and jobs in flight
+        "jobs.view_ratelimit",  # the rate limits jobs count against
+        "jobs.view_circuitbreaker",  # the http hosts' circuit breakers and their state
     }
 )
 OPERATOR = VIEWER | {
@@ -48,6 +50,7 @@ OPERATOR = VIEWER | {
     "jobs.delete_schedule",
     "deadletter.change_deadletter",  # retry, dismiss, one or in bulk
     "jobs.pause_queue",  # pause and resume a queue (an incident, a deploy); not its cap
+    "jobs.operate_circuitbreaker",  # open and close a host's breaker by hand (an incident)
 }
 ADMIN = (
     OPERATOR
@@ -71,6 +74,7 @@ ADMIN = (
         "django_celery_beat.clockedschedule",
         "django_celery_beat.solarschedule",
         "jobs.ownerquota",  # an owner's fair-share weight and cap on unfinished jobs
+        "jobs.ratelimit",  # the rate limits: capacity agreed with a downstream, for every owner
     )
     | {
         "auth.view_permission",

@@ -322,6 +322,12 @@ JOBPLATFORM_HTTP_CA_BUNDLE = env("JOBPLATFORM_HTTP_CA_BUNDLE", default="")
 JOBPLATFORM_HTTP_MAX_RESPONSE_BYTES = env.int(
     "JOBPLATFORM_HTTP_MAX_RESPONSE_BYTES", default=1024 * 1024
 )
+# Circuit breakers per http host (docs/flow-control.md#circuit-breakers): this many transient
+# failures of http steps to one host within the window open its breaker (0: never); the host's
+# jobs then wait, attempts unspent, until a probe released after the cooldown succeeds.
+JOBPLATFORM_BREAKER_FAILURES = env.int("JOBPLATFORM_BREAKER_FAILURES", default=5)
+JOBPLATFORM_BREAKER_WINDOW = env.float("JOBPLATFORM_BREAKER_WINDOW", default=60.0)
+JOBPLATFORM_BREAKER_COOLDOWN = env.float("JOBPLATFORM_BREAKER_COOLDOWN", default=30.0)
 JOBPLATFORM_MAX_STEPS = env.int("JOBPLATFORM_MAX_STEPS", default=50)
 JOBPLATFORM_MAX_INPUT_BYTES = env.int("JOBPLATFORM_MAX_INPUT_BYTES", default=65536)
 JOBPLATFORM_MAX_RETRIES = env.int("JOBPLATFORM_MAX_RETRIES", default=25)

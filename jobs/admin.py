@@ -11,7 +11,10 @@ from django.utils.html import format_html, format_html_join
 from executions.models import Execution
 from jobplatform.access import owned_by_visible
 from jobplatform.errors import Conflict, DomainError
-from jobs import services
+from jobs import (
+    dependencies_admin,  # noqa: F401 - registers the rate limit and breaker pages
+    services,
+)
 from jobs.models import Job, OwnerQuota, Queue
 from jobs.redaction import redact_steps
 from jobs.schedules import admin as schedules_admin  # noqa: F401 - registers the schedule pages

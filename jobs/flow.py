@@ -5,7 +5,7 @@ a release takes, in which order (docs/architecture.md#flow-control).
 waiting lanes), calls these, and writes what they decide; nothing here touches the database,
 so ``tests/jobs/test_flow.py`` walks the combinations from tables, as the retry policy's tests
 do. The release applies, in this order (DESIGN §3): a paused queue, the gates a job must pass
-(its concurrency key; the rate limit and circuit breaker plug in as further gates), the
+(the circuit breakers of its hosts, its concurrency key, its rate limits), the
 queue's in-flight cap and broker depth, fair share between owners (weighted by in-flight
 count), new jobs against retries, priority, FIFO. ``BrokerDepth`` is the dispatcher's own
 measure of how many jobs of a queue to keep in the broker.
@@ -143,6 +143,14 @@ class Candidate:
     timeout: int = 3600
     concurrency_key: str | None = None
     max_concurrency: int = 1
+    rate_limit: str | None = None
+    hosts: tuple[str, ...] = ()
+
+    @property
+    def limits(self) -> tuple[str, ...]:
+        """The names of the rate limits the job may count against: its own, then its hosts'."""
+        named = (self.rate_limit,) if self.rate_limit is not None else ()
+        return tuple(dict.fromkeys(named + self.hosts))
 
     @property
     def kind(self) -> str:
@@ -188,6 +196,69 @@ class ConcurrencyKeyGate:
         if job.concurrency_key is not None:
             key = (job.owner_id, job.concurrency_key)
             self.in_flight[key] = self.in_flight.get(key, 0) + 1
+
+
+class NamedGate:
+    """A gate whose holds name what holds the job (a host, a limit): ``held_by[job.id]``, which
+    the release stores with the job (``Job.held_by``) and its unparker reads."""
+
+    reason = ""
+
+    def __init__(self) -> None:
+        self.held_by: dict[UUID, str] = {}
+
+    def refuse(self, job: Candidate, name: str) -> bool:
+        self.held_by[job.id] = name
+        return False
+
+
+class BreakerGate(NamedGate):
+    """A job with an http host whose circuit breaker is not closed waits, except one probe per
+    host whose breaker lets one through (open past its retry time, or half-open without a live
+    probe): ``probes`` are the jobs that go as such, for the release to record."""
+
+    reason = "circuit_breaker"
+
+    def __init__(self, probe_allowed: Mapping[str, bool]) -> None:
+        """``probe_allowed``: the hosts whose breaker is not closed -> whether a probe may go."""
+        super().__init__()
+        self.probe_allowed = dict(probe_allowed)
+        self.probes: dict[str, UUID] = {}
+
+    def admits(self, job: Candidate) -> bool:
+        for host in job.hosts:
+            if host in self.probe_allowed and not self.probe_allowed[host]:
+                return self.refuse(job, host)
+        return True
+
+    def take(self, job: Candidate) -> None:
+        for host in job.hosts:
+            if host in self.probe_allowed:
+                self.probe_allowed[host] = False
+                self.probes[host] = job.id
+
+
+class RateLimitGate(NamedGate):
+    """A job takes one token of each rate limit it counts against; without one of them, it
+    waits. ``tokens``: per configured limit, the tokens this release was granted (unused ones
+    are handed back after the plan: ``left``)."""
+
+    reason = "rate_limit"
+
+    def __init__(self, tokens: Mapping[str, int]) -> None:
+        super().__init__()
+        self.left = dict(tokens)
+
+    def admits(self, job: Candidate) -> bool:
+        for name in job.limits:
+            if name in self.left and self.left[name] < 1:
+                return self.refuse(job, name)
+        return True
+
+    def take(self, job: Candidate) -> None:
+        for name in job.limits:
+            if name in self.left:
+                self.left[name] -= 1
 
 
 @dataclass

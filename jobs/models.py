@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Case, F, Q, When
@@ -12,11 +13,13 @@ from jobs.schedules.models import Schedule, ScheduleFiring
 
 __all__ = [
     "DUE_AT",
+    "CircuitBreaker",
     "Hold",
     "Job",
     "JobStatus",
     "OwnerQuota",
     "Queue",
+    "RateLimit",
     "Schedule",
     "ScheduleFiring",
     "new_trace_id",
@@ -46,6 +49,9 @@ class Hold(models.TextChoices):
 
     NONE = "", "not parked"
     CONCURRENCY_KEY = "concurrency_key", "its concurrency key is at max_concurrency"
+    # ``Job.held_by`` names the breaker's host or the limit.
+    CIRCUIT_BREAKER = "circuit_breaker", "the circuit breaker of one of its hosts is open"
+    RATE_LIMIT = "rate_limit", "one of its rate limits has no token left"
 
 
 # When a waiting job is due: its run_at while PENDING, its next attempt's time while RETRYING.
@@ -53,6 +59,7 @@ class Hold(models.TextChoices):
 DUE_AT = Case(When(status="retrying", then=F("next_attempt_at")), default=F("run_at"))
 _WAITING = ["pending", "retrying"]  # the states the dispatcher releases from (jobs.lifecycle)
 _IN_FLIGHT = ["queued", "running"]  # released and not finished: what the caps count
+_HELD = ["circuit_breaker", "rate_limit"]  # holds with a name in Job.held_by
 
 
 class Job(models.Model):
@@ -119,6 +126,13 @@ class Job(models.Model):
     concurrency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     max_concurrency = models.PositiveIntegerField(default=1)
     hold = models.CharField(max_length=32, choices=Hold.choices, default=Hold.NONE, blank=True)
+    # Rate limits and circuit breakers (docs/flow-control.md). ``rate_limit`` names a RateLimit
+    # the job counts against; ``hosts`` are the hosts (host or host:port) of its http steps,
+    # read from their URLs at submission: each is a circuit breaker's name and may be a
+    # RateLimit's. ``held_by`` is the host or limit a parked job waits for.
+    rate_limit = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    hosts = ArrayField(models.CharField(max_length=300), default=list, blank=True)
+    held_by = models.CharField(max_length=300, default="", blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -159,6 +173,17 @@ class Job(models.Model):
                 fields=["owner", "concurrency_key"],
                 condition=Q(status__in=_IN_FLIGHT, concurrency_key__isnull=False),
                 name="job_key_in_flight",
+            ),
+            # Jobs parked by a breaker or a rate limit, by what holds them: the release's walk
+            # over the hosts and limits with parked jobs, and their jobs in the order they come
+            # back. Only parked rows are indexed.
+            models.Index(
+                "hold",
+                "held_by",
+                F("priority").desc(),
+                DUE_AT,
+                condition=Q(status__in=_WAITING, hold__in=_HELD),
+                name="job_held",
             ),
             models.Index(fields=["owner", "-created_at"], name="job_owner_created"),
             models.Index(fields=["-created_at"], name="job_created"),
@@ -271,3 +296,70 @@ class OwnerQuota(models.Model):
 
     def __str__(self) -> str:
         return f"quota of {self.owner_id}"
+
+
+class RateLimit(models.Model):
+    """A named token bucket: ``rate`` tokens a second, at most ``burst`` saved up. A job counts
+    against the limit it names (``Job.rate_limit``) and the limits named after the hosts of its
+    http steps; the dispatcher releases it only with a token of each (jobs.ratelimit)."""
+
+    name = models.CharField(
+        max_length=300, primary_key=True, help_text="a name jobs give, or an http host[:port]"
+    )
+    rate = models.FloatField(
+        validators=[MinValueValidator(0.001)], help_text="tokens added per second"
+    )
+    burst = models.PositiveIntegerField(
+        validators=[MinValueValidator(1)], help_text="most tokens saved up: the largest burst"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(rate__gt=0, burst__gte=1), name="ratelimit_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.rate:g}/s, burst {self.burst}"
+
+
+class CircuitBreaker(models.Model):
+    """The circuit breaker of one http host (jobs.breakers). A host without a row is closed.
+
+    closed: jobs run; transient failures are counted in a window. open: the host's jobs are
+    held PENDING until ``retry_at`` (never, when an operator opened it). half_open: one job,
+    the probe, is released; its success closes the breaker, its failure opens it again.
+    """
+
+    class State(models.TextChoices):
+        CLOSED = "closed"
+        OPEN = "open"
+        HALF_OPEN = "half_open"
+
+    host = models.CharField(max_length=300, primary_key=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.CLOSED)
+    failures = models.PositiveIntegerField(default=0, help_text="transient failures in the window")
+    window_started_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    retry_at = models.DateTimeField(
+        null=True, blank=True, help_text="when a probe may go; empty while opened by hand"
+    )
+    manual = models.BooleanField(default=False, help_text="opened by an operator: stays open")
+    probe_job = models.UUIDField(null=True, blank=True)
+    probe_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        # Opening and closing one by hand is an operator's act (an incident); seeing them anyone's.
+        permissions = [("operate_circuitbreaker", "Can open and close a circuit breaker")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["closed", "open", "half_open"]),
+                name="circuitbreaker_state_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host} ({self.state})"

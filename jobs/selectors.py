@@ -12,14 +12,15 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.db.models import F, QuerySet
+from django.db.models import Count, F, QuerySet
 from django.utils import timezone
+from redis import RedisError
 
 from jobplatform.access import owned_by_visible
 from jobplatform.db import prepared_cursor
 from jobplatform.errors import NotFound
-from jobs import lifecycle
-from jobs.models import Hold, Job, OwnerQuota, Queue
+from jobs import lifecycle, ratelimit
+from jobs.models import CircuitBreaker, Hold, Job, OwnerQuota, Queue, RateLimit
 from jobs.services.release import queue_states
 
 
@@ -164,12 +165,52 @@ def _waiting_for_queue_cap(job: Job, queue: QueueView, now: datetime) -> dict[st
     }
 
 
+def _waiting_for_circuit_breaker(
+    job: Job, queue: QueueView, now: datetime
+) -> dict[str, Any] | None:
+    if not job.hosts:
+        return None
+    held = CircuitBreaker.objects.filter(host__in=job.hosts).exclude(
+        state=CircuitBreaker.State.CLOSED
+    )
+    breaker = min(held, key=lambda b: job.hosts.index(b.host), default=None)
+    if breaker is None:
+        return None
+    until = "an operator closes it" if breaker.manual else "a probe to it succeeds"
+    return {
+        "reason": "circuit_breaker",
+        "message": f"the circuit breaker of {breaker.host} is {breaker.state}: its jobs wait "
+        f"until {until}",
+        "host": breaker.host,
+        "state": breaker.state,
+        "retry_at": breaker.retry_at,
+    }
+
+
+def _waiting_for_rate_limit(job: Job, queue: QueueView, now: datetime) -> dict[str, Any] | None:
+    if job.hold != Hold.RATE_LIMIT:
+        return None
+    limit = RateLimit.objects.filter(name=job.held_by).first()
+    if limit is None:
+        return None
+    return {
+        "reason": "rate_limit",
+        "message": f"rate limit {limit.name!r} ({limit.rate:g}/s, burst {limit.burst}) has no "
+        "token left: the job goes with one of the next",
+        "limit": limit.name,
+        "rate": limit.rate,
+        "burst": limit.burst,
+    }
+
+
 WaitingReason = Callable[[Job, QueueView, datetime], dict[str, Any] | None]
 # Why a waiting job is not released yet, in the order the release applies its controls.
 WAITING_REASONS: list[WaitingReason] = [
     _waiting_for_run_at,
     _waiting_for_paused_queue,
+    _waiting_for_circuit_breaker,
     _waiting_for_concurrency_key,
+    _waiting_for_rate_limit,
     _waiting_for_queue_cap,
 ]
 
@@ -211,3 +252,102 @@ def owner_limits(*, user: User) -> dict[str, Any]:
         "max_bulk_jobs": settings.JOBPLATFORM_MAX_BULK_JOBS,
         "retry_after": settings.JOBPLATFORM_ADMISSION_RETRY_AFTER,
     }
+
+
+# --- rate limits and circuit breakers ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateLimitView:
+    name: str
+    rate: float
+    burst: int
+    tokens: int | None  # whole tokens in its bucket now; None: Redis could not be asked
+    held: int  # jobs parked for it
+    updated_at: datetime
+
+
+def _held_counts(reason: str, names: list[str]) -> dict[str, int]:
+    rows = (
+        Job.objects.filter(status__in=lifecycle.RELEASE.sources, hold=reason, held_by__in=names)
+        .values_list("held_by")
+        .annotate(n=Count("id"))
+    )
+    return dict(rows)
+
+
+def rate_limit_list(*, names: list[str] | None = None) -> list[RateLimitView]:
+    limits = RateLimit.objects.order_by("name")
+    if names is not None:
+        limits = limits.filter(name__in=names)
+    rows = list(limits)
+    held = _held_counts(Hold.RATE_LIMIT, [limit.name for limit in rows])
+    try:
+        tokens: dict[str, int] = ratelimit.tokens(
+            [ratelimit.Want(name=r.name, rate=r.rate, burst=r.burst, count=0) for r in rows]
+        )
+    except RedisError:
+        tokens = {}
+    return [
+        RateLimitView(
+            name=r.name,
+            rate=r.rate,
+            burst=r.burst,
+            tokens=tokens.get(r.name),
+            held=held.get(r.name, 0),
+            updated_at=r.updated_at,
+        )
+        for r in rows
+    ]
+
+
+def rate_limit_get(*, name: str) -> RateLimitView:
+    found = rate_limit_list(names=[name])
+    if not found:
+        raise NotFound("LIMITS.NOT_FOUND", f"no rate limit {name!r}")
+    return found[0]
+
+
+@dataclass(frozen=True)
+class BreakerView:
+    host: str
+    state: str
+    failures: int
+    window_started_at: datetime | None
+    opened_at: datetime | None
+    retry_at: datetime | None
+    manual: bool
+    probe_job: UUID | None
+    probe_at: datetime | None
+    held: int  # jobs parked for it
+
+
+def breaker_list(*, hosts: list[str] | None = None) -> list[BreakerView]:
+    """The breakers of hosts that ever failed (a host without a row is closed)."""
+    rows = CircuitBreaker.objects.order_by("host")
+    if hosts is not None:
+        rows = rows.filter(host__in=hosts)
+    found = list(rows)
+    if hosts is not None:  # a host asked for by name, never failed: closed
+        known = {b.host for b in found}
+        found += [CircuitBreaker(host=host) for host in hosts if host not in known]
+    held = _held_counts(Hold.CIRCUIT_BREAKER, [b.host for b in found])
+    return [
+        BreakerView(
+            host=b.host,
+            state=b.state,
+            failures=b.failures,
+            window_started_at=b.window_started_at,
+            opened_at=b.opened_at,
+            retry_at=b.retry_at,
+            manual=b.manual,
+            probe_job=b.probe_job,
+            probe_at=b.probe_at,
+            held=held.get(b.host, 0),
+        )
+        for b in found
+    ]
+
+
+def breaker_get(*, host: str) -> BreakerView:
+    return breaker_list(hosts=[host.lower()])[0]

@@ -33,7 +33,8 @@ def _restore_roles(sender: Any, **kwargs: Any) -> None:
         migration = importlib.import_module("jobplatform.migrations.0002_roles")
         migration.create_roles(global_apps, None)
     if sender.label == "jobs":  # after jobplatform's (INSTALLED_APPS order)
-        importlib.import_module("jobs.migrations.0008_flow_control").grant(global_apps, None)
+        for later in ("0008_flow_control", "0010_rate_limits_breakers"):
+            importlib.import_module(f"jobs.migrations.{later}").grant(global_apps, None)
 
 
 post_migrate.connect(_restore_roles, dispatch_uid="tests.restore_roles")

@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import math
 import time
-from functools import cache
 from typing import Any
 
-import redis
-from django.conf import settings
 from django.core.cache import cache as default_cache
-from django.core.signals import setting_changed
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
 from jobplatform.models import ApiKey
+from jobplatform.redis import shared_redis
 
 
 class RateThrottle(BaseThrottle):
@@ -59,7 +56,7 @@ class RateThrottle(BaseThrottle):
         if not limits:
             return True
         now = time.time()
-        pipeline = _redis().pipeline(transaction=False)
+        pipeline = shared_redis().pipeline(transaction=False)
         for ident, _, duration in limits:
             key = self.cache.make_and_validate_key(f"throttle:{ident}:{int(now // duration)}")
             # SET NX starts the window's count at 0 with its expiry, unless a request (of any
@@ -83,20 +80,3 @@ def _parse(rate: str) -> tuple[int, int]:
     """A rate such as 3000/min -> (3000, 60): DRF's format (SimpleRateThrottle.parse_rate)."""
     allowed, period = rate.split("/")
     return int(allowed), {"s": 1, "m": 60, "h": 3600, "d": 86400}[period[0]]
-
-
-@cache
-def _redis() -> redis.Redis:
-    """The Redis of the default cache (its first server, where Django's RedisCache writes)."""
-    location = settings.CACHES["default"]["LOCATION"]
-    if isinstance(location, str):
-        location = location.split(",")
-    return redis.Redis.from_url(location[0])
-
-
-def _forget_client(setting: str, **kwargs: Any) -> None:
-    if setting == "CACHES":  # tests
-        _redis.cache_clear()
-
-
-setting_changed.connect(_forget_client)

@@ -34,6 +34,7 @@ _FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "idempotency_key": ((str,), "a string"),
     "concurrency_key": ((str, type(None)), "a string, or null"),
     "max_concurrency": ((int,), "an integer"),
+    "rate_limit": ((str, type(None)), "a string, or null"),
 }
 
 
@@ -200,6 +201,8 @@ def job_output(job: Job, links: JobLinks) -> dict[str, Any]:
         "queued_at": api_datetime(job.queued_at),
         "concurrency_key": job.concurrency_key,
         "max_concurrency": job.max_concurrency,
+        "rate_limit": job.rate_limit,
+        "hosts": job.hosts,
     }
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from jobs.api import views
+from jobs.api import dependencies, views
 
 urlpatterns = [
     path("jobs/", views.JobListCreateApi.as_view(), name="job-list"),
@@ -15,4 +15,16 @@ urlpatterns = [
     path("queues/<str:name>/pause/", views.QueuePauseApi.as_view(), name="queue-pause"),
     path("queues/<str:name>/resume/", views.QueueResumeApi.as_view(), name="queue-resume"),
     path("limits/", views.LimitsApi.as_view(), name="limits"),
+    path("rate-limits/", dependencies.RateLimitListApi.as_view(), name="rate-limit-list"),
+    path(
+        "rate-limits/<str:name>/",
+        dependencies.RateLimitDetailApi.as_view(),
+        name="rate-limit-detail",
+    ),
+    path("breakers/", dependencies.BreakerListApi.as_view(), name="breaker-list"),
+    path("breakers/<str:host>/", dependencies.BreakerDetailApi.as_view(), name="breaker-detail"),
+    path("breakers/<str:host>/open/", dependencies.BreakerOpenApi.as_view(), name="breaker-open"),
+    path(
+        "breakers/<str:host>/close/", dependencies.BreakerCloseApi.as_view(), name="breaker-close"
+    ),
 ]

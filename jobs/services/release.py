@@ -9,9 +9,9 @@ caller publishes them after the commit. Every statement reads through a partial 
 waiting or in-flight rows, so a release costs the same however many finished jobs the table
 holds, and one probe per lane however many jobs wait in it.
 
-Extension points, for holds with other reasons (a rate limit, a circuit breaker): a gate
-factory in ``GATES`` (in release order), a parker in ``PARKERS`` and an unparker in
-``UNPARKERS`` for its ``Job.hold`` reason.
+Each hold reason plugs in the same way: a gate factory in ``GATES`` (in release order), a
+parker in ``PARKERS`` and an unparker in ``UNPARKERS`` for its ``Job.hold`` reason: the
+concurrency key here, the circuit breaker and the rate limit in ``jobs.services.holds``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from jobplatform.db import prepared_cursor
 from jobs import flow, lifecycle
 from jobs.lifecycle import sql, sql_in
 from jobs.models import Hold, Job
+from jobs.services import holds
 
 Cursor = psycopg.Cursor[Any]
 
@@ -131,16 +132,22 @@ def job_release_due(
         quotas = flow.lane_quotas(due, rooms)
         read = _candidates(cursor, quotas, now)
         candidates = [job for jobs in read.values() for job in jobs]
+        gates = [make(cursor, candidates, now) for make in GATES]
         plan = flow.plan_release(
             candidates=candidates,
             rooms=rooms,
             in_flight=state.in_flight,
             weights={lane.owner_id: lane.weight for lane in due},
-            gates=[make(cursor, candidates) for make in GATES],
+            gates=gates,
         )
         released = _mark_released(cursor, plan.release)
-        for reason, refused in plan.parked.items():
-            PARKERS[reason](cursor, refused, now)
+        for gate in gates:
+            refused = plan.parked.get(gate.reason)
+            if refused:
+                PARKERS[gate.reason](cursor, refused, now, gate)
+            settle = getattr(gate, "settle", None)
+            if settle is not None:
+                settle(cursor, now)
     left = dict(room_left)
     for job in plan.release:
         left[job.queue] -= 1
@@ -308,13 +315,13 @@ def _lanes(cursor: Cursor, queues: Sequence[str]) -> list[flow.Lane]:
 # (a cancel, a reschedule) is left for the next release instead of waited for.
 _CANDIDATES_SQL = f"""
 SELECT l.n, c.id, c.queue, c.owner_id, c.priority, c.due, c.created_at, c.attempts, c.timeout,
-       c.concurrency_key, c.max_concurrency
+       c.concurrency_key, c.max_concurrency, c.rate_limit, c.hosts
 FROM unnest(%(queue)s::varchar[], %(owner)s::bigint[], %(priority)s::integer[],
             %(status)s::varchar[], %(quota)s::integer[])
      WITH ORDINALITY AS l(queue, owner_id, priority, status, quota, n)
 CROSS JOIN LATERAL (
     SELECT id, queue, owner_id, priority, {DUE} AS due, created_at, attempts, timeout,
-           concurrency_key, max_concurrency
+           concurrency_key, max_concurrency, rate_limit, hosts
     FROM jobs_job
     WHERE {_lane_range("l", "%(now)s")}
     ORDER BY {_LANE_ORDER}, created_at
@@ -344,7 +351,8 @@ def _candidates(
         prepare=True,
     )
     for n, *row in cursor.fetchall():
-        job_id, queue, owner, priority, due, created, attempts, timeout, key, max_conc = row
+        job_id, queue, owner, priority, due, created, attempts, timeout, key, max_conc = row[:10]
+        rate_limit, hosts = row[10:]
         read[lanes[n - 1]].append(
             flow.Candidate(
                 id=job_id,
@@ -357,6 +365,8 @@ def _candidates(
                 timeout=timeout,
                 concurrency_key=key,
                 max_concurrency=max_conc,
+                rate_limit=rate_limit,
+                hosts=tuple(hosts),
             )
         )
     return read
@@ -368,7 +378,7 @@ def _candidates(
 _MARK_RELEASED_SQL = f"""
 UPDATE jobs_job
 SET status = {sql(lifecycle.RELEASE.target)}, queued_at = now(), updated_at = now(),
-    next_attempt_at = NULL, hold = {NOT_PARKED}, version = version + 1
+    next_attempt_at = NULL, hold = {NOT_PARKED}, held_by = '', version = version + 1
 WHERE id = ANY(%(ids)s)
 RETURNING id, attempts
 """
@@ -412,7 +422,7 @@ def _keys(jobs: list[flow.Candidate]) -> tuple[list[int], list[str]]:
     return [owner for owner, _ in pairs], [key for _, key in pairs]
 
 
-def key_gate(cursor: Cursor, candidates: list[flow.Candidate]) -> flow.Gate:
+def key_gate(cursor: Cursor, candidates: list[flow.Candidate], now: datetime) -> flow.Gate:
     """The concurrency-key gate, with the jobs in flight of the candidates' keys (only keyed
     jobs are counted, through job_key_in_flight: a release of keyless jobs reads nothing)."""
     owners, keys = _keys(candidates)
@@ -442,7 +452,9 @@ WHERE id = ANY(ARRAY(
 """
 
 
-def park_key_jobs(cursor: Cursor, refused: list[flow.Candidate], now: datetime) -> None:
+def park_key_jobs(
+    cursor: Cursor, refused: list[flow.Candidate], now: datetime, gate: flow.Gate
+) -> None:
     owners, keys = _keys(refused)
     params = {
         "owners": owners,
@@ -524,17 +536,30 @@ class Unparker:
     unpark: Callable[[Cursor, datetime], None]
 
 
-# In release order (DESIGN §3): the gates a candidate must pass, then the queue's room.
-GATES: list[Callable[[Cursor, list[flow.Candidate]], flow.Gate]] = [key_gate]
+# In release order (DESIGN §3): the gates a candidate must pass, then the queue's room. A gate
+# may have ``settle(cursor, now)``, called after the plan (to record what it let through).
+GATES: list[Callable[[Cursor, list[flow.Candidate], datetime], flow.Gate]] = [
+    holds.breaker_gate,
+    key_gate,
+    holds.rate_limit_gate,
+]
 # How jobs refused for a reason are parked, and how parked jobs come back, per Job.hold.
-PARKERS: dict[str, Callable[[Cursor, list[flow.Candidate], datetime], None]] = {
+PARKERS: dict[str, Callable[[Cursor, list[flow.Candidate], datetime, flow.Gate], None]] = {
     Hold.CONCURRENCY_KEY: park_key_jobs,
+    Hold.CIRCUIT_BREAKER: holds.park_named,
+    Hold.RATE_LIMIT: holds.park_named,
 }
 UNPARKERS: dict[str, Unparker] = {
     Hold.CONCURRENCY_KEY: Unparker(
         parked_sql=f"EXISTS (SELECT FROM jobs_job WHERE status IN {WAITING}"
         f" AND concurrency_key IS NOT NULL AND hold = {KEY_PARKED})",
         unpark=unpark_keys,
+    ),
+    Hold.CIRCUIT_BREAKER: Unparker(
+        parked_sql=holds.parked_sql(Hold.CIRCUIT_BREAKER), unpark=holds.unpark_breakers
+    ),
+    Hold.RATE_LIMIT: Unparker(
+        parked_sql=holds.parked_sql(Hold.RATE_LIMIT), unpark=holds.unpark_rate_limits
     ),
 }
 

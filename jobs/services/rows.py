@@ -27,6 +27,7 @@ from jobs.lifecycle import sql
 from jobs.models import Job
 from jobs.services.common import DISPATCH_CHANNEL, notify_dispatchers
 from jobs.services.spec import JobSpec
+from jobs.steps.http import steps_hosts
 
 JOB_FIELDS: list[Field[Any, Any]] = list(Job._meta.concrete_fields)
 _JSON_FIELDS = {f.attname for f in JOB_FIELDS if isinstance(f, JSONField)}
@@ -63,6 +64,8 @@ def job_values(
         "run_at": spec.run_at or now,
         "concurrency_key": spec.concurrency_key,
         "max_concurrency": spec.max_concurrency,
+        "rate_limit": spec.rate_limit,
+        "hosts": steps_hosts(spec.steps),
         "idempotency_key": idempotency_key,
         "request_fingerprint": fingerprint,
         "created_at": now,

@@ -32,6 +32,8 @@ class JobSpec:
     # Jobs with one key run at most max_concurrency at a time (docs/architecture.md#flow-control).
     concurrency_key: str | None = None
     max_concurrency: int = 1
+    # A named rate limit the job counts against, besides those of its http steps' hosts.
+    rate_limit: str | None = None
 
 
 def job_validate(*, spec: JobSpec, valid_steps: set[str] | None = None) -> None:
@@ -73,10 +75,16 @@ def job_validate(*, spec: JobSpec, valid_steps: set[str] | None = None) -> None:
             "run_at needs a UTC offset, e.g. 2026-01-01T09:00:00+01:00 or ...Z",
         )
     _validate_concurrency(spec)
+    if spec.rate_limit is not None and not 1 <= len(spec.rate_limit) <= MAX_RATE_LIMIT_NAME:
+        raise InvalidInput(
+            "JOBS.INVALID_RATE_LIMIT",
+            f"rate_limit must name a limit in 1 to {MAX_RATE_LIMIT_NAME} characters",
+        )
 
 
 MAX_CONCURRENCY_KEY = 200  # characters (Job.concurrency_key)
 MAX_CONCURRENCY = 10_000
+MAX_RATE_LIMIT_NAME = 300  # characters (RateLimit.name)
 
 
 def _validate_concurrency(spec: JobSpec) -> None:

@@ -98,7 +98,7 @@ def _stored(owner: User, values: dict[str, Any]) -> Job:
 
 # Fields added after fingerprints were first stored, left out while they keep their defaults,
 # so that a submission repeated across the upgrade still matches its stored fingerprint.
-_LATER_FIELDS = {"concurrency_key": None, "max_concurrency": 1}
+_LATER_FIELDS = {"concurrency_key": None, "max_concurrency": 1, "rate_limit": None}
 
 
 def _fingerprint(spec: JobSpec) -> str:

@@ -37,6 +37,11 @@ from jobs.steps.registry import StepContext
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# The transient failures that are the host's, which its circuit breaker counts (not the step's
+# own deadline, nor a refused address or a bad URL).
+HOST_FAILURES = frozenset(
+    {"STEP.HTTP_STATUS", "STEP.HTTP_TIMEOUT", "STEP.HTTP_CONNECT", "STEP.HTTP_DNS"}
+)
 MAX_BODY_CHARS = 65536  # of text kept in the step's output
 HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -287,6 +292,31 @@ def http_step(params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         finally:
             response.close()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def step_host(url: Any) -> str | None:
+    """The host an http step calls, as its circuit breaker and rate limits are named: the URL's
+    host, lower case, with ``:port`` when the port is not the scheme's. None: no valid URL."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return None
+    host = parsed.host
+    if not host:
+        return None
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    return host if parsed.port is None else f"{host}:{parsed.port}"
+
+
+def steps_hosts(steps: Sequence[Any]) -> list[str]:
+    """The hosts of a pipeline's http steps, in order, each once."""
+    hosts = (
+        step_host(step.get("params", {}).get("url"))
+        for step in steps
+        if isinstance(step, dict) and step.get("type") == "http"
+    )
+    return list(dict.fromkeys(host for host in hosts if host is not None))
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
