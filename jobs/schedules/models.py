@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -41,6 +42,9 @@ class Schedule(models.Model):
     cron = models.CharField(max_length=120, help_text="five fields, in the schedule's timezone")
     timezone = models.CharField(max_length=64, default="UTC", help_text="IANA name")
     job_template = models.JSONField(help_text="the fields of a job submission, without run_at")
+    # The hosts of the template's http steps, as a job stores them (Job.hosts): each tick's job
+    # copies them in SQL, where the URLs cannot be parsed as httpx parses them.
+    job_hosts = ArrayField(models.CharField(max_length=300), default=list, blank=True)
     overlap = models.CharField(max_length=16, choices=Overlap.choices, default=Overlap.ALLOW)
     misfire = models.CharField(max_length=16, choices=Misfire.choices, default=Misfire.RUN_ONCE)
     misfire_window = models.PositiveIntegerField(

@@ -26,6 +26,7 @@ from jobplatform.errors import Conflict, InvalidInput, NotFound
 from jobs.schedules import cron
 from jobs.schedules.models import Schedule
 from jobs.services import JobSpec, job_steps, job_validate
+from jobs.steps.http import steps_hosts
 
 # The dispatchers LISTEN on it: a schedule's next_fire_at moved, their sweep may be due sooner.
 SCHEDULES_CHANNEL = "jobplatform_schedules"
@@ -234,6 +235,7 @@ def _assign(schedule: Schedule, spec: ScheduleSpec) -> None:
     # Its steps as a job stores them: each tick's job copies them (jobs.services.job_insert_ticks).
     template = {k: v for k, v in asdict(spec.job).items() if k != "run_at"}
     schedule.job_template = template | {"steps": job_steps(spec.job.steps)}
+    schedule.job_hosts = steps_hosts(spec.job.steps)
     schedule.overlap = spec.overlap
     schedule.misfire = spec.misfire
     schedule.misfire_window = spec.misfire_window

@@ -169,6 +169,7 @@ def _tick_columns() -> tuple[str, dict[str, Any]]:
         "trace_id": "replace(gen_random_uuid()::text, '-', '')",  # new_trace_id(): a uuid4's hex
         "idempotency_key": "NULL",
         "request_fingerprint": "''",
+        "hosts": "s.job_hosts",
     }
     constants: dict[str, Any] = {}
     expressions = []

@@ -31,6 +31,8 @@ SPECS = [
             {"type": "sleep", "params": {"seconds": 0}, "timeout": 5},
             {"type": "sleep", "params": {"seconds": 0}, "timeout": None},  # stored without
             {"type": "log", "params": {"message": "x"}},
+            # Its host is read from the URL in Python (Job.hosts), copied by ticks in SQL.
+            {"type": "http", "params": {"url": "https://API.example.com:8443/hook"}},
         ],
         input={"nested": [1, "two", None], "n": 1.5},
         queue="dispatch-probe",
@@ -42,6 +44,7 @@ SPECS = [
         timeout=12,
         concurrency_key="customer:42",
         max_concurrency=2,
+        rate_limit="partner-api",
     ),
 ]
 
