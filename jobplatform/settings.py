@@ -27,6 +27,8 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 
 INSTALLED_APPS = [
+    # First: its templates extend the admin's index and job list with the operator's summary.
+    "console",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -123,6 +125,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# The admin's dates to the second, zone named (jobplatform/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["jobplatform.formats"]
 USE_I18N = True
 USE_TZ = True
 

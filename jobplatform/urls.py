@@ -3,7 +3,11 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
+from console.views import workers
+
 urlpatterns = [
+    # Before the admin's own URLs, whose catch-all would answer it with a 404.
+    path("admin/workers/", admin.site.admin_view(workers), name="console-workers"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("jobplatform.api.urls")),
     path("api/v1/", include("jobs.api.urls")),

@@ -16,6 +16,7 @@ __all__ = [
     "CircuitBreaker",
     "Hold",
     "Job",
+    "JobAction",
     "JobStatus",
     "OwnerQuota",
     "Queue",
@@ -190,6 +191,9 @@ class Job(models.Model):
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
             # GET /jobs/?name=: without it the filter walked job_created (60 ms at 1M jobs).
             models.Index(fields=["name", "-created_at"], name="job_name_created"),
+            # From a log line's trace id to the job (the admin's search): an operator's first
+            # question on a failure. Paid for on every job's INSERT (docs/operations.md).
+            models.Index(fields=["trace_id"], name="job_trace_id"),
             # GET /jobs/?schedule= and a schedule's recent jobs.
             models.Index(
                 fields=["schedule", "-created_at"],
@@ -363,3 +367,37 @@ class CircuitBreaker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host} ({self.state})"
+
+
+class JobAction(models.Model):
+    """The audit trail of a job: one row per action taken on it by a person (the admin, the API)
+    or by the platform (a schedule's overlap policy), never changed. Written by the service that
+    acts, in the statement or transaction of the change itself.
+
+    Dead-letter retries and dismissals have their own trail (``deadletter.DeadLetterAction``);
+    the job's admin page shows both."""
+
+    class Kind(models.TextChoices):
+        CANCEL = "cancel"  # PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="actions")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # None: the platform acted (a schedule's overlap policy); the note says why.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # Kept as text too, so the trail still says who after the account is deleted.
+    actor_name = models.CharField(max_length=150, blank=True)
+    note = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of job {self.job_id} by {self.actor_name or 'the platform'}"

@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Now
@@ -16,20 +17,21 @@ from django.utils import timezone
 from jobplatform.errors import Conflict, InvalidInput, NotFound
 from jobs import lifecycle
 from jobs.lifecycle import sql, sql_in
-from jobs.models import Job
+from jobs.models import Job, JobAction
 from jobs.services.common import notify_dispatchers
 
 
-def job_cancel(*, job_id: UUID) -> bool:
-    """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED.
+def job_cancel(*, job_id: UUID, actor: User | None, note: str = "") -> bool:
+    """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED, with a ``cancel`` row in the job's audit
+    trail (``JobAction``) by ``actor`` (None: the platform) in the same statement.
 
-    True if this call cancelled the job, False if it was already cancelled (idempotent); raises
-    Conflict JOBS.NOT_CANCELLABLE if it had finished otherwise, NotFound if there is no such job.
-    A queued message that arrives later finds nothing to claim. A running attempt learns it from
-    its next heartbeat (long built-in steps stop at once) or at its next step boundary at the
-    latest, and ends CANCELLED.
+    True if this call cancelled the job, False if it was already cancelled (idempotent: no second
+    audit row); raises Conflict JOBS.NOT_CANCELLABLE if it had finished otherwise, NotFound if
+    there is no such job. A queued message that arrives later finds nothing to claim. A running
+    attempt learns it from its next heartbeat (long built-in steps stop at once) or at its next
+    step boundary at the latest, and ends CANCELLED.
     """
-    if jobs_cancel(job_ids=[job_id]):
+    if jobs_cancel(job_ids=[job_id], actor=actor, note=note):
         return True
     status = _status(job_id)
     if status == lifecycle.CANCEL.target:
@@ -39,22 +41,37 @@ def job_cancel(*, job_id: UUID) -> bool:
     )
 
 
+# The transition and its audit rows in one statement: one commit, nothing to roll back by hand.
 _CANCEL_SQL = f"""
-UPDATE jobs_job
-SET status = {sql(lifecycle.CANCEL.target)}, finished_at = now(), updated_at = now(),
-    next_attempt_at = NULL, hold = '', version = version + 1
-WHERE id = ANY(%(ids)s) AND status IN {sql_in(lifecycle.CANCEL.sources)}
-RETURNING id
+WITH cancelled AS (
+    UPDATE jobs_job
+    SET status = {sql(lifecycle.CANCEL.target)}, finished_at = now(), updated_at = now(),
+        next_attempt_at = NULL, hold = '', version = version + 1
+    WHERE id = ANY(%(ids)s) AND status IN {sql_in(lifecycle.CANCEL.sources)}
+    RETURNING id, status
+)
+INSERT INTO jobs_jobaction (job_id, kind, actor_id, actor_name, note, details, created_at)
+SELECT id, %(kind)s, %(actor)s, %(actor_name)s, %(note)s, %(details)s, now() FROM cancelled
+RETURNING job_id
 """
 
 
-def jobs_cancel(*, job_ids: list[UUID]) -> list[UUID]:
-    """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED for each of ``job_ids`` that has not finished;
-    returns those it cancelled, in one UPDATE. Finished jobs are left as they are."""
+def jobs_cancel(*, job_ids: list[UUID], actor: User | None, note: str = "") -> list[UUID]:
+    """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED for each of ``job_ids`` that has not finished,
+    each with its audit row; returns those it cancelled, in one statement. Finished jobs are left
+    as they are."""
     if not job_ids:
         return []
+    params = {
+        "ids": list(job_ids),
+        "kind": JobAction.Kind.CANCEL,
+        "actor": actor.pk if actor is not None else None,
+        "actor_name": actor.get_username() if actor is not None else "",
+        "note": note,
+        "details": "{}",
+    }
     with connection.cursor() as cursor:
-        cursor.execute(_CANCEL_SQL, {"ids": list(job_ids)})
+        cursor.execute(_CANCEL_SQL, params)
         return [row[0] for row in cursor.fetchall()]
 
 
