@@ -5,7 +5,7 @@
 #
 # Two stages: the builder turns requirements.txt into wheels (with a compiler, should a package
 # ever need one); the final image installs those wheels only, and has no compiler, no build
-# tools and none of the dev tools of requirements-dev.txt (pytest, ruff, mypy, honcho...).
+# tools and none of the dev tools of requirements-dev.txt (pytest, ruff, mypy, supervisor...).
 # Both stages use the same pinned Python, so the wheels fit.
 
 FROM python:3.11.13-slim-bookworm AS builder

@@ -31,7 +31,9 @@ def operator(client, staff):
 
 def attempt(job: Job, n: int, *, status: str = "failed", **fields) -> Execution:
     started = timezone.now() - timedelta(minutes=10 - n)
-    fields.setdefault("finished_at", None if status == "running" else started + timedelta(seconds=2))
+    fields.setdefault(
+        "finished_at", None if status == "running" else started + timedelta(seconds=2)
+    )
     return Execution.objects.create(
         job=job, attempt=n, status=status, worker=f"w{n}@host", started_at=started,
         heartbeat_at=started, delivery_id=str(uuid.uuid4()), **fields,
@@ -93,9 +95,12 @@ def test_beat_rows_of_the_platform_are_read_only(operator):
         {"name": PURGE_TASK, "task": PURGE_TASK, "enabled": ""},
     )
     assert response.status_code == 403
-    assert operator.post(
-        f"/admin/django_celery_beat/periodictask/{purge.id}/delete/", {"post": "yes"}
-    ).status_code == 403
+    assert (
+        operator.post(
+            f"/admin/django_celery_beat/periodictask/{purge.id}/delete/", {"post": "yes"}
+        ).status_code
+        == 403
+    )
     operator.post(
         "/admin/django_celery_beat/periodictask/",
         {"action": "disable_tasks", "_selected_action": [purge.id]},
@@ -191,9 +196,7 @@ def test_dead_letters_by_fingerprint_retried_as_a_group(operator, staff):
         "/admin/deadletter/deadletter/groups/",
         {"fingerprint": same[0].fingerprint, "action": "retry", "note": "fixed upstream"},
     )
-    assert {d.state for d in DeadLetter.objects.filter(id__in=[d.id for d in same])} == {
-        "retried"
-    }
+    assert {d.state for d in DeadLetter.objects.filter(id__in=[d.id for d in same])} == {"retried"}
     assert DeadLetter.objects.get(id=lone.id).state == "open"
     assert DeadLetterAction.objects.filter(kind="retry", actor=staff).count() == 2
 
