@@ -108,7 +108,7 @@ def prefix_output(width: int, stdin: TextIO = sys.stdin, stdout: TextIO = sys.st
     The listener protocol (supervisor.childutils): READY on stdout, a header line and a payload
     from stdin, RESULT on stdout. stderr goes to supervisord's console.
     """
-    from supervisor import childutils
+    from supervisor import childutils  # type: ignore[import-untyped]
 
     # SIGINT from a terminal reaches supervisord, which stops the listener last: keep printing.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

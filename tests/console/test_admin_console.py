@@ -29,7 +29,7 @@ def operator(client, staff):
     return client
 
 
-def attempt(job: Job, n: int, *, status: str = "failed", **fields) -> Execution:
+def attempt(job, n: int, *, status: str = "failed", **fields) -> Execution:
     started = timezone.now() - timedelta(minutes=10 - n)
     fields.setdefault(
         "finished_at", None if status == "running" else started + timedelta(seconds=2)

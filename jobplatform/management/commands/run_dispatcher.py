@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from executions.reaper import execution_reap_lost
+from executions.retention import RetentionPolicy, job_purge_finished
 from jobs.dispatcher import Chore, Dispatcher
 
 logger = logging.getLogger("jobplatform.dispatcher")
@@ -17,8 +18,8 @@ logger = logging.getLogger("jobplatform.dispatcher")
 class Command(BaseCommand):
     help = (
         "Release due jobs from PostgreSQL into the broker, fire the schedules whose tick has "
-        "come, publish again jobs whose message was lost, and reap attempts whose worker died; "
-        "until SIGTERM or Ctrl-C."
+        "come, publish again jobs whose message was lost, reap attempts whose worker died and "
+        "delete old finished jobs; until SIGTERM or Ctrl-C."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -44,10 +45,21 @@ class Command(BaseCommand):
             settings.JOBPLATFORM_REAPER_INTERVAL,
             lambda: execution_reap_lost(lost_after=settings.JOBPLATFORM_LOST_AFTER, queues=queues),
         )
+        # Retention too: it deletes from every app's tables (executions/retention.py).
+        retention = Chore(
+            "retention",
+            settings.JOBPLATFORM_RETENTION_INTERVAL,
+            lambda: job_purge_finished(
+                policy=RetentionPolicy.from_settings(),
+                batch_size=settings.JOBPLATFORM_RETENTION_BATCH,
+                budget=settings.JOBPLATFORM_RETENTION_BUDGET,
+                queues=queues,
+            ),
+        )
         dispatcher = Dispatcher(
             batch_size=options["batch_size"],
             poll=options["poll"],
-            chores=[reaper],
+            chores=[reaper, retention],
             queues=queues,
             schedules=not options["without_schedules"],
         )

@@ -1,0 +1,113 @@
+"""Retention: old finished jobs go, with everything recorded about them; nothing else does."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from deadletter.models import DeadLetter, DeadLetterAction
+from executions.models import Execution, StepResult
+from executions.retention import RetentionPolicy, job_purge_finished
+from jobs.models import Job, JobAction, ScheduleFiring
+from tests.deadletter.factories import DeadLetterFactory
+from tests.jobs.factories import JobFactory
+from tests.jobs.schedules.conftest import make_schedule
+from tests.support import wait_for
+
+pytestmark = pytest.mark.django_db
+
+DAY = timedelta(days=1)
+
+
+def finished(days_ago: float, *, status: str = Job.Status.SUCCEEDED, **fields) -> Job:
+    """A job that finished ``days_ago`` days ago, with one attempt and one step result."""
+    at = timezone.now() - timedelta(days=days_ago)
+    job = JobFactory(status=status, attempts=1, created_at=at, finished_at=at, **fields)
+    execution = Execution.objects.create(
+        job=job, attempt=1, status="succeeded", started_at=at, finished_at=at
+    )
+    StepResult.objects.create(
+        execution=execution, index=0, type="log", status="succeeded", started_at=at, duration_ms=1
+    )
+    return job
+
+
+def exists(job: Job) -> bool:
+    return Job.objects.filter(id=job.id).exists()
+
+
+def test_old_finished_jobs_go_with_their_attempts_steps_dead_letters_and_audit():
+    old = [finished(40, status=s) for s in (Job.Status.SUCCEEDED, Job.Status.CANCELLED)]
+    failed = finished(40, status=Job.Status.FAILED)
+    closed = DeadLetterFactory(job=failed, state="dismissed", resolved_at=timezone.now())
+    DeadLetterAction.objects.create(dead_letter=closed, kind="dismiss")
+    JobAction.objects.create(job=old[1], kind="cancel")
+    recent = finished(10)
+
+    assert job_purge_finished(policy=RetentionPolicy(days=30), batch_size=2) == 3
+    assert not any(exists(j) for j in [*old, failed])
+    assert exists(recent)
+    assert Execution.objects.filter(job__in=[*old, failed]).count() == 0
+    assert StepResult.objects.count() == 1  # the recent job's
+    assert not DeadLetter.objects.exists() and not DeadLetterAction.objects.exists()
+    assert not JobAction.objects.exists()
+    assert job_purge_finished(policy=RetentionPolicy(days=30)) == 0
+
+
+@pytest.mark.parametrize(
+    "status", [Job.Status.PENDING, Job.Status.QUEUED, Job.Status.RUNNING, Job.Status.RETRYING]
+)
+def test_unfinished_jobs_are_kept_however_old(status):
+    job = JobFactory(status=status, created_at=timezone.now() - 90 * DAY)
+    assert job_purge_finished(policy=RetentionPolicy(days=30)) == 0
+    assert exists(job)
+
+
+def test_a_failed_job_with_an_open_dead_letter_is_kept():
+    dead = DeadLetterFactory(job=finished(90, status=Job.Status.FAILED))
+    assert job_purge_finished(policy=RetentionPolicy(days=30)) == 0
+    assert DeadLetter.objects.filter(id=dead.id, state="open").exists()
+
+
+def test_a_schedules_latest_run_is_kept_and_its_firings_lose_only_the_link(user):
+    schedule = make_schedule(user, now=timezone.now())
+    older, latest = finished(60, schedule=schedule), finished(50, schedule=schedule)
+    firing = ScheduleFiring.objects.create(
+        schedule=schedule, scheduled_for=older.created_at, fired_at=older.created_at,
+        outcome="created", job=older,
+    )  # fmt: skip
+    assert job_purge_finished(policy=RetentionPolicy(days=30)) == 1
+    assert not exists(older) and exists(latest)
+    firing.refresh_from_db()
+    assert firing.job_id is None
+
+
+def test_retention_per_queue_and_forever():
+    reports, bulk, default = finished(40, queue="reports"), finished(3, queue="bulk"), finished(40)
+    policy = RetentionPolicy(days=30, by_queue={"reports": 0, "bulk": 2})
+    assert job_purge_finished(policy=policy) == 2
+    assert exists(reports) and not exists(bulk) and not exists(default)
+    assert job_purge_finished(policy=RetentionPolicy(days=0)) == 0  # forever: nothing at all
+
+
+def test_a_dispatcher_purges_only_the_queues_it_serves():
+    mine, theirs = finished(40, queue="mine"), finished(40, queue="theirs")
+    assert job_purge_finished(policy=RetentionPolicy(days=30), queues=["mine"]) == 1
+    assert not exists(mine) and exists(theirs)
+
+
+def test_the_budget_leaves_the_rest_for_the_next_run():
+    for _ in range(5):
+        finished(40)
+    assert job_purge_finished(policy=RetentionPolicy(days=30), batch_size=2, budget=0) == 2
+    assert job_purge_finished(policy=RetentionPolicy(days=30), batch_size=2) == 3
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_the_dispatcher_purges_as_a_chore(platform):
+    old, recent = finished(40), finished(1)
+    wait_for(lambda: not exists(old), timeout=30, what="the dispatcher's retention chore")
+    assert exists(recent)
