@@ -398,7 +398,7 @@ JOBPLATFORM_JOB_RETENTION_BY_QUEUE = {
 }
 # The dispatcher's retention chore: every INTERVAL seconds it deletes batches of BATCH jobs (one
 # short transaction each) until none is left or BUDGET seconds are spent; releases wait meanwhile.
-JOBPLATFORM_RETENTION_INTERVAL = env.float("JOBPLATFORM_RETENTION_INTERVAL", default=30.0)
+JOBPLATFORM_RETENTION_INTERVAL = env.float("JOBPLATFORM_RETENTION_INTERVAL", default=10.0)
 JOBPLATFORM_RETENTION_BATCH = env.int("JOBPLATFORM_RETENTION_BATCH", default=500)
 JOBPLATFORM_RETENTION_BUDGET = env.float("JOBPLATFORM_RETENTION_BUDGET", default=0.5)
 # When set, every new dead letter is POSTed there as JSON, signed with HMAC-SHA256 of the raw body

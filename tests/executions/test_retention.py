@@ -21,12 +21,12 @@ pytestmark = pytest.mark.django_db
 DAY = timedelta(days=1)
 
 
-def finished(days_ago: float, *, status: str = Job.Status.SUCCEEDED, **fields) -> Job:
+def finished(days_ago: float, *, status: str = Job.Status.SUCCEEDED, **fields):
     """A job that finished ``days_ago`` days ago, with one attempt and one step result."""
     at = timezone.now() - timedelta(days=days_ago)
     job = JobFactory(status=status, attempts=1, created_at=at, finished_at=at, **fields)
     execution = Execution.objects.create(
-        job=job, attempt=1, status="succeeded", started_at=at, finished_at=at
+        job_id=job.id, attempt=1, status="succeeded", started_at=at, finished_at=at
     )
     StepResult.objects.create(
         execution=execution, index=0, type="log", status="succeeded", started_at=at, duration_ms=1
