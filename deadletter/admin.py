@@ -11,6 +11,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -162,7 +163,7 @@ class DeadLetterAdmin(ServicesOnlyAdmin, admin.ModelAdmin[DeadLetter]):
     @admin.display(description="retry")
     def retry_link(self, dead: DeadLetter) -> str:
         if dead.state not in services.RETRYABLE:
-            return "-"
+            return "-"  # the page refuses a role that may not retry (403)
         url = reverse("admin:deadletter_deadletter_retry", args=[dead.id])
         return format_html('<a class="button" href="{}">Retry, with changes…</a>', url)
 
@@ -243,8 +244,13 @@ class DeadLetterAdmin(ServicesOnlyAdmin, admin.ModelAdmin[DeadLetter]):
 
     def groups_view(self, request: AuthenticatedHttpRequest) -> HttpResponse:
         """Open entries grouped by fingerprint; each group retried or dismissed as one."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         visible = self.get_queryset(request)
+        can_act = self.has_change_permission(request)
         if request.method == "POST":
+            if not can_act:  # a viewer sees the groups; retrying and dismissing is an operator's
+                raise PermissionDenied
             fingerprint = request.POST.get("fingerprint", "")
             selection = visible.filter(fingerprint=fingerprint, state=DeadLetter.State.OPEN)
             note = request.POST.get("note", "")
@@ -271,11 +277,14 @@ class DeadLetterAdmin(ServicesOnlyAdmin, admin.ModelAdmin[DeadLetter]):
             "title": "Open dead letters by fingerprint",
             "opts": self.model._meta,
             "groups": groups,
+            "can_act": can_act,
         }
         return TemplateResponse(request, "deadletter/groups.html", context)
 
     def retry_view(self, request: AuthenticatedHttpRequest, dead_letter_id: int) -> HttpResponse:
         """Retry one entry with a new input, max_retries or from_step, through the service."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
         dead = get_object_or_404(self.get_queryset(request), id=dead_letter_id)
         job = dead.job
         initial = {"input": job.input}

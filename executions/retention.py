@@ -1,5 +1,5 @@
 """Retention of finished work: old finished jobs are deleted with their attempts, step results,
-closed dead letters and audit rows, in small batches, by a dispatcher chore.
+and closed dead letters, in small batches, by a dispatcher chore.
 
 Batches rather than partitions (docs/operations.md#retention): jobs are keyed by UUID and
 referenced by attempts, dead letters and schedule firings; a job's life can span any window (a
@@ -93,8 +93,6 @@ WITH cutoff(queue, before) AS (
     DELETE FROM deadletter_deadletteraction WHERE dead_letter_id IN (SELECT id FROM dead)
 ), gone_dead AS (
     DELETE FROM deadletter_deadletter WHERE id IN (SELECT id FROM dead)
-), gone_job_actions AS (
-    DELETE FROM jobs_jobaction WHERE job_id IN (SELECT id FROM victims)
 ), firings AS (
     UPDATE jobs_schedulefiring SET job_id = NULL WHERE job_id IN (SELECT id FROM victims)
 )

@@ -83,6 +83,7 @@ class AuditEvent(models.Model):
         TEAM_CHANGED = "team.members_changed", "team members changed"
         BULK_RETRY = "dead_letters.bulk_retry", "dead letters retried in bulk"
         BULK_DISMISS = "dead_letters.bulk_dismiss", "dead letters dismissed in bulk"
+        JOB_CANCELLED = "job.cancelled", "job cancelled"
 
     created_at = models.DateTimeField(default=timezone.now)
     action = models.CharField(max_length=32, choices=Action.choices)
@@ -100,7 +101,11 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["action", "-created_at"], name="audit_action_created")]
+        indexes = [
+            models.Index(fields=["action", "-created_at"], name="audit_action_created"),
+            # A job's page reads its trail by subject ("job <uuid>").
+            models.Index(fields=["subject", "created_at"], name="audit_subject_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.action} {self.subject}"

@@ -27,11 +27,12 @@ from jobplatform.access import owned_by_visible
 from jobplatform.admin_tools import NoteActionForm, ServicesOnlyAdmin, pre
 from jobplatform.auth import AuthenticatedHttpRequest
 from jobplatform.errors import DomainError
+from jobplatform.models import AuditEvent
 from jobs import (
     dependencies_admin,  # noqa: F401 - registers the rate limit and breaker pages
     services,
 )
-from jobs.models import Job, JobAction, OwnerQuota, Queue
+from jobs.models import Job, OwnerQuota, Queue
 from jobs.redaction import redact_steps
 from jobs.schedules import admin as schedules_admin  # noqa: F401 - registers the schedule pages
 from jobs.selectors import job_waiting_for, queue_list
@@ -180,8 +181,14 @@ class JobAdmin(ServicesOnlyAdmin, admin.ModelAdmin[Job]):
     @admin.display(description="audit trail")
     def audit_trail(self, job: Job) -> SafeString:
         rows: list[tuple[Any, str, str, str, Any]] = [
-            (a.created_at, a.kind, a.actor_name or "the platform", a.note, a.details)
-            for a in JobAction.objects.filter(job=job)
+            (
+                a.created_at,
+                a.action,
+                a.actor_name or "the platform",
+                a.details.get("note", ""),
+                {k: v for k, v in a.details.items() if k != "note"},
+            )
+            for a in AuditEvent.objects.filter(subject=services.job_audit_subject(job.id))
         ]
         rows += [
             (a.created_at, f"{a.kind} of dead letter #{a.dead_letter_id}", a.actor_name, a.note,

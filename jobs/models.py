@@ -16,7 +16,6 @@ __all__ = [
     "CircuitBreaker",
     "Hold",
     "Job",
-    "JobAction",
     "JobStatus",
     "OwnerQuota",
     "Queue",
@@ -367,37 +366,3 @@ class CircuitBreaker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host} ({self.state})"
-
-
-class JobAction(models.Model):
-    """The audit trail of a job: one row per action taken on it by a person (the admin, the API)
-    or by the platform (a schedule's overlap policy), never changed. Written by the service that
-    acts, in the statement or transaction of the change itself.
-
-    Dead-letter retries and dismissals have their own trail (``deadletter.DeadLetterAction``);
-    the job's admin page shows both."""
-
-    class Kind(models.TextChoices):
-        CANCEL = "cancel"  # PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED
-
-    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="actions")
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    # None: the platform acted (a schedule's overlap policy); the note says why.
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-    )
-    # Kept as text too, so the trail still says who after the account is deleted.
-    actor_name = models.CharField(max_length=150, blank=True)
-    note = models.TextField(blank=True)
-    details = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["created_at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.kind} of job {self.job_id} by {self.actor_name or 'the platform'}"

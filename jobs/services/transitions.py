@@ -15,15 +15,19 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from jobplatform.errors import Conflict, InvalidInput, NotFound
+from jobplatform.models import AuditEvent
 from jobs import lifecycle
 from jobs.lifecycle import sql, sql_in
-from jobs.models import Job, JobAction
+from jobs.models import Job
 from jobs.services.common import notify_dispatchers
+
+AUDIT_SUBJECT = "job "
 
 
 def job_cancel(*, job_id: UUID, actor: User | None, note: str = "") -> bool:
-    """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED, with a ``cancel`` row in the job's audit
-    trail (``JobAction``) by ``actor`` (None: the platform) in the same statement.
+    """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED, with a ``job.cancelled`` row in the audit
+    trail (``AuditEvent``, subject ``job <id>``) by ``actor`` (None: the platform) in the same
+    statement.
 
     True if this call cancelled the job, False if it was already cancelled (idempotent: no second
     audit row); raises Conflict JOBS.NOT_CANCELLABLE if it had finished otherwise, NotFound if
@@ -48,11 +52,14 @@ WITH cancelled AS (
     SET status = {sql(lifecycle.CANCEL.target)}, finished_at = now(), updated_at = now(),
         next_attempt_at = NULL, hold = '', version = version + 1
     WHERE id = ANY(%(ids)s) AND status IN {sql_in(lifecycle.CANCEL.sources)}
-    RETURNING id, status
+    RETURNING id
+), audited AS (
+    INSERT INTO jobplatform_auditevent (created_at, action, actor_id, actor_name, subject, details)
+    SELECT now(), %(action)s, %(actor)s, %(actor_name)s, %(subject)s || id::text,
+        jsonb_build_object('note', %(note)s::text)
+    FROM cancelled
 )
-INSERT INTO jobs_jobaction (job_id, kind, actor_id, actor_name, note, details, created_at)
-SELECT id, %(kind)s, %(actor)s, %(actor_name)s, %(note)s, %(details)s, now() FROM cancelled
-RETURNING job_id
+SELECT id FROM cancelled
 """
 
 
@@ -64,15 +71,20 @@ def jobs_cancel(*, job_ids: list[UUID], actor: User | None, note: str = "") -> l
         return []
     params = {
         "ids": list(job_ids),
-        "kind": JobAction.Kind.CANCEL,
+        "action": AuditEvent.Action.JOB_CANCELLED,
         "actor": actor.pk if actor is not None else None,
         "actor_name": actor.get_username() if actor is not None else "",
         "note": note,
-        "details": "{}",
+        "subject": AUDIT_SUBJECT,
     }
     with connection.cursor() as cursor:
         cursor.execute(_CANCEL_SQL, params)
         return [row[0] for row in cursor.fetchall()]
+
+
+def job_audit_subject(job_id: UUID) -> str:
+    """The ``AuditEvent.subject`` of the actions taken on a job."""
+    return f"{AUDIT_SUBJECT}{job_id}"
 
 
 def _status(job_id: UUID) -> str:

@@ -13,7 +13,8 @@ from django_celery_beat.models import PeriodicTask
 from deadletter.models import DeadLetter, DeadLetterAction
 from deadletter.services import PURGE_TASK, dead_letter_schedule_purge
 from executions.models import Execution, StepResult
-from jobs.models import Job, JobAction
+from jobplatform.models import AuditEvent
+from jobs.models import Job
 from tests.deadletter.factories import DeadLetterFactory, _error
 from tests.jobs.factories import JobFactory
 from tests.jobs.schedules.conftest import make_schedule
@@ -23,8 +24,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def operator(client, staff):
-    staff.is_superuser = True
-    staff.save()
+    """The admin role (not a superuser): it sees every owner's work; the operator and viewer
+    roles are driven in a browser (test_browser.py)."""
     client.force_login(staff)
     return client
 
@@ -76,9 +77,9 @@ def test_cancel_in_the_admin_goes_through_the_service_and_is_audited(operator, s
     )  # fmt: skip
     assert b"Cancelled 1 job(s)." in response.content
     assert b"1 job(s) had already finished" in response.content
-    [action] = JobAction.objects.all()
-    assert (action.job_id, action.kind, action.actor, action.actor_name, action.note) == (
-        queued.id, "cancel", staff, staff.username, "customer asked",
+    [event] = AuditEvent.objects.filter(action=AuditEvent.Action.JOB_CANCELLED)
+    assert (event.subject, event.actor, event.actor_name, event.details) == (
+        f"job {queued.id}", staff, staff.username, {"note": "customer asked"},
     )  # fmt: skip
     assert Job.objects.get(id=done.id).status == Job.Status.SUCCEEDED
     page = operator.get(f"/admin/jobs/job/{queued.id}/change/").content.decode()

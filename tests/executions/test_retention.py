@@ -10,7 +10,9 @@ from django.utils import timezone
 from deadletter.models import DeadLetter, DeadLetterAction
 from executions.models import Execution, StepResult
 from executions.retention import RetentionPolicy, job_purge_finished
-from jobs.models import Job, JobAction, ScheduleFiring
+from jobplatform.models import AuditEvent
+from jobs.models import Job, ScheduleFiring
+from jobs.services import jobs_cancel
 from tests.deadletter.factories import DeadLetterFactory
 from tests.jobs.factories import JobFactory
 from tests.jobs.schedules.conftest import make_schedule
@@ -38,21 +40,25 @@ def exists(job: Job) -> bool:
     return Job.objects.filter(id=job.id).exists()
 
 
-def test_old_finished_jobs_go_with_their_attempts_steps_dead_letters_and_audit():
+def test_old_finished_jobs_go_with_their_attempts_steps_and_dead_letters_not_the_audit_trail():
     old = [finished(40, status=s) for s in (Job.Status.SUCCEEDED, Job.Status.CANCELLED)]
     failed = finished(40, status=Job.Status.FAILED)
     closed = DeadLetterFactory(job=failed, state="dismissed", resolved_at=timezone.now())
     DeadLetterAction.objects.create(dead_letter=closed, kind="dismiss")
-    JobAction.objects.create(job=old[1], kind="cancel")
     recent = finished(10)
+    cancelled = JobFactory(status=Job.Status.QUEUED)
+    jobs_cancel(job_ids=[cancelled.id], actor=None, note="overlap")
+    long_ago = timezone.now() - 40 * DAY
+    Job.objects.filter(id=cancelled.id).update(created_at=long_ago, finished_at=long_ago)
 
-    assert job_purge_finished(policy=RetentionPolicy(days=30), batch_size=2) == 3
-    assert not any(exists(j) for j in [*old, failed])
+    assert job_purge_finished(policy=RetentionPolicy(days=30), batch_size=2) == 4
+    assert not any(exists(j) for j in [*old, failed, cancelled])
     assert exists(recent)
     assert Execution.objects.filter(job__in=[*old, failed]).count() == 0
     assert StepResult.objects.count() == 1  # the recent job's
     assert not DeadLetter.objects.exists() and not DeadLetterAction.objects.exists()
-    assert not JobAction.objects.exists()
+    # The audit trail outlives the job: who cancelled what is kept after the rows are gone.
+    assert AuditEvent.objects.filter(subject=f"job {cancelled.id}").count() == 1
     assert job_purge_finished(policy=RetentionPolicy(days=30)) == 0
 
 

@@ -13,8 +13,9 @@ from executions.retention import RetentionPolicy, job_purge_finished
 class Command(BaseCommand):
     help = (
         "Delete finished jobs older than the retention (JOBPLATFORM_JOB_RETENTION_DAYS, per queue "
-        "JOBPLATFORM_JOB_RETENTION_BY_QUEUE) with their attempts, steps, closed dead letters and "
-        "audit rows, as the dispatcher's retention chore does; --loop keeps at it until SIGTERM."
+        "JOBPLATFORM_JOB_RETENTION_BY_QUEUE) with their attempts, steps and closed dead letters "
+        "(the audit trail is kept), as the dispatcher's retention chore does; --loop keeps at it "
+        "until SIGTERM."
     )
 
     def add_arguments(self, parser: Any) -> None:

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run inside a transaction
 
     dependencies = [
-        ("jobs", "0012_job_action"),
+        ("jobs", "0011_schedule_job_hosts"),
     ]
 
     operations = [
