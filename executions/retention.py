@@ -1,11 +1,12 @@
 """Retention of finished work: old finished jobs are deleted with their attempts, step results,
 and closed dead letters, in small batches, by a dispatcher chore.
 
-Batches rather than partitions (docs/operations.md#retention): jobs are keyed by UUID and
-referenced by attempts, dead letters and schedule firings; a job's life can span any window (a
-dead-letter retry months later), and the unique constraints (idempotency key, schedule tick) would
-have to include the partition key. Deleting rows that nothing else touches any more (finished,
-old) takes row locks on those rows only, so a batch never waits for, or blocks, the hot path.
+Batches rather than partitions (docs/operations.md#retention-of-finished-jobs): jobs are keyed
+by UUID and referenced by attempts, dead letters and schedule firings; a job's life can span any
+window (a dead-letter retry months later), and the unique constraints (idempotency key, schedule
+tick) would have to include the partition key. Deleting rows that nothing else touches any more
+(finished, old) takes row locks on those rows only, so a batch never waits for, or blocks, the
+hot path.
 
 It lives in ``executions``, the top of the import chain, because it deletes from every app's
 tables in one statement; ``run_dispatcher`` composes it as a chore.

@@ -387,10 +387,11 @@ JOBPLATFORM_IDEMPOTENCY_TTL_HOURS = env.float("JOBPLATFORM_IDEMPOTENCY_TTL_HOURS
 # Dead letters: closed (retried or dismissed) entries are purged this many days after they were
 # closed, by the beat task deadletter.purge; open entries are never purged automatically.
 JOBPLATFORM_DEADLETTER_RETENTION_DAYS = env.int("JOBPLATFORM_DEADLETTER_RETENTION_DAYS", default=30)
-# Retention of finished jobs (docs/operations.md#retention): a job that finished (succeeded,
-# failed, cancelled) more than this many days ago is deleted with its attempts, step results,
-# closed dead letters and audit rows; 0 keeps jobs forever. Never a job with an open dead letter,
-# nor a schedule's latest job. Per queue: "reports=90,bulk=2" (0 there keeps that queue's).
+# Retention of finished jobs (docs/operations.md#retention-of-finished-jobs): a job that finished
+# (succeeded, failed, cancelled) more than this many days ago is deleted with its attempts, step
+# results and closed dead letters (the audit trail is kept); 0 keeps jobs forever. Never a job
+# with an open dead letter, nor a schedule's latest job. Per queue: "reports=90,bulk=2" (0 there
+# keeps that queue's).
 JOBPLATFORM_JOB_RETENTION_DAYS = env.float("JOBPLATFORM_JOB_RETENTION_DAYS", default=30.0)
 JOBPLATFORM_JOB_RETENTION_BY_QUEUE = {
     queue: float(days)

@@ -6,13 +6,17 @@ from typing import Any
 from django import template
 
 from console.summary import WORKER_SILENT_AFTER, operator_summary
+from jobplatform.access import sees_all_owners
 
 register = template.Library()
 
 
-@register.inclusion_tag("console/summary.html")
-def summary() -> dict[str, Any]:
-    """The operator's summary, for the admin index and the job list."""
+@register.inclusion_tag("console/summary.html", takes_context=True)
+def summary(context: dict[str, Any]) -> dict[str, Any]:
+    """The operator's summary, for the admin index and the job list. It counts every owner's
+    work, so only a role that sees every owner's (the admin) is shown it."""
+    if not sees_all_owners(context["request"].user):
+        return {"summary": None}
     return {"summary": operator_summary()}
 
 
