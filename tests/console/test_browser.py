@@ -63,7 +63,7 @@ def signed_in(browser: Browser, live_api: str, user: Any) -> Page:
 
 def test_an_operator_finds_cancels_and_reads_the_audit_trail(browser: Browser, live_api: str):
     operator = staff_with(Role.OPERATOR)
-    queued = JobFactory(owner=operator, status=Job.Status.QUEUED, name="nightly-report")
+    queued: Any = JobFactory(owner=operator, status=Job.Status.QUEUED, name="nightly-report")
     JobFactory(owner=operator, status=Job.Status.QUEUED, name="other")
     page = signed_in(browser, live_api, operator)
 
@@ -89,8 +89,10 @@ def test_an_operator_finds_cancels_and_reads_the_audit_trail(browser: Browser, l
 
 def test_an_operator_retries_a_group_and_one_entry_with_changes(browser: Browser, live_api: str):
     operator = staff_with(Role.OPERATOR)
-    same = [DeadLetterFactory(job__owner=operator, message=f"timeout after {n}s") for n in (3, 5)]
-    lone = DeadLetterFactory(job__owner=operator, message="no such table", job__input={"n": 1})
+    same: list[Any] = [
+        DeadLetterFactory(job__owner=operator, message=f"timeout after {n}s") for n in (3, 5)
+    ]
+    lone: Any = DeadLetterFactory(job__owner=operator, message="no such table", job__input={"n": 1})
     page = signed_in(browser, live_api, operator)
 
     page.goto("/admin/deadletter/deadletter/groups/")
@@ -114,8 +116,8 @@ def test_an_operator_retries_a_group_and_one_entry_with_changes(browser: Browser
 
 def test_a_viewer_sees_but_cannot_act(browser: Browser, live_api: str):
     viewer = staff_with(Role.VIEWER)
-    queued = JobFactory(owner=viewer, status=Job.Status.QUEUED)
-    dead = DeadLetterFactory(job__owner=viewer)
+    queued: Any = JobFactory(owner=viewer, status=Job.Status.QUEUED)
+    dead: Any = DeadLetterFactory(job__owner=viewer)
     page = signed_in(browser, live_api, viewer)
 
     page.goto("/admin/jobs/job/")

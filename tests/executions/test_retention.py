@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -26,7 +27,7 @@ DAY = timedelta(days=1)
 def finished(days_ago: float, *, status: str = Job.Status.SUCCEEDED, **fields):
     """A job that finished ``days_ago`` days ago, with one attempt and one step result."""
     at = timezone.now() - timedelta(days=days_ago)
-    job = JobFactory(status=status, attempts=1, created_at=at, finished_at=at, **fields)
+    job: Any = JobFactory(status=status, attempts=1, created_at=at, finished_at=at, **fields)
     execution = Execution.objects.create(
         job_id=job.id, attempt=1, status="succeeded", started_at=at, finished_at=at
     )
