@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from deadletter.models import DeadLetter, DeadLetterAction
@@ -110,6 +112,14 @@ def test_the_budget_leaves_the_rest_for_the_next_run():
         finished(40)
     assert job_purge_finished(policy=RetentionPolicy(days=30), batch_size=2, budget=0) == 2
     assert job_purge_finished(policy=RetentionPolicy(days=30), batch_size=2) == 3
+
+
+def test_purge_finished_purges_now_with_the_days_given():
+    older, newer = finished(20), finished(5)
+    out = StringIO()
+    call_command("purge_finished", "--days", "10", "--batch", "1", stdout=out)
+    assert out.getvalue() == "deleted 1 finished jobs\n"
+    assert not exists(older) and exists(newer)
 
 
 @pytest.mark.integration
