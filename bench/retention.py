@@ -2,6 +2,13 @@
 
     DATABASE_URL=postgres://.../somedb python -m bench.retention --jobs 2000000 --days 7 --keep 3.5
 
+    DATABASE_URL=... python -m bench.retention --hot-only --keep 1 --hot-seconds 20 --pairs 3
+
+``--hot-only``: on the rows a first run left, the hot path's writes (bulk submissions of 100
+jobs, one COPY each, on the same tables and indexes) for ``--hot-seconds``, alternately alone and
+beside ``purge_finished --loop`` deleting what finished more than ``--keep`` days ago; the
+slowdown is the median of the pairs' ratios (the machine's speed drifts between runs).
+
 Runs against a migrated database of its own (never a live one: it deletes). Each simulated job
 succeeded in one attempt of two steps, as the throughput bench's jobs do, spread evenly over the
 last ``--days`` days. Reports the tables' and indexes' sizes, then purges everything finished
@@ -15,6 +22,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -90,12 +98,67 @@ def simulate(db: psycopg.Connection[Any], *, jobs: int, days: float, ago: float 
     return time.monotonic() - began
 
 
+def hot_path(seconds: float) -> float:
+    """Jobs per second stored by bulk submissions of 100 for ``seconds``."""
+    from django.contrib.auth.models import User
+
+    from jobs.services import JobSpec, job_submit_many
+
+    owner = User.objects.order_by("id").first()
+    assert owner is not None
+    specs = [JobSpec(name="hot", steps=[{"type": "log", "params": {"message": "hi"}}])] * 100
+    stored, began = 0, time.monotonic()
+    while time.monotonic() - began < seconds:
+        stored += len(job_submit_many(owner=owner, specs=specs))
+    return stored / (time.monotonic() - began)
+
+
+def hot_beside_purge(*, keep: float, seconds: float, pairs: int) -> dict[str, Any]:
+    """The hot path alone, then beside a purge, ``pairs`` times."""
+    from django.db import connection
+
+    runs: list[tuple[float, float, int]] = []
+    for _ in range(pairs):
+        alone = hot_path(seconds)
+        before = _old_jobs(connection, keep)
+        purge = subprocess.Popen(
+            [sys.executable, "manage.py", "purge_finished", "--days", str(keep), "--loop"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            beside = hot_path(seconds)
+        finally:
+            purge.terminate()
+            purge.wait(timeout=30)
+        runs.append((alone, beside, before - _old_jobs(connection, keep)))
+    return {
+        "pairs": [
+            {"alone_jobs_per_s": a, "beside_purge_jobs_per_s": b, "purged_jobs": n}
+            for a, b, n in runs
+        ],
+        "ratio_median": statistics.median(b / a for a, b, _ in runs),
+        "purged_jobs_per_s_median": statistics.median(n / seconds for _, _, n in runs),
+    }
+
+
+def _old_jobs(connection: Any, keep: float) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM jobs_job WHERE finished_at < now() - %s::interval",
+            [timedelta(days=keep)],
+        )
+        return int(cursor.fetchone()[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=2_000_000)
     parser.add_argument("--days", type=float, default=7)
     parser.add_argument("--keep", type=float, default=3.5, help="retention in days")
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--hot-only", action="store_true", help="the hot path beside a purge")
+    parser.add_argument("--hot-seconds", type=float, default=20)
+    parser.add_argument("--pairs", type=int, default=3)
     args = parser.parse_args()
 
     import django
@@ -106,6 +169,14 @@ def main() -> None:
 
     from executions.retention import RetentionPolicy, job_purge_finished
 
+    if args.hot_only:
+        print(
+            json.dumps(
+                hot_beside_purge(keep=args.keep, seconds=args.hot_seconds, pairs=args.pairs),
+                indent=1,
+            )
+        )
+        return
     url = os.environ["DATABASE_URL"]
     with psycopg.connect(url, autocommit=True) as db:
         results: dict[str, Any] = {"jobs": args.jobs, "days": args.days, "keep_days": args.keep}
