@@ -51,6 +51,7 @@ COPY jobplatform/ jobplatform/
 COPY jobs/ jobs/
 COPY executions/ executions/
 COPY deadletter/ deadletter/
+COPY console/ console/
 
 # collectstatic needs the settings to load, so it gets throwaway values that exist only for this
 # step (not ENV: no later layer or container sees them); the URLs are never connected to.
