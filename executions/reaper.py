@@ -78,8 +78,7 @@ FOR UPDATE OF e SKIP LOCKED  -- several reapers (dispatchers) never reap one att
 # ending the attempt right now, off it; the UPDATEs below are fenced by the attempt besides.
 _ORPHANS_SQL = f"""
 SELECT NULL, j.id, j.attempts, '', j.updated_at,
-       j.max_retries, j.retry_backoff, j.retry_backoff_max, j.retry_jitter,
-       j.queue, j.priority, j.timeout, j.retry_base
+       j.max_retries, j.retry_backoff, j.retry_backoff_max, j.retry_jitter, j.retry_base
 FROM jobs_job AS j
 WHERE j.status = {sql(Job.Status.RUNNING)} AND j.updated_at < %(cutoff)s {{queues}}
   AND NOT EXISTS (

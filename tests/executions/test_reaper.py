@@ -112,6 +112,8 @@ def test_a_running_job_with_no_live_attempt_goes_back_on_the_retry_path(broker, 
     assert job.status == Job.Status.RETRYING
     assert job.last_error["code"] == "EXECUTION.LOST"
     assert "no live attempt" in job.last_error["message"]
+    assert published(broker) == []  # the next attempt is the dispatcher's to release, when due
+    assert Dispatcher(queues=[PROBE]).dispatch_once() == 1
     assert [(j, a) for j, a, _ in published(broker)] == [(str(job.id), 2)]
     just_claimed.refresh_from_db()
     alive.refresh_from_db()
