@@ -78,7 +78,16 @@ class JobAdmin(ServicesOnlyAdmin, admin.ModelAdmin[Job]):
         ),
         (
             "What happened",
-            {"fields": ["waiting_for", "hold", "dead_letter", "timeline", "audit_trail"]},
+            {
+                "fields": [
+                    "waiting_for",
+                    "hold",
+                    "held_by",
+                    "dead_letter",
+                    "timeline",
+                    "audit_trail",
+                ]
+            },
         ),
         (
             "The job",
@@ -94,6 +103,7 @@ class JobAdmin(ServicesOnlyAdmin, admin.ModelAdmin[Job]):
                     "timeout",
                     "concurrency_key",
                     "max_concurrency",
+                    "rate_limit",
                     "schedule",
                     "scheduled_for",
                     "idempotency_key",
@@ -104,7 +114,7 @@ class JobAdmin(ServicesOnlyAdmin, admin.ModelAdmin[Job]):
     readonly_fields = [
         "name", "id", "status", "queue", "priority", "owner", "trace_id", "created_at", "run_at",
         "queued_at", "started_at", "finished_at", "next_attempt_at", "updated_at", "waiting_for",
-        "hold", "concurrency_key", "max_concurrency", "dead_letter",
+        "hold", "held_by", "concurrency_key", "max_concurrency", "rate_limit", "dead_letter",
         "timeline", "audit_trail", "pipeline", "job_input", "result_value", "error", "attempts",
         "next_step", "retry_policy", "timeout", "schedule", "scheduled_for", "idempotency_key",
     ]  # fmt: skip
