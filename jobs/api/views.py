@@ -4,6 +4,8 @@ from typing import Any
 from uuid import UUID
 
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,6 +17,7 @@ from jobplatform.api.pagination import CreatedCursorPagination
 from jobplatform.auth import AuthenticatedRequest
 from jobplatform.errors import InvalidInput
 from jobs import services
+from jobs.api import schemas
 from jobs.api.filters import JobFilter
 from jobs.api.serializers import (
     JobLinks,
@@ -54,22 +57,64 @@ def _job_detail(request: Request, job: Job, *, new: bool = False) -> dict[str, A
     return data
 
 
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="1 to 255 characters. The same key and the same body answer the same job(s) "
+    "(200) for JOBPLATFORM_IDEMPOTENCY_TTL_HOURS; another body with the key is a 409.",
+)
+LOCATION = OpenApiParameter(
+    "Location", OpenApiTypes.STR, OpenApiParameter.HEADER, description="the job's URL path"
+)
+JOB_NOT_FOUND = {404: ["JOBS.NOT_FOUND"]}
+
+
 class JobListCreateApi(APIView):
     """GET: the caller's jobs, newest first, filtered. POST: submit a job."""
 
     required_permissions = {"GET": "jobs.view_job", "POST": "jobs.add_job"}
+    error_codes = {
+        "POST": {
+            400: [
+                *schemas.SUBMISSION_ERRORS,
+                "JOBS.IDEMPOTENCY_KEY_MISMATCH",
+                "JOBS.INVALID_IDEMPOTENCY_KEY",
+            ],
+            409: ["JOBS.IDEMPOTENCY_KEY_REUSED", "JOBS.IDEMPOTENCY_KEY_BUSY"],
+        }
+    }
 
     filterset_class = JobFilter
+    pagination_class = CreatedCursorPagination
 
+    @extend_schema(
+        operation_id="jobs_list",
+        summary="List jobs",
+        description="The caller's jobs and their teams' (admins: everyone's), newest first.",
+        responses=schemas.JobSummarySchema,
+    )
     def get(self, request: AuthenticatedRequest) -> Response:
         jobs = job_summary_rows(user=request.user)
         jobs = DjangoFilterBackend().filter_queryset(request, jobs, self)
-        paginator = CreatedCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(jobs, request, view=self)
         links = JobLinks(request)
         rows = [job_summary_row_output(row, links) for row in page or []]
         return paginator.get_paginated_response(rows)
 
+    @extend_schema(
+        operation_id="jobs_submit",
+        summary="Submit a job",
+        description="Stored pending; the dispatcher releases it when run_at comes. 201: a new "
+        "job; 200: the job an earlier submission with the same idempotency key made.",
+        parameters=[IDEMPOTENCY_KEY],
+        request=schemas.JobSubmissionSchema,
+        responses={
+            201: OpenApiResponse(schemas.JobDetailSchema, "the new job"),
+            200: OpenApiResponse(schemas.JobDetailSchema, "the job of the same key and body"),
+        },
+    )
     def post(self, request: AuthenticatedRequest) -> Response:
         spec, in_body = parse_submission(request.data)
         key = _idempotency_key(request, in_body)
@@ -86,7 +131,16 @@ class JobBulkCreateApi(APIView):
     """POST {"jobs": [submission, ...]}: up to JOBPLATFORM_MAX_BULK_JOBS jobs, all or none."""
 
     required_permissions = {"POST": "jobs.add_job"}
+    error_codes = {"POST": {400: [*schemas.SUBMISSION_ERRORS, "JOBS.INVALID_BULK_SIZE"]}}
 
+    @extend_schema(
+        operation_id="jobs_submit_bulk",
+        summary="Submit many jobs",
+        description="All or none: the first invalid submission refuses the batch, its index in "
+        "the error's details (job_index) or field path.",
+        request=schemas.BulkSubmissionSchema,
+        responses={201: schemas.BulkSubmittedSchema},
+    )
     def post(self, request: AuthenticatedRequest) -> Response:
         ids = services.job_submit_many(
             owner=request.user, specs=parse_bulk_submission(request.data)
@@ -112,11 +166,30 @@ class JobDetailApi(APIView):
     """GET: a job with its attempts. PATCH {"run_at"}: move a job that is still PENDING."""
 
     required_permissions = {"GET": "jobs.view_job", "PATCH": "jobs.change_job"}
+    error_codes = {
+        "GET": JOB_NOT_FOUND,
+        "PATCH": {
+            **JOB_NOT_FOUND,
+            400: ["API.VALIDATION_ERROR", "JOBS.NAIVE_RUN_AT"],
+            409: ["JOBS.NOT_PENDING"],
+        },
+    }
 
+    @extend_schema(
+        operation_id="jobs_get",
+        summary="A job with its attempts",
+        responses=schemas.JobDetailSchema,
+    )
     def get(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
         job = job_get_visible(job_id=job_id, user=request.user)
         return Response(_job_detail(request, job))
 
+    @extend_schema(
+        operation_id="jobs_reschedule",
+        summary="Move a pending job's run_at",
+        request=schemas.JobChangeSchema,
+        responses=schemas.JobDetailSchema,
+    )
     def patch(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
         job = job_get_visible(job_id=job_id, user=request.user)
         services.job_reschedule(job_id=job.id, run_at=parse_job_change(request.data))
@@ -127,7 +200,16 @@ class JobCancelApi(APIView):
     """Cancel a job that has not finished; cancelling a cancelled job again is a no-op."""
 
     required_permissions = {"POST": "jobs.change_job"}
+    error_codes = {"POST": {**JOB_NOT_FOUND, 409: ["JOBS.NOT_CANCELLABLE"]}}
 
+    @extend_schema(
+        operation_id="jobs_cancel",
+        summary="Cancel a job",
+        description="A running attempt stops at its next heartbeat or step boundary. 409 "
+        "JOBS.NOT_CANCELLABLE once it succeeded or failed.",
+        request=None,
+        responses=schemas.JobDetailSchema,
+    )
     def post(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
         job = job_get_visible(job_id=job_id, user=request.user)
         services.job_cancel(job_id=job.id)  # Conflict if it finished otherwise
@@ -140,6 +222,9 @@ class StepTypeListApi(APIView):
 
     required_permissions = {"GET": "jobs.view_job"}
 
+    @extend_schema(
+        operation_id="steps_list", summary="Step types", responses=schemas.StepTypeListSchema
+    )
     def get(self, request: Request) -> Response:
         return Response(
             {

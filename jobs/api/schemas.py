@@ -1,0 +1,197 @@
+"""The shapes of the jobs API, for the OpenAPI document only (jobplatform/api/schema.py).
+
+Requests are parsed, and responses rendered, by plain code (``jobs.api.serializers``): a bulk
+request parses a thousand submissions and a list renders five hundred jobs, and DRF serializers
+cost more than the rest of the request. These serializers describe what that code accepts and
+answers; they are never instantiated with data. ``tests/openapi.py`` validates every response of
+the test suite against them, so a field added to the code and not here fails the suite.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from jobs.models import JobStatus
+
+# The codes of a submission's values (jobs.services.job_validate), one job or many.
+SUBMISSION_ERRORS = (
+    "API.VALIDATION_ERROR",
+    "JOBS.NO_STEPS",
+    "JOBS.TOO_MANY_STEPS",
+    "JOBS.INVALID_STEP",
+    "JOBS.UNKNOWN_STEP_TYPE",
+    "JOBS.INVALID_STEP_PARAMS",
+    "JOBS.INPUT_TOO_LARGE",
+    "JOBS.UNKNOWN_QUEUE",
+    "JOBS.INVALID_PRIORITY",
+    "JOBS.INVALID_RETRY_POLICY",
+    "JOBS.INVALID_TIMEOUT",
+    "JOBS.NAIVE_RUN_AT",
+)
+# Each is a schema: the generic parameter is what it would serialise, and it serialises nothing.
+Schema = serializers.Serializer[Any]
+
+
+class StepSpecSchema(Schema):
+    """One step of a pipeline. ``params`` is checked against the step type's JSON Schema
+    (GET /api/v1/steps/); parameters the schema marks ``writeOnly`` show as ``[redacted]``."""
+
+    type = serializers.CharField(help_text="a step type of GET /api/v1/steps/")
+    params = serializers.DictField(child=serializers.JSONField(), required=False)
+    timeout = serializers.FloatField(
+        required=False, help_text="seconds; the step's own deadline within the job's timeout"
+    )
+
+
+class JobSubmissionSchema(Schema):
+    """A job to run (POST /api/v1/jobs/). Unknown fields are refused."""
+
+    closed = True  # unknown fields are refused: additionalProperties false
+
+    name = serializers.CharField(min_length=1, max_length=200)
+    steps = StepSpecSchema(many=True, help_text="run in order; 1 to JOBPLATFORM_MAX_STEPS")
+    input = serializers.JSONField(
+        required=False, help_text="any JSON value, given to every step (at most 64 KiB)"
+    )
+    queue = serializers.CharField(required=False, max_length=64, default="default")
+    priority = serializers.IntegerField(
+        required=False, min_value=0, max_value=9, default=5, help_text="9 is the most urgent"
+    )
+    max_retries = serializers.IntegerField(required=False, min_value=0, default=3)
+    retry_backoff = serializers.FloatField(
+        required=False, min_value=0, default=2.0, help_text="seconds before the first retry"
+    )
+    retry_backoff_max = serializers.FloatField(required=False, min_value=0, default=300.0)
+    retry_jitter = serializers.BooleanField(required=False, default=True)
+    timeout = serializers.IntegerField(
+        required=False, min_value=1, default=3600, help_text="seconds per attempt"
+    )
+    run_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="with a UTC offset; absent or null: now"
+    )
+    idempotency_key = serializers.CharField(
+        required=False,
+        min_length=1,
+        max_length=255,
+        help_text="or the Idempotency-Key header: the same key and body answer the same job",
+    )
+
+
+class BulkSubmissionSchema(Schema):
+    """Up to JOBPLATFORM_MAX_BULK_JOBS jobs, stored all or none."""
+
+    closed = True
+
+    jobs = JobSubmissionSchema(many=True, help_text="submissions, without idempotency_key")
+
+
+class BulkSubmittedSchema(Schema):
+    count = serializers.IntegerField()
+    ids = serializers.ListField(child=serializers.UUIDField(), help_text="in the order sent")
+
+
+class JobChangeSchema(Schema):
+    """PATCH /api/v1/jobs/{id}/: the one thing a client may change, while the job is pending."""
+
+    closed = True
+    whole = True  # not partial: the one field is required
+
+    run_at = serializers.DateTimeField(help_text="with a UTC offset")
+
+
+class AttemptErrorSchema(Schema):
+    """Why an attempt, or a step, failed."""
+
+    type = serializers.CharField(help_text="the exception's class name, or AttemptLost")
+    code = serializers.CharField(help_text="STEP.* or EXECUTION.LOST (docs/errors.md)")
+    message = serializers.CharField()
+    permanent = serializers.BooleanField(help_text="true: not retried")
+    step_index = serializers.IntegerField(required=False)
+    step_type = serializers.CharField(required=False)
+    traceback = serializers.CharField(required=False)
+    attempt = serializers.IntegerField(required=False)
+
+
+class JobLinksSchema(Schema):
+    self = serializers.URLField()
+    cancel = serializers.URLField()
+
+
+class JobSummarySchema(Schema):
+    """A job as lists show it."""
+
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=JobStatus.choices)
+    owner = serializers.CharField(help_text="the owner's username")
+    queue = serializers.CharField()
+    priority = serializers.IntegerField()
+    attempts = serializers.IntegerField(help_text="attempts started")
+    run_at = serializers.DateTimeField()
+    schedule = serializers.UUIDField(allow_null=True, help_text="the schedule that made it")
+    scheduled_for = serializers.DateTimeField(allow_null=True, help_text="its schedule's tick")
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    links = JobLinksSchema()
+
+
+class StepResultSchema(Schema):
+    index = serializers.IntegerField()
+    type = serializers.CharField()
+    status = serializers.ChoiceField(choices=["succeeded", "failed"])
+    output = serializers.JSONField()
+    error = AttemptErrorSchema(allow_null=True)
+    started_at = serializers.DateTimeField()
+    duration_ms = serializers.FloatField()
+
+
+class ExecutionSchema(Schema):
+    """One attempt, with a result for each step it ran."""
+
+    attempt = serializers.IntegerField()
+    status = serializers.ChoiceField(
+        choices=["running", "succeeded", "failed", "cancelled", "lost"]
+    )
+    worker = serializers.CharField(help_text="the Celery worker's hostname")
+    delivery_id = serializers.CharField(help_text="the Celery task id")
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    error = AttemptErrorSchema(allow_null=True)
+    will_retry = serializers.BooleanField()
+    retry_at = serializers.DateTimeField(allow_null=True)
+    steps = StepResultSchema(many=True)
+
+
+class JobDetailSchema(JobSummarySchema):
+    """A job in full, with every attempt."""
+
+    steps = StepSpecSchema(many=True)
+    input = serializers.JSONField()
+    max_retries = serializers.IntegerField()
+    retry_backoff = serializers.FloatField()
+    retry_backoff_max = serializers.FloatField()
+    retry_jitter = serializers.BooleanField()
+    timeout = serializers.IntegerField()
+    next_step = serializers.IntegerField(help_text="where the next attempt resumes")
+    result = serializers.JSONField(help_text="the last step's output, once succeeded")
+    last_error = AttemptErrorSchema(allow_null=True)
+    next_attempt_at = serializers.DateTimeField(allow_null=True, help_text="while retrying")
+    trace_id = serializers.CharField()
+    updated_at = serializers.DateTimeField()
+    queued_at = serializers.DateTimeField(allow_null=True)
+    executions = ExecutionSchema(many=True, help_text="oldest first")
+
+
+class StepTypeSchema(Schema):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    params_schema = serializers.DictField(
+        child=serializers.JSONField(), help_text="JSON Schema (2020-12) of the step's params"
+    )
+
+
+class StepTypeListSchema(Schema):
+    results = StepTypeSchema(many=True)
