@@ -13,7 +13,8 @@ What is checked, for a path under ``/api/v1/``:
   match that response's schema; objects with ``properties`` are closed for the check (no field
   the document does not name), though the published document leaves them open so that clients
   survive fields added later; an error's ``code`` must be one the response lists;
-- a route without that method (405) or no route at all (404): the error envelope.
+- a route without that method (405, or the 401/403/429 DRF answers before it looks the method
+  up) or no route at all (404): the error envelope.
 
 Cost: the document is generated once per process (about a second) and each response's validator
 compiled once (the session's figures are printed at the end: ``pytest -s`` shows them).
@@ -162,7 +163,8 @@ def problems(request: HttpRequest, response: HttpResponse) -> list[str]:
         if route is None:
             with STATS.lock:
                 STATS.unmatched += 1
-        if response.status_code in (404, 405) and body is not None:
+        # DRF authenticates, authorises and throttles before it looks the method up.
+        if response.status_code in (401, 403, 404, 405, 429) and body is not None:
             return [e.message for e in doc.envelope.iter_errors(body)]
         return [f"{method.upper()} {request.path} is not in the document ({status})"]
     where = f"{method.upper()} {openapi_path(route or '')} -> {status}"

@@ -58,3 +58,17 @@ class TokenRefreshSchema(Schema):
 
 class AccessTokenSchema(Schema):
     access = serializers.CharField()
+
+
+class ApiRootSchema(Schema):
+    version = serializers.CharField(
+        help_text="the API's version: its URLs are under /api/v<version>/"
+    )
+    resources = serializers.DictField(
+        child=serializers.URLField(),
+        help_text="each resource's URL, by name (jobs, schedules, ...)",
+    )
+    documentation = serializers.DictField(
+        child=serializers.URLField(),
+        help_text="the OpenAPI document (schema), Swagger UI (swagger_ui) and Redoc (redoc)",
+    )

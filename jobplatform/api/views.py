@@ -4,6 +4,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import connection
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -24,6 +25,47 @@ from jobplatform.auth import AuthenticatedRequest
 from jobplatform.celery import app
 from jobplatform.errors import Forbidden, InvalidInput
 from jobplatform.models import ApiKey
+
+# The API root's directory: a name for each resource, and its URL name.
+RESOURCES = {
+    "jobs": "job-list",
+    "jobs_bulk": "job-bulk",
+    "steps": "step-list",
+    "schedules": "schedule-list",
+    "dead_letters": "dead-letter-list",
+    "dead_letter_groups": "dead-letter-groups",
+    "dead_letter_stats": "dead-letter-stats",
+    "keys": "api-key-list",
+    "token": "token-obtain",
+    "token_refresh": "token-refresh",
+    "health": "health",
+}
+DOCUMENTATION = {"schema": "api-schema", "swagger_ui": "api-docs", "redoc": "api-redoc"}
+
+
+class ApiRootApi(APIView):
+    """GET /api/v1/: what the API offers and where, so its base URL answers something useful.
+    No credentials needed: it names URLs, never data."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="api_root",
+        summary="The resources and their URLs",
+        auth=[],
+        responses=schemas.ApiRootSchema,
+    )
+    def get(self, request: Request) -> Response:
+        url = request.build_absolute_uri
+        return Response(
+            {
+                "version": "1",
+                "resources": {name: url(reverse(route)) for name, route in RESOURCES.items()},
+                "documentation": {
+                    name: url(reverse(route)) for name, route in DOCUMENTATION.items()
+                },
+            }
+        )
 
 
 class HealthApi(APIView):

@@ -37,7 +37,7 @@ def test_the_document_is_served_and_names_every_route_and_auth_scheme(api):
     assert response.status_code == 200
     document = json.loads(response.content)
     assert document["openapi"].startswith("3.1")
-    assert set(document["paths"]) == api_routes() - {"/api/v1/"}  # the root is a directory
+    assert set(document["paths"]) == api_routes()
     schemes = document["components"]["securitySchemes"]
     assert {"tokenAuth", "apiKeyAuth", "jwtAuth"} <= set(schemes)
     assert schemes["jwtAuth"]["bearerFormat"] == "JWT"
@@ -90,3 +90,27 @@ def test_the_check_refuses_a_response_the_document_does_not_describe(user):
     # No route: only the envelope is checked.
     assert check("get", "/api/v1/nothing/", 404, error) == []
     assert check("get", "/api/v1/nothing/", 404, {"detail": "Not found."})
+
+
+def test_the_api_root_lists_every_resource_and_the_documentation(client):
+    response = client.get("/api/v1/")
+    assert response.status_code == 200
+    root = response.json()
+    assert root["resources"]["jobs"] == "http://testserver/api/v1/jobs/"
+    assert root["documentation"]["swagger_ui"] == "http://testserver/api/docs/"
+    # Every URL it names answers (a list, a form's 405 or the need for credentials: never a 404).
+    for url in [*root["resources"].values(), *root["documentation"].values()]:
+        assert client.get(url).status_code in (200, 401, 405), url
+    collections = {
+        openapi_path(u.removeprefix("http://testserver")[1:]) for u in root["resources"].values()
+    }
+    assert collections >= {p for p in api_routes() if "{" not in p and p != "/api/v1/"} - {
+        "/api/v1/dead-letters/retry/",
+        "/api/v1/dead-letters/dismiss/",
+    }
+
+
+def test_the_site_root_redirects_to_the_api_documentation(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == "/api/docs/"
