@@ -33,7 +33,7 @@ CANCELLABLE = frozenset({S.PENDING, S.QUEUED, S.RETRYING, S.RUNNING})
 # An attempt in progress: the only state its step results, retry, failure or success start from.
 IN_ATTEMPT = frozenset({S.RUNNING})
 # A manual retry (the dead-letter app, or the job's retry action) starts only from here.
-MANUALLY_RETRYABLE = frozenset({S.FAILED})
+MANUALLY_RETRYABLE = frozenset({S.FAILED, S.CANCELLED})
 # Only an explicit manual retry moves a job out of these.
 TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED})
 ACTIVE = frozenset(set(S) - TERMINAL)

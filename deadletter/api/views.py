@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
@@ -30,6 +31,9 @@ from executions.api.serializers import execution_output
 from executions.selectors import execution_list_for_job
 from jobplatform.api.pagination import CreatedCursorPagination
 from jobplatform.auth import AuthenticatedRequest
+from jobs.api import schemas as job_schemas
+from jobs.api.views import job_detail
+from jobs.selectors import job_get_visible
 
 OPEN = DeadLetter.State.OPEN
 
@@ -144,6 +148,50 @@ class DeadLetterRetryApi(APIView):
             overrides=payload.overrides(),
         )
         return Response(_detail(request, dead.id))
+
+
+class JobRetryApi(APIView):
+    """POST /api/v1/jobs/{id}/retry/: a failed or cancelled job back to the queue, with a dead
+    letter's overrides; its open dead letter, if any, is retried with it. Here, not in jobs/api:
+    closing the entry is the dead-letter app's, and jobs imports neither of the apps above it."""
+
+    required_permissions = {"POST": "jobs.change_job"}
+    error_codes = {
+        "POST": {
+            404: ["JOBS.NOT_FOUND", "DEADLETTER.NOT_FOUND"],
+            400: [
+                "API.VALIDATION_ERROR",
+                "JOBS.INVALID_FROM_STEP",
+                "JOBS.INVALID_RETRY_POLICY",
+                "JOBS.INPUT_TOO_LARGE",
+                "DEADLETTER.INVALID_FROM_STEP",
+            ],
+            # DEADLETTER.*: another retry of the same job won the race.
+            409: ["JOBS.NOT_RETRYABLE", "DEADLETTER.JOB_NOT_FAILED", "DEADLETTER.ALREADY_RETRIED"],
+        }
+    }
+
+    @extend_schema(
+        operation_id="jobs_retry",
+        summary="Retry a failed or cancelled job",
+        description="It resumes at the step it stopped at (or from_step), keeps its attempt "
+        "numbering and gets a fresh retry budget. A failed job's open dead letter is retried "
+        "with it (state retried, in its audit trail).",
+        request=RetryInput,
+        responses=job_schemas.JobDetailSchema,
+    )
+    def post(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
+        job = job_get_visible(job_id=job_id, user=request.user)
+        payload = RetryInput(data=request.data)
+        payload.is_valid(raise_exception=True)
+        services.job_retry_with_dead_letter(
+            job_id=job.id,
+            actor=request.user,
+            note=payload.validated_data["note"],
+            overrides=payload.overrides(),
+        )
+        job.refresh_from_db()
+        return Response(job_detail(request, job))
 
 
 class DeadLetterDismissApi(APIView):

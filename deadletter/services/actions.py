@@ -109,6 +109,62 @@ def dead_letter_retry(
         _audit(dead.id, Kind.RETRY, actor, note, {"attempts_before": job.attempts}, now)
 
 
+def job_retry_with_dead_letter(
+    *,
+    job_id: UUID,
+    actor: User,
+    note: str = "",
+    overrides: RetryOverrides | None = None,
+) -> None:
+    """Retry one job (FAILED|CANCELLED -> PENDING) with a dead letter's overrides.
+
+    A failed job's open (or dismissed) dead letter is retried with it, through
+    :func:`dead_letter_retry`, so the entry is closed and the retry is in its audit trail; a job
+    without one (cancelled, or its entry purged) is retried directly. Raises NotFound
+    JOBS.NOT_FOUND, InvalidInput JOBS.INVALID_FROM_STEP (a step after the one it stopped at),
+    Conflict JOBS.NOT_RETRYABLE (it is not failed or cancelled).
+
+    No lock is taken here: a failed job's entry is recorded in the transaction that failed it, and
+    :func:`dead_letter_retry` and :func:`job_retry` are each one conditional UPDATE, so two
+    retries at once move the job once and the second is told why (a 409).
+    """
+    overrides = overrides or RetryOverrides()
+    job = Job.objects.filter(id=job_id).only("status", "next_step").first()
+    if job is None:
+        raise NotFound("JOBS.NOT_FOUND", f"no job {job_id}")
+    if overrides.from_step is not None and overrides.from_step > job.next_step:
+        raise InvalidInput(
+            "JOBS.INVALID_FROM_STEP",
+            f"the job can be retried from step 0 to {job.next_step} (where it stopped); "
+            "a later step has no stored outputs before it",
+            {"from_step": overrides.from_step, "max": job.next_step},
+        )
+    dead_letter_id = (
+        DeadLetter.objects.filter(job_id=job_id, state__in=RETRYABLE)
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    if dead_letter_id is not None:
+        dead_letter_retry(
+            dead_letter_id=dead_letter_id, actor=actor, note=note, overrides=overrides
+        )
+        return
+    retried = job_retry(
+        job_ids=[job_id],
+        max_retries=overrides.max_retries,
+        input=overrides.input,
+        from_step=overrides.from_step,
+    )
+    if not retried:
+        status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
+        raise Conflict(
+            "JOBS.NOT_RETRYABLE",
+            f"only a failed or cancelled job can be retried; it is {status}",
+            {"status": status},
+        )
+
+
 def _changes(job: Job, overrides: RetryOverrides) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if overrides.max_retries is not None:

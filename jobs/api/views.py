@@ -44,9 +44,9 @@ from jobs.services import queues
 from jobs.steps import registered_steps
 
 
-def _job_detail(request: Request, job: Job, *, new: bool = False) -> dict[str, Any]:
-    """The job with every attempt and why it waits; ``new``: it was just created, so it has no
-    attempt to look up, and its submission's answer leaves out ``waiting_for``."""
+def job_detail(request: Request, job: Job, *, new: bool = False) -> dict[str, Any]:
+    """The job with every attempt and why it waits, as every job action answers; ``new``: it was
+    just created, so it has no attempt to look up, and its answer leaves out ``waiting_for``."""
     data = job_output(job, JobLinks(request))
     if new:  # the submission's answer: nothing to look up, on the hot path
         data["executions"] = []
@@ -121,7 +121,7 @@ class JobListCreateApi(APIView):
         submission = services.job_submit(owner=request.user, spec=spec, idempotency_key=key)
         job = submission.job
         return Response(
-            _job_detail(request, job, new=submission.created),
+            job_detail(request, job, new=submission.created),
             status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK,
             headers={"Location": job_location(job.id)},
         )
@@ -182,7 +182,7 @@ class JobDetailApi(APIView):
     )
     def get(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
         job = job_get_visible(job_id=job_id, user=request.user)
-        return Response(_job_detail(request, job))
+        return Response(job_detail(request, job))
 
     @extend_schema(
         operation_id="jobs_reschedule",
@@ -193,7 +193,7 @@ class JobDetailApi(APIView):
     def patch(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
         job = job_get_visible(job_id=job_id, user=request.user)
         services.job_reschedule(job_id=job.id, run_at=parse_job_change(request.data))
-        return Response(_job_detail(request, job_get_visible(job_id=job_id, user=request.user)))
+        return Response(job_detail(request, job_get_visible(job_id=job_id, user=request.user)))
 
 
 class JobCancelApi(APIView):
@@ -214,7 +214,7 @@ class JobCancelApi(APIView):
         job = job_get_visible(job_id=job_id, user=request.user)
         services.job_cancel(job_id=job.id)  # Conflict if it finished otherwise
         job = job_get_visible(job_id=job_id, user=request.user)
-        return Response(_job_detail(request, job))
+        return Response(job_detail(request, job))
 
 
 class StepTypeListApi(APIView):

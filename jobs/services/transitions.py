@@ -119,7 +119,7 @@ def job_retry(
     input: Any = None,
     from_step: int | None = None,
 ) -> list[UUID]:
-    """FAILED -> PENDING (due now) for each of ``job_ids``; returns the ids that were FAILED.
+    """FAILED|CANCELLED -> PENDING (due now) for each of ``job_ids``; returns those it moved.
 
     One set-based UPDATE however many jobs. The job keeps its history: ``attempts`` is not reset,
     so the next attempt continues the numbering, and ``retry_base`` gives it a fresh retry budget.
