@@ -85,6 +85,12 @@ class BulkSubmissionSchema(Schema):
     closed = True
 
     jobs = JobSubmissionSchema(many=True, help_text="submissions, without idempotency_key")
+    idempotency_key = serializers.CharField(
+        required=False,
+        min_length=1,
+        max_length=255,
+        help_text="or the Idempotency-Key header: the same key and batch answer the same jobs",
+    )
 
 
 class BulkSubmittedSchema(Schema):

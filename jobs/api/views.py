@@ -128,24 +128,44 @@ class JobListCreateApi(APIView):
 
 
 class JobBulkCreateApi(APIView):
-    """POST {"jobs": [submission, ...]}: up to JOBPLATFORM_MAX_BULK_JOBS jobs, all or none."""
+    """POST {"jobs": [submission, ...]}: up to JOBPLATFORM_MAX_BULK_JOBS jobs, all or none. With
+    an idempotency key (header or field), a repeat of the same batch answers its jobs (200)."""
 
     required_permissions = {"POST": "jobs.add_job"}
-    error_codes = {"POST": {400: [*schemas.SUBMISSION_ERRORS, "JOBS.INVALID_BULK_SIZE"]}}
+    error_codes = {
+        "POST": {
+            400: [
+                *schemas.SUBMISSION_ERRORS,
+                "JOBS.INVALID_BULK_SIZE",
+                "JOBS.IDEMPOTENCY_KEY_MISMATCH",
+                "JOBS.INVALID_IDEMPOTENCY_KEY",
+            ],
+            409: ["JOBS.IDEMPOTENCY_KEY_REUSED", "JOBS.IDEMPOTENCY_KEY_BUSY"],
+        }
+    }
 
     @extend_schema(
         operation_id="jobs_submit_bulk",
         summary="Submit many jobs",
         description="All or none: the first invalid submission refuses the batch, its index in "
-        "the error's details (job_index) or field path.",
+        "the error's details (job_index) or field path. 201: new jobs; 200: the jobs an earlier "
+        "batch with the same idempotency key and body made.",
+        parameters=[IDEMPOTENCY_KEY],
         request=schemas.BulkSubmissionSchema,
-        responses={201: schemas.BulkSubmittedSchema},
+        responses={
+            201: OpenApiResponse(schemas.BulkSubmittedSchema, "the new jobs"),
+            200: OpenApiResponse(schemas.BulkSubmittedSchema, "the jobs of the same key and body"),
+        },
     )
     def post(self, request: AuthenticatedRequest) -> Response:
-        ids = services.job_submit_many(
-            owner=request.user, specs=parse_bulk_submission(request.data)
+        specs, in_body = parse_bulk_submission(request.data)
+        submitted = services.job_submit_many(
+            owner=request.user, specs=specs, idempotency_key=_idempotency_key(request, in_body)
         )
-        return Response({"count": len(ids), "ids": [str(i) for i in ids]}, status=201)
+        return Response(
+            {"count": len(submitted.ids), "ids": [str(i) for i in submitted.ids]},
+            status=status.HTTP_201_CREATED if submitted.created else status.HTTP_200_OK,
+        )
 
 
 def _idempotency_key(request: Request, in_body: str | None) -> str | None:

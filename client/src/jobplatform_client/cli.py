@@ -336,7 +336,10 @@ def _submit_bulk(ctx: Context, document: Any) -> int:
     if args.watch:
         raise UsageError("--watch follows one job; use --wait for a list of jobs")
     overrides = _job_fields(args)
-    batch = ctx.client.jobs.submit_many([{**job, **overrides} for job in jobs])
+    key = args.idempotency_key or (
+        document.get("idempotency_key") if isinstance(document, dict) else None
+    )
+    batch = ctx.client.jobs.submit_many([{**job, **overrides} for job in jobs], idempotency_key=key)
     if not args.wait:
         if ctx.out.json:
             ctx.out.data(batch.raw)

@@ -346,14 +346,21 @@ class Jobs:
         )
         return Job.from_api(data)
 
-    def submit_many(self, jobs: Sequence[Mapping[str, Any]]) -> BulkSubmission:
+    def submit_many(
+        self, jobs: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> BulkSubmission:
         """Submit up to 1,000 jobs at once, all or none; the ids come back in the same order.
 
-        The API takes no idempotency key for a bulk submission, so one is not sent again after
-        a 503 or a broken connection (it might have been stored): that raises, and you decide.
+        The batch carries an idempotency key (``idempotency_key``, or a new random one), so after
+        a 503 or a broken connection it is sent again safely: the API answers the jobs it stored.
         """
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         data = self._client.request(
-            "POST", "jobs/bulk/", json={"jobs": [dict(j) for j in jobs]}, safe_to_repeat=False
+            "POST",
+            "jobs/bulk/",
+            json={"jobs": [dict(j) for j in jobs]},
+            headers=headers,
+            safe_to_repeat=True,
         )
         return BulkSubmission.from_api(data)
 
