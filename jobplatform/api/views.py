@@ -30,6 +30,7 @@ from jobplatform.models import ApiKey
 RESOURCES = {
     "jobs": "job-list",
     "jobs_bulk": "job-bulk",
+    "job_stats": "job-stats",
     "steps": "step-list",
     "schedules": "schedule-list",
     "dead_letters": "dead-letter-list",

@@ -201,3 +201,36 @@ class StepTypeSchema(Schema):
 
 class StepTypeListSchema(Schema):
     results = StepTypeSchema(many=True)
+
+
+class ExecutionListSchema(Schema):
+    results = ExecutionSchema(many=True, help_text="oldest first")
+
+
+class LastHourSchema(Schema):
+    succeeded = serializers.IntegerField(help_text="jobs that finished so in the last hour")
+    failed = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+    throughput_per_minute = serializers.FloatField(
+        help_text="(succeeded + failed) / 60: jobs run to an end per minute"
+    )
+    failure_rate = serializers.FloatField(
+        allow_null=True, help_text="failed / (succeeded + failed); null when none ended"
+    )
+
+
+class JobStatsSchema(Schema):
+    total = serializers.IntegerField()
+    by_status = serializers.DictField(
+        child=serializers.IntegerField(), help_text="every status, 0 included"
+    )
+    by_queue = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField()),
+        help_text="queue -> status -> count (statuses with none left out)",
+    )
+    oldest_due_age_seconds = serializers.FloatField(
+        allow_null=True,
+        help_text="now - run_at of the oldest job due and not yet claimed (pending past its "
+        "run_at, or queued); null when there is none",
+    )
+    last_hour = LastHourSchema()

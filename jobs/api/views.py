@@ -34,6 +34,8 @@ from jobs.api.serializers import (
 from jobs.models import Job
 from jobs.selectors import (
     job_get_visible,
+    job_list,
+    job_stats,
     job_summary_rows,
     job_waiting_for,
     owner_limits,
@@ -235,6 +237,39 @@ class JobCancelApi(APIView):
         services.job_cancel(job_id=job.id)  # Conflict if it finished otherwise
         job = job_get_visible(job_id=job_id, user=request.user)
         return Response(job_detail(request, job))
+
+
+class JobExecutionListApi(APIView):
+    """GET: a job's attempts, oldest first, each with its step results."""
+
+    required_permissions = {"GET": "jobs.view_job"}
+    error_codes = {"GET": JOB_NOT_FOUND}
+
+    @extend_schema(
+        operation_id="jobs_executions",
+        summary="A job's attempts",
+        responses=schemas.ExecutionListSchema,
+    )
+    def get(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
+        job = job_get_visible(job_id=job_id, user=request.user)
+        return Response({"results": execution_output(execution_list_for_job(job_id=job.id))})
+
+
+class JobStatsApi(APIView):
+    """GET: the jobs the caller may see, counted (filters as the list's)."""
+
+    required_permissions = {"GET": "jobs.view_job"}
+    filterset_class = JobFilter
+    error_codes = {"GET": {400: ["API.VALIDATION_ERROR"]}}
+
+    @extend_schema(
+        operation_id="jobs_stats",
+        summary="Counts by status and queue, the oldest due job's age, the last hour",
+        responses=schemas.JobStatsSchema,
+    )
+    def get(self, request: AuthenticatedRequest) -> Response:
+        jobs = DjangoFilterBackend().filter_queryset(request, job_list(user=request.user), self)
+        return Response(job_stats(jobs=jobs))
 
 
 class StepTypeListApi(APIView):
