@@ -30,6 +30,7 @@ from jobplatform_client.models import (
     BulkSubmission,
     DeadLetter,
     DeadLetterGroup,
+    Execution,
     Health,
     Job,
     Page,
@@ -391,6 +392,35 @@ class Jobs:
         A job that succeeded or failed raises ``ApiError`` ``JOBS.NOT_CANCELLABLE`` (409)."""
         data = self._client.request("POST", f"jobs/{job_id}/cancel/", safe_to_repeat=True)
         return Job.from_api(data)
+
+    def retry(
+        self,
+        job_id: str,
+        *,
+        note: str = "",
+        max_retries: int | None = None,
+        input: Any = None,
+        from_step: int | None = None,
+    ) -> Job:
+        """Send a ``failed`` or ``cancelled`` job back to the queue (its open dead letter is
+        retried with it), optionally with a new retry budget, a replaced input or from an
+        earlier step. Not repeated on a 503: a second retry is a 409 ``JOBS.NOT_RETRYABLE``."""
+        body = _body(note=note, max_retries=max_retries, input=input, from_step=from_step)
+        data = self._client.request(
+            "POST", f"jobs/{job_id}/retry/", json=body, safe_to_repeat=False
+        )
+        return Job.from_api(data)
+
+    def executions(self, job_id: str) -> tuple[Execution, ...]:
+        """A job's attempts, oldest first, each with its step results."""
+        data = self._client.request("GET", f"jobs/{job_id}/executions/")
+        return tuple(Execution.from_api(e) for e in data.get("results", ()))
+
+    def stats(self, **filters: Any) -> dict[str, Any]:
+        """The visible jobs (narrowed by the list's ``filters``) counted by status and queue,
+        the oldest due job's wait, and the last hour's throughput and failure rate."""
+        data: dict[str, Any] = self._client.request("GET", "jobs/stats/", params=filters)
+        return data
 
     def reschedule(self, job_id: str, run_at: datetime | str) -> Job:
         """Move a ``pending`` job to another ``run_at`` (``JOBS.NOT_PENDING`` once released)."""
