@@ -22,6 +22,8 @@ from deadletter.models import DeadLetter, DeadLetterAction
 from jobplatform.errors import Conflict, InvalidInput, NotFound
 from jobplatform.models import AuditEvent
 from jobplatform.services import audit_record
+from jobs import lifecycle
+from jobs.lifecycle import Transition
 from jobs.models import Job
 from jobs.services import job_retry
 
@@ -91,13 +93,7 @@ def dead_letter_retry(
                 "a later step has no stored outputs before it",
                 {"from_step": overrides.from_step, "max": job.next_step},
             )
-        retried = job_retry(
-            job_ids=[job.id],
-            max_retries=overrides.max_retries,
-            input=overrides.input,
-            from_step=overrides.from_step,
-        )
-        if not retried:
+        if not _retry_job(job.id, overrides):
             # Raising rolls the entry's update back with it.
             raise Conflict(
                 "DEADLETTER.JOB_NOT_FAILED",
@@ -150,19 +146,27 @@ def job_retry_with_dead_letter(
             dead_letter_id=dead_letter_id, actor=actor, note=note, overrides=overrides
         )
         return
-    retried = job_retry(
-        job_ids=[job_id],
-        max_retries=overrides.max_retries,
-        input=overrides.input,
-        from_step=overrides.from_step,
-    )
-    if not retried:
+    if not _retry_job(job_id, overrides, lifecycle.JOB_RETRY):
         status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
         raise Conflict(
             "JOBS.NOT_RETRYABLE",
             f"only a failed or cancelled job can be retried; it is {status}",
             {"status": status},
         )
+
+
+def _retry_job(
+    job_id: UUID, overrides: RetryOverrides, transition: Transition = lifecycle.MANUAL_RETRY
+) -> bool:
+    """The job back to PENDING with ``overrides``; False if it was not in a state to retry."""
+    retried = job_retry(
+        job_ids=[job_id],
+        max_retries=overrides.max_retries,
+        input=overrides.input,
+        from_step=overrides.from_step,
+        transition=transition,
+    )
+    return bool(retried)
 
 
 def _changes(job: Job, overrides: RetryOverrides) -> dict[str, Any]:
