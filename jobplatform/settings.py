@@ -191,6 +191,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "jobs.models.JobStatus",
+        "WaitingReasonEnum": "jobs.api.schemas.WAITING_REASONS",
+        "DeadLetterReasonEnum": "deadletter.models.DeadLetter.Reason",
     },
 }
 

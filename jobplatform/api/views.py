@@ -32,6 +32,8 @@ RESOURCES = {
     "jobs_bulk": "job-bulk",
     "job_stats": "job-stats",
     "steps": "step-list",
+    "queues": "queue-list",
+    "limits": "limits",
     "schedules": "schedule-list",
     "dead_letters": "dead-letter-list",
     "dead_letter_groups": "dead-letter-groups",

@@ -29,7 +29,12 @@ SUBMISSION_ERRORS = (
     "JOBS.INVALID_RETRY_POLICY",
     "JOBS.INVALID_TIMEOUT",
     "JOBS.NAIVE_RUN_AT",
+    "JOBS.INVALID_CONCURRENCY_KEY",
+    "JOBS.INVALID_MAX_CONCURRENCY",
 )
+# Admission control (jobs.services.admission): a submission past the owner's or the platform's
+# cap on unfinished jobs, refused whole, with Retry-After.
+ADMISSION_ERRORS = {429: ["JOBS.TOO_MANY_UNFINISHED"]}
 # Each is a schema: the generic parameter is what it would serialise, and it serialises nothing.
 Schema = serializers.Serializer[Any]
 
@@ -76,6 +81,20 @@ class JobSubmissionSchema(Schema):
         min_length=1,
         max_length=255,
         help_text="or the Idempotency-Key header: the same key and body answer the same job",
+    )
+    concurrency_key = serializers.CharField(
+        required=False,
+        allow_null=True,
+        min_length=1,
+        max_length=200,
+        help_text="the owner's jobs with one key run at most max_concurrency at a time",
+    )
+    max_concurrency = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=10_000,
+        default=1,
+        help_text="other than 1 only with a concurrency_key",
     )
 
 
@@ -171,6 +190,37 @@ class ExecutionSchema(Schema):
     steps = StepResultSchema(many=True)
 
 
+# jobs.selectors.job_waiting_for's reasons, in the order the release applies its controls.
+WAITING_REASONS = (
+    "run_at",
+    "retry_backoff",
+    "paused_queue",
+    "concurrency_key",
+    "queue_cap",
+    "release",
+)
+
+
+class WaitingReasonSchema(Schema):
+    """Why a pending or retrying job is not released yet (docs/flow-control.md): ``reason``,
+    a ``message``, and the details of that reason."""
+
+    reason = serializers.ChoiceField(choices=WAITING_REASONS)
+    message = serializers.CharField()
+    until = serializers.DateTimeField(required=False, help_text="run_at, retry_backoff")
+    queue = serializers.CharField(required=False, help_text="paused_queue")
+    paused_at = serializers.DateTimeField(required=False, allow_null=True, help_text="paused_queue")
+    concurrency_key = serializers.CharField(required=False, help_text="concurrency_key")
+    in_flight = serializers.IntegerField(
+        required=False, help_text="concurrency_key, queue_cap: jobs queued or running"
+    )
+    max_concurrency = serializers.IntegerField(required=False, help_text="concurrency_key")
+    max_in_flight = serializers.IntegerField(required=False, help_text="queue_cap")
+    queued = serializers.IntegerField(
+        required=False, help_text="release: the queue's jobs already in the broker"
+    )
+
+
 class JobDetailSchema(JobSummarySchema):
     """A job in full, with every attempt."""
 
@@ -188,6 +238,14 @@ class JobDetailSchema(JobSummarySchema):
     trace_id = serializers.CharField()
     updated_at = serializers.DateTimeField()
     queued_at = serializers.DateTimeField(allow_null=True)
+    concurrency_key = serializers.CharField(allow_null=True)
+    max_concurrency = serializers.IntegerField()
+    waiting_for = WaitingReasonSchema(
+        many=True,
+        required=False,
+        help_text="why it is not released yet, computed now; empty unless pending or retrying. "
+        "Left out of a submission's answer.",
+    )
     executions = ExecutionSchema(many=True, help_text="oldest first")
 
 
@@ -234,3 +292,61 @@ class JobStatsSchema(Schema):
         "run_at, or queued); null when there is none",
     )
     last_hour = LastHourSchema()
+
+
+class QueueLinksSchema(Schema):
+    self = serializers.URLField()
+    pause = serializers.URLField()
+    resume = serializers.URLField()
+
+
+class QueueSchema(Schema):
+    """A queue: paused or not, its in-flight cap, and its jobs in flight."""
+
+    name = serializers.CharField()
+    paused = serializers.BooleanField(help_text="true: the dispatcher releases none of its jobs")
+    paused_at = serializers.DateTimeField(allow_null=True)
+    max_in_flight = serializers.IntegerField(
+        allow_null=True, help_text="most jobs queued + running at once; null: no cap"
+    )
+    max_in_flight_is_default = serializers.BooleanField(
+        help_text="the cap is JOBPLATFORM_QUEUE_MAX_IN_FLIGHT, not the queue's own"
+    )
+    max_queued = serializers.IntegerField(
+        allow_null=True, help_text="JOBPLATFORM_DISPATCH_MAX_QUEUED, the broker depth's bound"
+    )
+    queued = serializers.IntegerField(help_text="released, in the broker")
+    running = serializers.IntegerField()
+    links = QueueLinksSchema()
+
+
+class QueueListSchema(Schema):
+    results = QueueSchema(many=True, help_text="the configured queues, then any other")
+
+
+class QueueChangeSchema(Schema):
+    """PATCH /api/v1/queues/{name}/ (admins): the queue's in-flight cap."""
+
+    closed = True
+    whole = True
+
+    max_in_flight = serializers.IntegerField(
+        allow_null=True, min_value=1, help_text="null: back to JOBPLATFORM_QUEUE_MAX_IN_FLIGHT"
+    )
+
+
+class LimitsSchema(Schema):
+    """The caller's admission caps, its unfinished jobs and its fair-share weight."""
+
+    max_unfinished = serializers.IntegerField(
+        allow_null=True, help_text="the caller's cap on unfinished jobs; null: none"
+    )
+    unfinished = serializers.IntegerField(
+        allow_null=True, help_text="counted now; null when the caller has no cap"
+    )
+    weight = serializers.IntegerField(help_text="the caller's share of a queue's room (1 to 100)")
+    platform_max_unfinished = serializers.IntegerField(
+        allow_null=True, help_text="the cap on every owner's unfinished jobs together; null: none"
+    )
+    max_bulk_jobs = serializers.IntegerField(help_text="JOBPLATFORM_MAX_BULK_JOBS")
+    retry_after = serializers.IntegerField(help_text="seconds a 429 asks a client to wait")

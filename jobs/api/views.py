@@ -70,6 +70,7 @@ LOCATION = OpenApiParameter(
     "Location", OpenApiTypes.STR, OpenApiParameter.HEADER, description="the job's URL path"
 )
 JOB_NOT_FOUND = {404: ["JOBS.NOT_FOUND"]}
+QUEUE_NOT_FOUND = {404: ["QUEUES.NOT_FOUND"]}
 
 
 class JobListCreateApi(APIView):
@@ -84,6 +85,7 @@ class JobListCreateApi(APIView):
                 "JOBS.INVALID_IDEMPOTENCY_KEY",
             ],
             409: ["JOBS.IDEMPOTENCY_KEY_REUSED", "JOBS.IDEMPOTENCY_KEY_BUSY"],
+            **schemas.ADMISSION_ERRORS,
         }
     }
 
@@ -109,7 +111,9 @@ class JobListCreateApi(APIView):
         operation_id="jobs_submit",
         summary="Submit a job",
         description="Stored pending; the dispatcher releases it when run_at comes. 201: a new "
-        "job; 200: the job an earlier submission with the same idempotency key made.",
+        "job; 200: the job an earlier submission with the same idempotency key made (answered "
+        "past the caps too). 429 JOBS.TOO_MANY_UNFINISHED with Retry-After: the owner's or the "
+        "platform's cap on unfinished jobs is reached (GET /api/v1/limits/).",
         parameters=[IDEMPOTENCY_KEY],
         request=schemas.JobSubmissionSchema,
         responses={
@@ -143,6 +147,7 @@ class JobBulkCreateApi(APIView):
                 "JOBS.INVALID_IDEMPOTENCY_KEY",
             ],
             409: ["JOBS.IDEMPOTENCY_KEY_REUSED", "JOBS.IDEMPOTENCY_KEY_BUSY"],
+            **schemas.ADMISSION_ERRORS,
         }
     }
 
@@ -151,7 +156,8 @@ class JobBulkCreateApi(APIView):
         summary="Submit many jobs",
         description="All or none: the first invalid submission refuses the batch, its index in "
         "the error's details (job_index) or field path. 201: new jobs; 200: the jobs an earlier "
-        "batch with the same idempotency key and body made.",
+        "batch with the same idempotency key and body made. 429 JOBS.TOO_MANY_UNFINISHED with "
+        "Retry-After: the batch would pass a cap on unfinished jobs; nothing is stored.",
         parameters=[IDEMPOTENCY_KEY],
         request=schemas.BulkSubmissionSchema,
         responses={
@@ -296,6 +302,9 @@ class QueueListApi(APIView):
 
     required_permissions = {"GET": "jobs.view_queue"}
 
+    @extend_schema(
+        operation_id="queues_list", summary="The queues", responses=schemas.QueueListSchema
+    )
     def get(self, request: Request) -> Response:
         return Response({"results": [queue_output(q, request) for q in queue_list()]})
 
@@ -304,10 +313,26 @@ class QueueDetailApi(APIView):
     """GET: one queue. PATCH {"max_in_flight": n|null} (admins): its in-flight cap."""
 
     required_permissions = {"GET": "jobs.view_queue", "PATCH": "jobs.change_queue"}
+    error_codes = {
+        "GET": QUEUE_NOT_FOUND,
+        "PATCH": {
+            **QUEUE_NOT_FOUND,
+            400: ["API.VALIDATION_ERROR", "QUEUES.INVALID_MAX_IN_FLIGHT"],
+        },
+    }
 
+    @extend_schema(operation_id="queues_get", summary="A queue", responses=schemas.QueueSchema)
     def get(self, request: Request, name: str) -> Response:
         return Response(queue_output(queue_get(name=name), request))
 
+    @extend_schema(
+        operation_id="queues_set_max_in_flight",
+        summary="Set a queue's in-flight cap",
+        description="Admins. A lower cap stops releases until the queue is under it; jobs "
+        "already released run. null: back to JOBPLATFORM_QUEUE_MAX_IN_FLIGHT.",
+        request=schemas.QueueChangeSchema,
+        responses=schemas.QueueSchema,
+    )
     def patch(self, request: Request, name: str) -> Response:
         queues.queue_set_max_in_flight(name=name, max_in_flight=parse_queue_change(request.data))
         return Response(queue_output(queue_get(name=name), request))
@@ -317,7 +342,16 @@ class QueuePauseApi(APIView):
     """Stop releasing the queue's jobs (operators); running jobs finish. Idempotent."""
 
     required_permissions = {"POST": "jobs.pause_queue"}
+    error_codes = {"POST": QUEUE_NOT_FOUND}
 
+    @extend_schema(
+        operation_id="queues_pause",
+        summary="Pause a queue",
+        description="Operators. The dispatcher releases none of its jobs until it is resumed; "
+        "running jobs finish. Pausing a paused queue is a no-op.",
+        request=None,
+        responses=schemas.QueueSchema,
+    )
     def post(self, request: Request, name: str) -> Response:
         queues.queue_pause(name=name)
         return Response(queue_output(queue_get(name=name), request))
@@ -327,7 +361,15 @@ class QueueResumeApi(APIView):
     """Release the queue's jobs again (operators). Idempotent."""
 
     required_permissions = {"POST": "jobs.pause_queue"}
+    error_codes = {"POST": QUEUE_NOT_FOUND}
 
+    @extend_schema(
+        operation_id="queues_resume",
+        summary="Resume a queue",
+        description="Operators. Its jobs are released again. Resuming a running queue is a no-op.",
+        request=None,
+        responses=schemas.QueueSchema,
+    )
     def post(self, request: Request, name: str) -> Response:
         queues.queue_resume(name=name)
         return Response(queue_output(queue_get(name=name), request))
@@ -338,5 +380,12 @@ class LimitsApi(APIView):
 
     required_permissions = {"GET": None}
 
+    @extend_schema(
+        operation_id="limits_get",
+        summary="The caller's caps and usage",
+        description="Its cap on unfinished jobs and how many it has now, the platform's cap, "
+        "its fair-share weight, the bulk size limit and the Retry-After of a 429.",
+        responses=schemas.LimitsSchema,
+    )
     def get(self, request: AuthenticatedRequest) -> Response:
         return Response(owner_limits(user=request.user))
