@@ -6,6 +6,7 @@ import pytest
 from django.test import override_settings
 
 from jobs.models import Job
+from tests.jobs.factories import JobFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -321,6 +322,29 @@ def test_an_expired_bulk_key_makes_new_jobs(api, user):
     new = bulk(api, ["a"], HTTP_IDEMPOTENCY_KEY="batch-2")
     assert new.status_code == 201 and new.json()["ids"] != old
     assert BulkSubmission.objects.count() == 1  # the expired record went
+
+
+def test_a_keyed_bulk_refused_by_admission_stores_nothing_and_its_repeat_is_admitted_anew(
+    api, user, settings
+):
+    from jobs.models import BulkSubmission
+
+    settings.JOBPLATFORM_ADMISSION_RECOUNT = 0  # count anew for every submission
+    settings.JOBPLATFORM_MAX_UNFINISHED_PER_OWNER = 2
+    JobFactory(owner=user)
+    refused = bulk(api, ["a", "b"], HTTP_IDEMPOTENCY_KEY="batch-3")
+    assert refused.status_code == 429, refused.content
+    assert refused.json()["error"]["code"] == "JOBS.TOO_MANY_UNFINISHED"
+    assert refused["Retry-After"]
+    assert not BulkSubmission.objects.exists()  # the key is not taken by a batch never made
+    assert Job.objects.filter(owner=user).count() == 1
+    # Room again: the same batch with the key is made (201), and its repeat answered (200) even
+    # though the owner is now at its cap.
+    Job.objects.filter(owner=user).update(status=Job.Status.SUCCEEDED)
+    made = bulk(api, ["a", "b"], HTTP_IDEMPOTENCY_KEY="batch-3")
+    assert made.status_code == 201, made.content
+    again = bulk(api, ["a", "b"], HTTP_IDEMPOTENCY_KEY="batch-3")
+    assert (again.status_code, again.json()) == (200, made.json())
 
 
 @pytest.mark.django_db(transaction=True)
