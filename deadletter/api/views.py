@@ -168,6 +168,7 @@ class JobRetryApi(APIView):
             ],
             # DEADLETTER.*: another retry of the same job won the race.
             409: ["JOBS.NOT_RETRYABLE", "DEADLETTER.JOB_NOT_FAILED", "DEADLETTER.ALREADY_RETRIED"],
+            **job_schemas.ADMISSION_ERRORS,
         }
     }
 
@@ -176,7 +177,9 @@ class JobRetryApi(APIView):
         summary="Retry a failed or cancelled job",
         description="It resumes at the step it stopped at (or from_step), keeps its attempt "
         "numbering and gets a fresh retry budget. A failed job's open dead letter is retried "
-        "with it (state retried, in its audit trail).",
+        "with it (state retried, in its audit trail). The job is unfinished again, so the retry "
+        "counts against its owner's cap like a submission: 429 JOBS.TOO_MANY_UNFINISHED with "
+        "Retry-After when the cap is reached.",
         request=RetryInput,
         responses=job_schemas.JobDetailSchema,
     )

@@ -26,6 +26,7 @@ from jobs import lifecycle
 from jobs.lifecycle import Transition
 from jobs.models import Job
 from jobs.services import job_retry
+from jobs.services.admission import admission
 
 State = DeadLetter.State
 Kind = DeadLetterAction.Kind
@@ -118,14 +119,17 @@ def job_retry_with_dead_letter(
     :func:`dead_letter_retry`, so the entry is closed and the retry is in its audit trail; a job
     without one (cancelled, or its entry purged) is retried directly. Raises NotFound
     JOBS.NOT_FOUND, InvalidInput JOBS.INVALID_FROM_STEP (a step after the one it stopped at),
-    Conflict JOBS.NOT_RETRYABLE (it is not failed or cancelled).
+    Conflict JOBS.NOT_RETRYABLE (it is not failed or cancelled), TooManyRequests
+    JOBS.TOO_MANY_UNFINISHED: a retried job is unfinished again, so it counts against its owner's
+    and the platform's caps like a submission (a dead letter's own retry, an operator's recovery
+    tool, does not: :func:`dead_letter_retry`).
 
     No lock is taken here: a failed job's entry is recorded in the transaction that failed it, and
     :func:`dead_letter_retry` and :func:`job_retry` are each one conditional UPDATE, so two
     retries at once move the job once and the second is told why (a 409).
     """
     overrides = overrides or RetryOverrides()
-    job = Job.objects.filter(id=job_id).only("status", "next_step").first()
+    job = Job.objects.filter(id=job_id).only("status", "next_step", "owner_id").first()
     if job is None:
         raise NotFound("JOBS.NOT_FOUND", f"no job {job_id}")
     if overrides.from_step is not None and overrides.from_step > job.next_step:
@@ -135,6 +139,8 @@ def job_retry_with_dead_letter(
             "a later step has no stored outputs before it",
             {"from_step": overrides.from_step, "max": job.next_step},
         )
+    if job.status in lifecycle.JOB_RETRY.sources:  # else the transition below answers 409
+        admission.check(owner_id=job.owner_id, count=1)
     dead_letter_id = (
         DeadLetter.objects.filter(job_id=job_id, state__in=RETRYABLE)
         .order_by("-id")
@@ -145,14 +151,14 @@ def job_retry_with_dead_letter(
         dead_letter_retry(
             dead_letter_id=dead_letter_id, actor=actor, note=note, overrides=overrides
         )
-        return
-    if not _retry_job(job_id, overrides, lifecycle.JOB_RETRY):
+    elif not _retry_job(job_id, overrides, lifecycle.JOB_RETRY):
         status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
         raise Conflict(
             "JOBS.NOT_RETRYABLE",
             f"only a failed or cancelled job can be retried; it is {status}",
             {"status": status},
         )
+    admission.admitted(owner_id=job.owner_id, count=1)
 
 
 def _retry_job(

@@ -79,3 +79,30 @@ def test_only_who_may_see_and_change_the_job_may_retry_it(api, user, viewer):
     mine = FailedJobFactory(owner=viewer)
     assert retry(client_for(viewer), mine).status_code == 403
     assert Job.objects.get(id=mine.id).status == Job.Status.FAILED
+
+
+def test_a_retry_counts_against_the_owners_cap_like_a_submission(api, user, settings):
+    """A retried job is unfinished again: past its owner's cap the retry is a 429 and changes
+    nothing; once a job finishes, it goes through."""
+    settings.JOBPLATFORM_ADMISSION_RECOUNT = 0  # count anew for every request
+    settings.JOBPLATFORM_MAX_UNFINISHED_PER_OWNER = 2
+    dead = DeadLetterFactory(job=FailedJobFactory(owner=user))
+    cancelled = JobFactory(owner=user, status=Job.Status.CANCELLED)
+    waiting = JobFactory.create_batch(2, owner=user)  # pending: the cap is reached
+    for job in (dead.job, cancelled):
+        response = retry(api, job)
+        assert response.status_code == 429, response.content
+        assert response["Retry-After"]
+        assert response.json()["error"]["details"] == {
+            "scope": "owner",
+            "limit": 2,
+            "unfinished": 2,
+            "asked": 1,
+        }
+    dead.refresh_from_db()
+    assert (dead.state, dead.job.status) == ("open", Job.Status.FAILED)
+    # A job that cannot be retried is told so, not that the cap is full.
+    assert retry(api, waiting[0]).json()["error"]["code"] == "JOBS.NOT_RETRYABLE"
+    Job.objects.filter(id=waiting[0].id).update(status=Job.Status.SUCCEEDED)
+    assert retry(api, dead.job).status_code == 200
+    assert retry(api, cancelled).status_code == 429  # the retry took the room
