@@ -48,11 +48,14 @@ def submit(
     timeout: int = JobSpec.timeout,
     run_at: datetime | None = None,
     idempotency_key: str | None = None,
+    concurrency_key: str | None = None,
+    max_concurrency: int = JobSpec.max_concurrency,
 ) -> Job:
     """Store a PENDING job owned by ``owner`` and answer it; it runs once ``run_at`` (now by
     default) comes. The fields are those of ``POST /api/v1/jobs/``. With ``idempotency_key``, a
     repeat of the same submission answers the job the first one made. Raises InvalidInput
-    (``JOBS.*``) or Conflict (``JOBS.IDEMPOTENCY_KEY_REUSED``)."""
+    (``JOBS.*``), Conflict (``JOBS.IDEMPOTENCY_KEY_REUSED``) or TooManyRequests
+    (``JOBS.TOO_MANY_UNFINISHED``: the owner's or the platform's cap; ``.retry_after`` seconds)."""
     spec = JobSpec(
         name=name,
         steps=[dict(s) for s in steps],
@@ -65,6 +68,8 @@ def submit(
         retry_jitter=retry_jitter,
         timeout=timeout,
         run_at=run_at,
+        concurrency_key=concurrency_key,
+        max_concurrency=max_concurrency,
     )
     return services.job_submit(owner=owner, spec=spec, idempotency_key=idempotency_key).job
 
@@ -77,7 +82,8 @@ def submit_many(
 ) -> list[UUID]:
     """Store up to JOBPLATFORM_MAX_BULK_JOBS jobs, all or none, in one transaction; answer their
     ids in order. Each job is a :class:`JobSpec` or a mapping of its fields. With
-    ``idempotency_key``, a repeat of the same batch answers the first one's ids."""
+    ``idempotency_key``, a repeat of the same batch answers the first one's ids. A batch past a
+    cap on unfinished jobs raises TooManyRequests and stores nothing."""
     specs = [job if isinstance(job, JobSpec) else JobSpec(**job) for job in jobs]
     return services.job_submit_many(owner=owner, specs=specs, idempotency_key=idempotency_key).ids
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.db import transaction
 
-from jobplatform.errors import Conflict, InvalidInput, NotFound
+from jobplatform.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from jobs import inprocess as jobs
 from jobs.models import Job
 from tests.jobs.factories import JobFactory
@@ -45,6 +45,22 @@ def test_the_api_rules_and_codes_apply(user):
         jobs.submit(owner=user, name="y", steps=LOG, idempotency_key="k")
     ids = jobs.submit_many(owner=user, jobs=[{"name": "a", "steps": LOG}] * 3)
     assert Job.objects.filter(id__in=ids, status="pending").count() == 3
+    keyed = jobs.submit(owner=user, name="k", steps=LOG, concurrency_key="db", max_concurrency=2)
+    assert (keyed.concurrency_key, keyed.max_concurrency) == ("db", 2)
+
+
+@pytest.mark.django_db
+def test_admission_control_applies(user, settings):
+    settings.JOBPLATFORM_ADMISSION_RECOUNT = 0
+    settings.JOBPLATFORM_MAX_UNFINISHED_PER_OWNER = 2
+    jobs.submit(owner=user, name="a", steps=LOG)
+    with pytest.raises(TooManyRequests) as error:
+        jobs.submit_many(owner=user, jobs=[{"name": "b", "steps": LOG}] * 2)
+    assert (error.value.code, error.value.retry_after) == (
+        "JOBS.TOO_MANY_UNFINISHED",
+        settings.JOBPLATFORM_ADMISSION_RETRY_AFTER,
+    )
+    assert Job.objects.filter(owner=user).count() == 1
 
 
 @pytest.mark.django_db
