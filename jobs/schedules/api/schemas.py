@@ -66,6 +66,10 @@ class JobTemplateSchema(Schema):
     retry_backoff_max = serializers.FloatField()
     retry_jitter = serializers.BooleanField()
     timeout = serializers.IntegerField()
+    concurrency_key = serializers.CharField(
+        required=False, allow_null=True, help_text="absent from templates stored before it"
+    )
+    max_concurrency = serializers.IntegerField(required=False)
 
 
 class FireTimeSchema(Schema):
