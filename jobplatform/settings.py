@@ -193,6 +193,8 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "jobs.models.JobStatus",
         "WaitingReasonEnum": "jobs.api.schemas.WAITING_REASONS",
         "DeadLetterReasonEnum": "deadletter.models.DeadLetter.Reason",
+        "BreakerStateEnum": "jobs.models.CircuitBreaker.State",
+        "DeadLetterStateEnum": "deadletter.models.DeadLetter.State",
     },
 }
 

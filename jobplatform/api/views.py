@@ -34,6 +34,8 @@ RESOURCES = {
     "steps": "step-list",
     "queues": "queue-list",
     "limits": "limits",
+    "rate_limits": "rate-limit-list",
+    "breakers": "breaker-list",
     "schedules": "schedule-list",
     "dead_letters": "dead-letter-list",
     "dead_letter_groups": "dead-letter-groups",

@@ -31,6 +31,7 @@ SUBMISSION_ERRORS = (
     "JOBS.NAIVE_RUN_AT",
     "JOBS.INVALID_CONCURRENCY_KEY",
     "JOBS.INVALID_MAX_CONCURRENCY",
+    "JOBS.INVALID_RATE_LIMIT",
 )
 # Admission control (jobs.services.admission): a submission past the owner's or the platform's
 # cap on unfinished jobs, refused whole, with Retry-After.
@@ -95,6 +96,13 @@ class JobSubmissionSchema(Schema):
         max_value=10_000,
         default=1,
         help_text="other than 1 only with a concurrency_key",
+    )
+    rate_limit = serializers.CharField(
+        required=False,
+        allow_null=True,
+        min_length=1,
+        max_length=300,
+        help_text="a rate limit the job counts against, besides its http steps' hosts' limits",
     )
 
 
@@ -195,7 +203,9 @@ WAITING_REASONS = (
     "run_at",
     "retry_backoff",
     "paused_queue",
+    "circuit_breaker",
     "concurrency_key",
+    "rate_limit",
     "queue_cap",
     "release",
 )
@@ -216,6 +226,14 @@ class WaitingReasonSchema(Schema):
     )
     max_concurrency = serializers.IntegerField(required=False, help_text="concurrency_key")
     max_in_flight = serializers.IntegerField(required=False, help_text="queue_cap")
+    host = serializers.CharField(required=False, help_text="circuit_breaker")
+    state = serializers.CharField(required=False, help_text="circuit_breaker: open, half_open")
+    retry_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="circuit_breaker: its next probe"
+    )
+    limit = serializers.CharField(required=False, help_text="rate_limit: its name")
+    rate = serializers.FloatField(required=False, help_text="rate_limit: tokens a second")
+    burst = serializers.IntegerField(required=False, help_text="rate_limit")
     queued = serializers.IntegerField(
         required=False, help_text="release: the queue's jobs already in the broker"
     )
@@ -240,6 +258,10 @@ class JobDetailSchema(JobSummarySchema):
     queued_at = serializers.DateTimeField(allow_null=True)
     concurrency_key = serializers.CharField(allow_null=True)
     max_concurrency = serializers.IntegerField()
+    rate_limit = serializers.CharField(allow_null=True)
+    hosts = serializers.ListField(
+        child=serializers.CharField(), help_text="its http steps' hosts (their limits, breakers)"
+    )
     waiting_for = WaitingReasonSchema(
         many=True,
         required=False,
@@ -350,3 +372,52 @@ class LimitsSchema(Schema):
     )
     max_bulk_jobs = serializers.IntegerField(help_text="JOBPLATFORM_MAX_BULK_JOBS")
     retry_after = serializers.IntegerField(help_text="seconds a 429 asks a client to wait")
+
+
+class RateLimitSchema(Schema):
+    """A named token bucket (docs/flow-control.md)."""
+
+    name = serializers.CharField(help_text="a name jobs give, or an http host[:port]")
+    rate = serializers.FloatField(help_text="tokens added per second")
+    burst = serializers.IntegerField(help_text="most tokens saved up")
+    tokens = serializers.IntegerField(
+        allow_null=True, help_text="whole tokens in the bucket now; null: Redis did not answer"
+    )
+    held = serializers.IntegerField(help_text="jobs waiting for a token")
+    updated_at = serializers.DateTimeField()
+    links = serializers.DictField(child=serializers.URLField(), help_text="self")
+
+
+class RateLimitListSchema(Schema):
+    results = RateLimitSchema(many=True)
+
+
+class RateLimitChangeSchema(Schema):
+    """PUT /api/v1/rate-limits/{name}/ (admins): create or change the limit."""
+
+    closed = True
+
+    rate = serializers.FloatField(help_text="tokens a second, above 0")
+    burst = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="default: one second's worth"
+    )
+
+
+class BreakerSchema(Schema):
+    """An http host's circuit breaker (closed if it never failed)."""
+
+    host = serializers.CharField()
+    state = serializers.ChoiceField(choices=["closed", "open", "half_open"])
+    failures = serializers.IntegerField(help_text="transient failures in the window")
+    window_started_at = serializers.DateTimeField(allow_null=True)
+    opened_at = serializers.DateTimeField(allow_null=True)
+    retry_at = serializers.DateTimeField(allow_null=True, help_text="its next probe")
+    manual = serializers.BooleanField(help_text="opened by an operator: only one closes it")
+    probe_job = serializers.UUIDField(allow_null=True)
+    probe_at = serializers.DateTimeField(allow_null=True)
+    held = serializers.IntegerField(help_text="jobs waiting for it")
+    links = serializers.DictField(child=serializers.URLField(), help_text="self, open, close")
+
+
+class BreakerListSchema(Schema):
+    results = BreakerSchema(many=True)

@@ -70,6 +70,7 @@ class JobTemplateSchema(Schema):
         required=False, allow_null=True, help_text="absent from templates stored before it"
     )
     max_concurrency = serializers.IntegerField(required=False)
+    rate_limit = serializers.CharField(required=False, allow_null=True)
 
 
 class FireTimeSchema(Schema):
