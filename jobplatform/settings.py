@@ -40,6 +40,10 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "django_filters",
     "django_celery_beat",
+    # The OpenAPI document and its Swagger UI and Redoc pages (docs/api.md), with their static
+    # files from the sidecar package (no CDN).
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "jobplatform",
     "jobs",
     "deadletter",
@@ -162,6 +166,36 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "jobplatform.api.pagination.CreatedCursorPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
+    # The platform's errors, lists and filters in the OpenAPI document (jobplatform/api/schema.py).
+    "DEFAULT_SCHEMA_CLASS": "jobplatform.api.schema.AutoSchema",
+}
+
+# The OpenAPI document at /api/schema/ (drf-spectacular), Swagger UI at /api/docs/, Redoc at
+# /api/redoc/. https://drf-spectacular.readthedocs.io/en/latest/settings.html
+SPECTACULAR_SETTINGS = {
+    "TITLE": "jobplatform API",
+    "DESCRIPTION": (
+        "Submit jobs (pipelines of steps), follow their attempts, retry what failed, schedule "
+        'recurring work. Every error is `{"error": {"code", "message", "details"}}` '
+        "with a namespaced code; each response lists the codes it may carry."
+    ),
+    "VERSION": "1",
+    # 3.1: schemas are JSON Schema 2020-12, so the test suite validates responses with jsonschema.
+    "OAS_VERSION": "3.1.0",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Request and response shapes as separate components (read-only fields only in responses).
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.models.JobStatus",
+        "WaitingReasonEnum": "jobs.api.schemas.WAITING_REASONS",
+        "DeadLetterReasonEnum": "deadletter.models.DeadLetter.Reason",
+        "BreakerStateEnum": "jobs.models.CircuitBreaker.State",
+        "DeadLetterStateEnum": "deadletter.models.DeadLetter.State",
+    },
 }
 
 # --- Request limits (docs/security.md#input-limits) ----------------------------------------------

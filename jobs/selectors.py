@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, Min, Q, QuerySet
 from django.utils import timezone
 from redis import RedisError
 
@@ -20,7 +20,7 @@ from jobplatform.access import owned_by_visible
 from jobplatform.db import prepared_cursor
 from jobplatform.errors import NotFound
 from jobs import lifecycle, ratelimit
-from jobs.models import CircuitBreaker, Hold, Job, OwnerQuota, Queue, RateLimit
+from jobs.models import CircuitBreaker, Hold, Job, JobStatus, OwnerQuota, Queue, RateLimit
 from jobs.services.release import queue_states
 
 
@@ -351,3 +351,48 @@ def breaker_list(*, hosts: list[str] | None = None) -> list[BreakerView]:
 
 def breaker_get(*, host: str) -> BreakerView:
     return breaker_list(hosts=[host.lower()])[0]
+
+
+STATS_WINDOW = timedelta(hours=1)
+# Due and waiting for a worker: pending past run_at (not yet released), or queued (released, not
+# yet claimed). A retrying job waits on next_attempt_at by design, so it is not counted.
+DUE_WAITING = frozenset({JobStatus.PENDING, JobStatus.QUEUED})
+
+
+def job_stats(*, jobs: QuerySet[Job]) -> dict[str, Any]:
+    """Counts of ``jobs`` (a ``job_list``) by status and by queue and status, the age of the
+    oldest job due and waiting (DUE_WAITING), and the last hour's finished jobs: throughput and
+    failure rate. Three aggregate queries; the counts scan the visible jobs (docs/api.md#stats)."""
+    now = timezone.now()
+    by_status = {status: 0 for status in JobStatus.values}
+    by_queue: dict[str, dict[str, int]] = {}
+    rows = jobs.order_by().values_list("queue", "status").annotate(n=Count("id"))
+    for queue, status, n in rows:
+        by_status[status] += n
+        by_queue.setdefault(queue, {})[status] = n
+    oldest_due = (
+        jobs.order_by()
+        .filter(status__in=DUE_WAITING, run_at__lte=now)
+        .aggregate(oldest=Min("run_at"))["oldest"]
+    )
+    finished = (
+        jobs.order_by()
+        .filter(finished_at__gte=now - STATS_WINDOW)
+        .aggregate(
+            succeeded=Count("id", filter=Q(status=JobStatus.SUCCEEDED)),
+            failed=Count("id", filter=Q(status=JobStatus.FAILED)),
+            cancelled=Count("id", filter=Q(status=JobStatus.CANCELLED)),
+        )
+    )
+    ended = finished["succeeded"] + finished["failed"]
+    return {
+        "total": sum(by_status.values()),
+        "by_status": by_status,
+        "by_queue": by_queue,
+        "oldest_due_age_seconds": (now - oldest_due).total_seconds() if oldest_due else None,
+        "last_hour": {
+            **finished,
+            "throughput_per_minute": round(ended / 60, 3),
+            "failure_rate": round(finished["failed"] / ended, 4) if ended else None,
+        },
+    }

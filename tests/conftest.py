@@ -40,6 +40,18 @@ def _restore_roles(sender: Any, **kwargs: Any) -> None:
 post_migrate.connect(_restore_roles, dispatch_uid="tests.restore_roles")
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """What checking the responses against the OpenAPI document cost (tests/openapi.py)."""
+    from tests.openapi import STATS
+
+    if STATS.responses:
+        terminalreporter.write_line(
+            f"openapi: {STATS.responses} responses checked in {STATS.seconds:.2f}s "
+            f"({1000 * STATS.seconds / STATS.responses:.2f} ms each), the document built in "
+            f"{STATS.load_seconds:.2f}s; {STATS.unmatched} under /api/v1/ matched no route"
+        )
+
+
 @pytest.fixture
 def user(db: Any) -> Any:
     """An operator: submits and acts on their own jobs, as every API client did before roles."""

@@ -55,6 +55,9 @@ CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = _broker.missing_queue_exchange_
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Static files are collected by `make run`, not by the tests (WhiteNoise warns of a missing root).
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]  # noqa: F405
+# Every API response is checked against the OpenAPI document (tests/openapi.py): first, so that
+# it sees the responses of the other middleware too.
+MIDDLEWARE = ["tests.openapi.ValidateResponses", *MIDDLEWARE]
 # Two test runs on one machine (two work trees, say) each need their own database and broker DB.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_jobplatform")}  # noqa: F405
 

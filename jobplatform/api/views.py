@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.models import User
 from django.db import connection
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -9,6 +13,7 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt import views as jwt_views
 
 from jobplatform import selectors, services
+from jobplatform.api import schemas
 from jobplatform.api.pagination import CreatedCursorPagination
 from jobplatform.api.serializers import (
     ApiKeyInput,
@@ -21,6 +26,52 @@ from jobplatform.celery import app
 from jobplatform.errors import Forbidden, InvalidInput
 from jobplatform.models import ApiKey
 
+# The API root's directory: a name for each resource, and its URL name.
+RESOURCES = {
+    "jobs": "job-list",
+    "jobs_bulk": "job-bulk",
+    "job_stats": "job-stats",
+    "steps": "step-list",
+    "queues": "queue-list",
+    "limits": "limits",
+    "rate_limits": "rate-limit-list",
+    "breakers": "breaker-list",
+    "schedules": "schedule-list",
+    "dead_letters": "dead-letter-list",
+    "dead_letter_groups": "dead-letter-groups",
+    "dead_letter_stats": "dead-letter-stats",
+    "keys": "api-key-list",
+    "token": "token-obtain",
+    "token_refresh": "token-refresh",
+    "health": "health",
+}
+DOCUMENTATION = {"schema": "api-schema", "swagger_ui": "api-docs", "redoc": "api-redoc"}
+
+
+class ApiRootApi(APIView):
+    """GET /api/v1/: what the API offers and where, so its base URL answers something useful.
+    No credentials needed: it names URLs, never data."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="api_root",
+        summary="The resources and their URLs",
+        auth=[],
+        responses=schemas.ApiRootSchema,
+    )
+    def get(self, request: Request) -> Response:
+        url = request.build_absolute_uri
+        return Response(
+            {
+                "version": "1",
+                "resources": {name: url(reverse(route)) for name, route in RESOURCES.items()},
+                "documentation": {
+                    name: url(reverse(route)) for name, route in DOCUMENTATION.items()
+                },
+            }
+        )
+
 
 class HealthApi(APIView):
     """Liveness of the two things every request and job depends on: PostgreSQL and the broker."""
@@ -29,6 +80,15 @@ class HealthApi(APIView):
     authentication_classes: list[type] = []
     throttle_classes: list[type] = []  # load balancers poll it
 
+    @extend_schema(
+        operation_id="health",
+        summary="Health of PostgreSQL and the broker",
+        auth=[],
+        responses={
+            200: OpenApiResponse(schemas.HealthSchema, "both answer"),
+            503: OpenApiResponse(schemas.HealthSchema, "one of them does not"),
+        },
+    )
     def get(self, request: Request) -> Response:
         checks = {"database": _check_database(), "broker": _check_broker()}
         healthy = all(value == "ok" for value in checks.values())
@@ -68,15 +128,40 @@ class ApiKeyListCreateApi(APIView):
     shown once in the answer's ``key``; an admin may name another ``user``."""
 
     required_permissions = {"GET": None, "POST": None}
+    error_codes = {
+        "POST": {
+            400: [
+                "API.VALIDATION_ERROR",
+                "KEYS.INVALID_SCOPES",
+                "KEYS.INVALID_NAME",
+                "KEYS.EXPIRY_IN_PAST",
+                "KEYS.UNKNOWN_USER",
+            ],
+            403: ["KEYS.CREATED_WITH_API_KEY"],
+        }
+    }
+    pagination_class = ApiKeyPagination
 
+    @extend_schema(
+        operation_id="keys_list",
+        summary="API keys",
+        parameters=[OpenApiParameter("user", str, description="an admin's: one user's keys")],
+        responses=schemas.ApiKeySchema,
+    )
     def get(self, request: AuthenticatedRequest) -> Response:
         keys = selectors.api_key_list(user=request.user)
         if "user" in request.query_params:
             keys = keys.filter(user__username=request.query_params["user"])
-        paginator = ApiKeyPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(keys, request, view=self)
         return paginator.get_paginated_response([api_key_output(k) for k in page or []])
 
+    @extend_schema(
+        operation_id="keys_create",
+        summary="Create an API key",
+        request=ApiKeyInput,
+        responses={201: schemas.NewApiKeySchema},
+    )
     def post(self, request: AuthenticatedRequest) -> Response:
         if isinstance(request.auth, ApiKey):
             # A key that could mint keys would outlive its own revocation.
@@ -118,7 +203,14 @@ class ApiKeyRevokeApi(APIView):
     """POST: revoke a key (the caller's own; an admin: anyone's). Revoking twice is a no-op."""
 
     required_permissions = {"POST": None}
+    error_codes = {"POST": {404: ["KEYS.NOT_FOUND"]}}
 
+    @extend_schema(
+        operation_id="keys_revoke",
+        summary="Revoke an API key",
+        request=None,
+        responses=schemas.ApiKeySchema,
+    )
     def post(self, request: AuthenticatedRequest, prefix: str) -> Response:
         api_key = selectors.api_key_get_visible(prefix=prefix, user=request.user)
         if api_key.user_id != request.user.pk and not request.user.has_perm(
@@ -142,9 +234,31 @@ class TokenObtainApi(jwt_views.TokenObtainPairView):
     No credentials needed; throttled per client address (JOBPLATFORM_THROTTLE_ANON_RATE)."""
 
     serializer_class = TokenObtainSerializer
+    error_codes = {"POST": {400: ["API.VALIDATION_ERROR"], 401: ["AUTH.INVALID_CREDENTIALS"]}}
+
+    @extend_schema(
+        operation_id="token_obtain",
+        summary="Sign in for a JWT pair",
+        auth=[],
+        request=schemas.TokenObtainSchema,
+        responses=schemas.TokenPairSchema,
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
 
 
 class TokenRefreshApi(jwt_views.TokenRefreshView):
     """POST {"refresh"}: {"access"}, a new access token with the user's current roles."""
 
     serializer_class = TokenRefreshSerializer
+    error_codes = {"POST": {400: ["API.VALIDATION_ERROR"], 401: ["AUTH.INVALID_CREDENTIALS"]}}
+
+    @extend_schema(
+        operation_id="token_refresh",
+        summary="A new access token",
+        auth=[],
+        request=schemas.TokenRefreshSchema,
+        responses=schemas.AccessTokenSchema,
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)

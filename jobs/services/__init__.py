@@ -25,13 +25,14 @@ from jobs.services.rows import (
     job_values,
 )
 from jobs.services.spec import JobSpec, job_validate
-from jobs.services.submission import Submission, job_submit, job_submit_many
+from jobs.services.submission import BulkSubmitted, Submission, job_submit, job_submit_many
 from jobs.services.transitions import job_cancel, job_reschedule, job_retry, jobs_cancel
 
 __all__ = [
     "DISPATCH_CHANNEL",
     "RUN_JOBS_TASK",
     "RUN_JOB_TASK",
+    "BulkSubmitted",
     "JobSpec",
     "Release",
     "ReleasedJob",
