@@ -121,14 +121,14 @@ def platform_throughput(
     stack: Stack,
     count: int,
     extra: Callable[[int], dict[str, Any]] | None = None,
-    prepare: Callable[[], None] | None = None,
+    prepare: Callable[[Stack], None] | None = None,
     *,
     batch_max: int | None = None,
 ) -> dict[str, Any]:
     """The platform; with ``batch_max``, messages of up to that many jobs (1: one per message)."""
     stack.reset()
     if prepare:
-        prepare()
+        prepare(stack)
     stack.start_dispatcher(env={"JOBPLATFORM_BATCH_MAX": str(batch_max)} if batch_max else None)
     stack.start_worker()
     try:
