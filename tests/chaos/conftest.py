@@ -167,10 +167,13 @@ class Chaos:
 
     def make_due(self, schedule_ids: list[Any], *, ticks: int) -> list[datetime]:
         """Forge the schedules' next tick so that the last ``ticks`` whole minutes are due now,
-        and wake the dispatchers; return those ticks."""
+        and wake the dispatchers; return those ticks. They end after the last of them: a test
+        that crosses a minute's boundary must not see the next real tick fire too."""
         minute = timezone.now().replace(second=0, microsecond=0)
         due = [minute - timedelta(minutes=n) for n in reversed(range(ticks))]
-        Schedule.objects.filter(id__in=schedule_ids).update(next_fire_at=due[0])
+        Schedule.objects.filter(id__in=schedule_ids).update(
+            next_fire_at=due[0], end_at=due[-1] + timedelta(seconds=1)
+        )
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, '')", [SCHEDULES_CHANNEL])
         return due
