@@ -293,7 +293,9 @@ else:
     _broker_url = REDIS_URL
 # RabbitMQ only: quorum (replicated, FIFO within a queue) or classic (one node, priorities).
 RABBITMQ_QUEUE_TYPE: brokers.QueueType = env("RABBITMQ_QUEUE_TYPE", default="quorum")
-# Redis's visibility timeout must outlast the longest job plus the longest retry countdown.
+# Redis's visibility timeout must outlast the longest job (retries wait in PostgreSQL, not in a
+# worker, since #13; the backoff term is kept as margin). A run_jobs batch can be held longer than
+# this: its unstarted jobs are then delivered again, which their claim fencing makes harmless.
 JOBPLATFORM_VISIBILITY_TIMEOUT = JOBPLATFORM_MAX_JOB_TIMEOUT + JOBPLATFORM_MAX_RETRY_BACKOFF + 300
 _broker = brokers.BrokerSettings.for_url(
     _broker_url,
