@@ -19,7 +19,10 @@ export RUN_DIR
 : "${DJANGO_DEBUG:=0}"
 : "${DJANGO_ALLOWED_HOSTS:=localhost,127.0.0.1}"
 : "${DJANGO_STATIC_ROOT:=$RUN_DIR/static}"
+# Logs for a person at a terminal; production (and docker compose) log JSON lines.
+: "${JOBPLATFORM_LOG_FORMAT:=console}"
 export DATABASE_URL REDIS_URL DJANGO_DEBUG DJANGO_ALLOWED_HOSTS DJANGO_STATIC_ROOT
+export JOBPLATFORM_LOG_FORMAT
 
 if [ -z "${DJANGO_SECRET_KEY:-}" ]; then
     if [ ! -s "$RUN_DIR/secret-key" ]; then

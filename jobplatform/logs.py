@@ -1,0 +1,218 @@
+"""Logs: JSON lines (or a console format for ``make run``) carrying the context of a job.
+
+Every process logs through the standard library's ``logging`` (our modules, Celery, Django,
+gunicorn) and structlog's ``ProcessorFormatter`` renders each record with:
+
+- ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``role`` (web, worker, dispatcher, beat...),
+  ``pid``, ``message``;
+- whatever is bound in the current context with :func:`bind`: ``trace_id`` (from the request that
+  submitted the job, carried in the job row and in the run_job message's ``trace_id`` header),
+  ``job_id``, ``attempt``, ``step`` and ``step_type``, ``task_id`` (the Celery task id, as Flower
+  shows it);
+- ``exception``: the traceback, when there is one.
+
+structlog rather than python-json-logger: its context variables follow a request or a task
+through every logger without passing anything along (python-json-logger only formats; the
+context would be ours to carry), it renders the same records as JSON or for a console, and it
+takes the records of every library as they are.
+
+This module imports neither Django nor Celery's worker: gunicorn's configuration uses it too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import structlog
+from structlog.contextvars import bind_contextvars, clear_contextvars, reset_contextvars
+from structlog.types import EventDict, Processor
+
+__all__ = ["bind", "clear", "logging_config", "process_role", "reset", "traced_strategy"]
+
+FORMATS = ("json", "console")
+
+bind = bind_contextvars
+clear = clear_contextvars
+reset = reset_contextvars
+
+
+def process_role(argv: Sequence[str] | None = None) -> str:
+    """What this process is, from its command line (``JOBPLATFORM_PROCESS_ROLE`` overrides it).
+
+    gunicorn or runserver: ``web``; ``celery worker|beat|flower``: that word; ``manage.py
+    run_dispatcher``: ``dispatcher``; another management command: its name; else ``python``.
+    """
+    explicit = os.environ.get("JOBPLATFORM_PROCESS_ROLE")
+    if explicit:
+        return explicit
+    argv = list(sys.argv if argv is None else argv)
+    program = argv[0] if argv else ""
+    if "gunicorn" in program:
+        return "web"
+    if "celery" in program:
+        return next((a for a in argv[1:] if a in ("worker", "beat", "flower")), "celery")
+    if program.endswith("manage.py") and len(argv) > 1:
+        command = argv[1]
+        return {"run_dispatcher": "dispatcher", "runserver": "web"}.get(command, command)
+    if "pytest" in program:
+        return "test"
+    return "python"
+
+
+def _add_static(role: str) -> Processor:
+    def add(_logger: Any, _name: str, event: EventDict) -> EventDict:
+        event["role"] = role
+        event["pid"] = os.getpid()  # after a fork too: a pool process logs its own
+        return event
+
+    return add
+
+
+def _celery_task_id(_logger: Any, _name: str, event: EventDict) -> EventDict:
+    """Celery's own task lines carry their task id in ``extra={"data": ...}``: keep it."""
+    record = event.get("_record")
+    data = getattr(record, "data", None)
+    if isinstance(data, Mapping) and "id" in data:
+        event.setdefault("task_id", data["id"])
+    return event
+
+
+def _first_keys(_logger: Any, _name: str, event: EventDict) -> EventDict:
+    """What a reader looks for first comes first on a JSON line."""
+    first = {key: event.pop(key) for key in _FIRST if key in event}
+    first.update(event)
+    return first
+
+
+_FIRST = ("time", "level", "role", "pid", "logger", "message", "trace_id", "job_id", "attempt")
+
+
+def pre_chain(role: str) -> list[Processor]:
+    """What every record goes through, from ``logging`` or from structlog."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+        _add_static(role),
+    ]
+
+
+def renderers(fmt: str) -> list[Processor]:
+    """What turns a record into a line of ``fmt``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"JOBPLATFORM_LOG_FORMAT must be one of {FORMATS}, not {fmt!r}")
+    render: list[Processor] = [
+        _celery_task_id,
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+    ]
+    if fmt == "json":
+        return [
+            *render,
+            structlog.processors.format_exc_info,
+            structlog.processors.EventRenamer("message"),
+            _first_keys,
+            structlog.processors.JSONRenderer(default=str),
+        ]
+    return [*render, structlog.dev.ConsoleRenderer(colors=False, timestamp_key="time")]
+
+
+def logging_config(*, fmt: str, level: str, role: str | None = None) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` dictionary: every record to stdout, rendered as ``fmt``.
+
+    ``LOGGING`` in the settings (web, dispatcher, worker, beat) and gunicorn's own loggers
+    (gunicorn.conf.py) both come from here.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "structured": {
+                "()": structlog.stdlib.ProcessorFormatter,
+                "foreign_pre_chain": pre_chain(role or process_role()),
+                "processors": renderers(fmt),
+            }
+        },
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "structured",
+                "stream": "ext://sys.stdout",
+            }
+        },
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {
+            # gunicorn configures these itself (gunicorn.conf.py hands them this config);
+            # our middleware logs one line per request, so its access log is not needed.
+            "gunicorn.error": {"handlers": ["console"], "level": level, "propagate": False},
+            "gunicorn.access": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+def configure_structlog(role: str | None = None) -> None:
+    """structlog's own loggers (``structlog.get_logger``) go through ``logging`` as well, with
+    the same fields as every other record."""
+    structlog.configure(
+        processors=[
+            *pre_chain(role or process_role()),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+# --- Celery: the worker's main process --------------------------------------------------------
+
+# A run_job message's arguments as Celery shows them: "['<job id>', <attempt>]".
+_RUN_JOB_ARGS = re.compile(r"\['([0-9a-f-]{36})', (\d+)\]")
+
+
+def message_context(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """The log context of a run_job message, from its headers alone (no decoding of the body)."""
+    context: dict[str, Any] = {"task_id": headers.get("id")}
+    if headers.get("trace_id"):
+        context["trace_id"] = headers["trace_id"]
+    args = _RUN_JOB_ARGS.fullmatch(headers.get("argsrepr") or "")
+    if args is not None:
+        context["job_id"], context["attempt"] = args.group(1), int(args.group(2))
+    return context
+
+
+def traced_strategy(task: Any, app: Any, consumer: Any, **kwargs: Any) -> Callable[..., Any]:
+    """Celery's default strategy for a task, with the message's context bound while it runs.
+
+    The worker's main process logs "Task ... received" from inside the strategy, before any
+    signal fires; binding here puts the trace and job ids on that line too. The context is
+    reset when the handler returns: the main process handles many messages.
+    """
+    from celery.worker.strategy import default
+
+    handle = default(task, app, consumer, **kwargs)
+
+    def on_message(message: Any, *args: Any, **kw: Any) -> Any:
+        tokens = bind(**message_context(message.headers or {}))
+        try:
+            return handle(message, *args, **kw)
+        finally:
+            reset(**tokens)
+
+    return on_message
+
+
+def bind_task(request: Any, task_name: str, args: Sequence[Any] | None) -> None:
+    """At the start of a task in a pool process: a fresh context with the task's ids."""
+    clear()
+    context: dict[str, Any] = {"task_id": request.id}
+    trace_id = request.get("trace_id")
+    if trace_id:
+        context["trace_id"] = trace_id
+    if task_name == "executions.run_job" and args and len(args) == 2:
+        context["job_id"], context["attempt"] = str(args[0]), args[1]
+    bind(**context)
