@@ -5,6 +5,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # /healthz, /readyz and /metrics are answered by jobplatform.health.ProbeMiddleware.
     path("api/v1/", include("jobplatform.api.urls")),
     path("api/v1/", include("jobs.api.urls")),
     path("api/v1/", include("jobs.schedules.api.urls")),

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import User
-from django.db import connection
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,43 +16,62 @@ from jobplatform.api.serializers import (
     api_key_output,
 )
 from jobplatform.auth import AuthenticatedRequest
-from jobplatform.celery import app
 from jobplatform.errors import Forbidden, InvalidInput
-from jobplatform.models import ApiKey
+from jobplatform.health import readiness
+from jobplatform.liveness import process_list
+from jobplatform.models import ApiKey, ProcessRole
+from jobplatform.roles import ACCESS_ALL_OWNERS
 
 
 class HealthApi(APIView):
-    """Liveness of the two things every request and job depends on: PostgreSQL and the broker."""
+    """Readiness, as ``/readyz``: PostgreSQL, the broker, and every migration applied."""
 
     permission_classes = [AllowAny]
     authentication_classes: list[type] = []
     throttle_classes: list[type] = []  # load balancers poll it
 
     def get(self, request: Request) -> Response:
-        checks = {"database": _check_database(), "broker": _check_broker()}
-        healthy = all(value == "ok" for value in checks.values())
+        ready, checks = readiness()
         return Response(
-            {"status": "ok" if healthy else "degraded", "checks": checks},
-            status=200 if healthy else 503,
+            {"status": "ok" if ready else "degraded", "checks": checks},
+            status=200 if ready else 503,
         )
 
 
-def _check_database() -> str:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception as exc:  # reported, not raised: this is the health endpoint
-        return f"error: {type(exc).__name__}"
-    return "ok"
+class ProcessHealthApi(APIView):
+    """Every worker, dispatcher and beat process known, alive or not; 503 while a role has no
+    live process. The whole platform's state, so it asks what seeing every owner's work asks
+    (the admin role, or a group an installation gives that permission)."""
 
+    required_permissions = {"GET": ACCESS_ALL_OWNERS}
 
-def _check_broker() -> str:
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-    except Exception as exc:
-        return f"error: {type(exc).__name__}"
-    return "ok"
+    def get(self, request: Request) -> Response:
+        processes = process_list()
+        alive = {role: 0 for role in ProcessRole.values}
+        for process in processes:
+            alive[process.role] += int(process.alive)
+        healthy = all(alive.values())
+        return Response(
+            {
+                "status": "ok" if healthy else "degraded",
+                "alive": alive,
+                "processes": [
+                    {
+                        "role": p.role,
+                        "name": p.name,
+                        "hostname": p.hostname,
+                        "pid": p.pid,
+                        "started_at": p.started_at,
+                        "last_beat_at": p.beat_at,
+                        "seconds_since_beat": round(p.age, 1),
+                        "alive": p.alive,
+                        "details": p.details,
+                    }
+                    for p in processes
+                ],
+            },
+            status=200 if healthy else 503,
+        )
 
 
 # --- API keys ----------------------------------------------------------------------------------
