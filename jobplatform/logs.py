@@ -28,16 +28,30 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
-from structlog.contextvars import bind_contextvars, clear_contextvars, reset_contextvars
+from structlog.contextvars import (
+    bind_contextvars,
+    clear_contextvars,
+    reset_contextvars,
+    unbind_contextvars,
+)
 from structlog.types import EventDict, Processor
 
-__all__ = ["bind", "clear", "logging_config", "process_role", "reset", "traced_strategy"]
+__all__ = [
+    "bind",
+    "clear",
+    "logging_config",
+    "process_role",
+    "reset",
+    "traced_strategy",
+    "unbind",
+]
 
 FORMATS = ("json", "console")
 
 bind = bind_contextvars
 clear = clear_contextvars
 reset = reset_contextvars
+unbind = unbind_contextvars
 
 
 def process_role(argv: Sequence[str] | None = None) -> str:
