@@ -240,8 +240,12 @@ def test_a_batch_whose_pipeline_fails_goes_back_whole_and_each_job_still_runs_on
 def test_a_copied_message_is_the_one_celery_builds_for_the_job(broker, attempt):
     """The dispatcher copies each queue's first message for the rest of its batch; the copy must
     be what send_task would have sent for that job, but for its own task id."""
-    first = ReleasedJob(id=uuid4(), queue=PROBE_QUEUE, priority=5, attempt=1, timeout=60)
-    job = ReleasedJob(id=uuid4(), queue=PROBE_QUEUE, priority=8, attempt=attempt, timeout=120)
+    first = ReleasedJob(
+        id=uuid4(), queue=PROBE_QUEUE, priority=5, attempt=1, timeout=60, trace_id="a" * 32
+    )
+    job = ReleasedJob(
+        id=uuid4(), queue=PROBE_QUEUE, priority=8, attempt=attempt, timeout=120, trace_id="b" * 32
+    )
     assert publish_attempts([first, job]) == [first, job]
     with celery_app.producer_or_acquire() as producer:
         send_run_job(celery_app, job, producer)
@@ -260,6 +264,7 @@ def test_a_copied_message_is_the_one_celery_builds_for_the_job(broker, attempt):
     # Celery's count of earlier deliveries: a later attempt shows in Flower as a retry.
     assert copied["headers"]["retries"] == attempt - 1
     assert copied["headers"]["eta"] is None
+    assert copied["headers"]["trace_id"] == "b" * 32  # the worker's log lines carry it
 
 
 def test_with_task_sent_events_on_every_message_is_sent_by_celery(broker):
