@@ -5,7 +5,8 @@ gunicorn) and structlog's ``ProcessorFormatter`` renders each record with:
 
 - ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``role`` (web, worker, dispatcher, beat...),
   ``pid``, ``message``;
-- whatever is bound in the current context with :func:`bind`: ``trace_id`` (from the request that
+- the ``fields`` a line passes (``logger.info("request", extra={"fields": {...}})``) and
+  whatever is bound in the current context with :func:`bind`: ``trace_id`` (from the request that
   submitted the job, carried in the job row and in the run_job message's ``trace_id`` header),
   ``job_id``, ``attempt``, ``step`` and ``step_type``, ``task_id`` (the Celery task id, as Flower
   shows it);
@@ -21,10 +22,12 @@ This module imports neither Django nor Celery's worker: gunicorn's configuration
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -77,62 +80,64 @@ def process_role(argv: Sequence[str] | None = None) -> str:
     return "python"
 
 
-def _add_static(role: str) -> Processor:
+def _standard_fields(role: str) -> Processor:
+    """time (UTC, ISO 8601, when the record was made), level, logger, role, pid and the line's
+    own fields: one processor rather than structlog's five (add_log_level, add_logger_name,
+    TimeStamper...), since every line pays for each."""
+
     def add(_logger: Any, _name: str, event: EventDict) -> EventDict:
+        record = event["_record"]  # every line is a ``logging`` record
+        stamp = datetime.fromtimestamp(record.created, UTC).isoformat()
+        event["time"] = stamp.replace("+00:00", "Z")
+        event["level"] = record.levelname.lower()
+        event["logger"] = record.name
         event["role"] = role
         event["pid"] = os.getpid()  # after a fork too: a pool process logs its own
+        # Celery's own task lines carry their task id in ``extra={"data": ...}``: keep it.
+        data = getattr(record, "data", None)
+        if isinstance(data, Mapping) and "id" in data:
+            event.setdefault("task_id", data["id"])
+        fields = getattr(record, "fields", None)  # ours: logger.info(..., extra={"fields": {}})
+        if fields:
+            event.update(fields)
         return event
 
     return add
 
 
-def _celery_task_id(_logger: Any, _name: str, event: EventDict) -> EventDict:
-    """Celery's own task lines carry their task id in ``extra={"data": ...}``: keep it."""
-    record = event.get("_record")
-    data = getattr(record, "data", None)
-    if isinstance(data, Mapping) and "id" in data:
-        event.setdefault("task_id", data["id"])
-    return event
-
-
-def _first_keys(_logger: Any, _name: str, event: EventDict) -> EventDict:
-    """What a reader looks for first comes first on a JSON line."""
-    first = {key: event.pop(key) for key in _FIRST if key in event}
-    first.update(event)
-    return first
-
-
+# What a reader looks for first comes first on a JSON line.
 _FIRST = ("time", "level", "role", "pid", "logger", "message", "trace_id", "job_id", "attempt")
+_META = ("_record", "_from_structlog")
+_dumps = json.JSONEncoder(default=str, ensure_ascii=False).encode
+
+
+def _json_line(_logger: Any, _name: str, event: EventDict) -> str:
+    """The event as one JSON object: the first keys first, the traceback as ``exception``."""
+    for key in _META:
+        event.pop(key, None)
+    event["message"] = event.pop("event", "")
+    if event.get("exc_info"):
+        event = structlog.processors.format_exc_info(_logger, _name, event)
+    line = {key: event.pop(key) for key in _FIRST if key in event}
+    line.update(event)
+    return _dumps(line)
 
 
 def pre_chain(role: str) -> list[Processor]:
-    """What every record goes through, from ``logging`` or from structlog."""
-    return [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
-        _add_static(role),
-    ]
+    """What every record goes through."""
+    return [structlog.contextvars.merge_contextvars, _standard_fields(role)]
 
 
 def renderers(fmt: str) -> list[Processor]:
     """What turns a record into a line of ``fmt``."""
     if fmt not in FORMATS:
         raise ValueError(f"JOBPLATFORM_LOG_FORMAT must be one of {FORMATS}, not {fmt!r}")
-    render: list[Processor] = [
-        _celery_task_id,
-        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-    ]
     if fmt == "json":
-        return [
-            *render,
-            structlog.processors.format_exc_info,
-            structlog.processors.EventRenamer("message"),
-            _first_keys,
-            structlog.processors.JSONRenderer(default=str),
-        ]
-    return [*render, structlog.dev.ConsoleRenderer(colors=False, timestamp_key="time")]
+        return [_json_line]
+    return [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        structlog.dev.ConsoleRenderer(colors=False, timestamp_key="time"),
+    ]
 
 
 def logging_config(*, fmt: str, level: str, role: str | None = None) -> dict[str, Any]:
@@ -166,20 +171,6 @@ def logging_config(*, fmt: str, level: str, role: str | None = None) -> dict[str
             "gunicorn.access": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         },
     }
-
-
-def configure_structlog(role: str | None = None) -> None:
-    """structlog's own loggers (``structlog.get_logger``) go through ``logging`` as well, with
-    the same fields as every other record."""
-    structlog.configure(
-        processors=[
-            *pre_chain(role or process_role()),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
 
 
 # --- Celery: the worker's main process --------------------------------------------------------

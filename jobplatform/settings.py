@@ -230,7 +230,6 @@ JOBPLATFORM_LOG_FORMAT = env("JOBPLATFORM_LOG_FORMAT", default="json")
 LOGGING = logs.logging_config(
     fmt=JOBPLATFORM_LOG_FORMAT, level=env("DJANGO_LOG_LEVEL", default="INFO")
 )
-logs.configure_structlog()
 
 # --- Metrics (jobplatform/metrics.py, docs/operations.md#metrics) -------------------------------
 # prometheus-client reads PROMETHEUS_MULTIPROC_DIR itself, at import: set, every process writes

@@ -6,12 +6,12 @@ the jobs the request submits (``Job.trace_id``), whose run_job messages carry it
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
 
-import structlog
 from django.http import HttpRequest, HttpResponseBase
 from structlog.contextvars import get_contextvars
 
@@ -22,7 +22,7 @@ _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f
 # A client's own request id, kept as it is when it fits Job.trace_id (32 characters).
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,32}")
 
-request_log = structlog.get_logger("jobplatform.request")
+request_log = logging.getLogger("jobplatform.request")
 
 
 def new_trace_id() -> str:
@@ -70,13 +70,13 @@ class RequestContextMiddleware:
         try:
             response = self.get_response(request)
             response["X-Request-ID"] = trace_id
-            request_log.info(
-                "request",
-                method=request.method,
-                path=request.path,
-                status=response.status_code,
-                duration_ms=round((time.perf_counter() - began) * 1000, 1),
-            )
+            fields = {
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - began) * 1000, 1),
+            }
+            request_log.info("request", extra={"fields": fields})
             return response
         finally:
             logs.clear()
