@@ -28,6 +28,8 @@ from typing import Any
 
 import redis
 from django.utils import timezone
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from jobplatform import metrics
 
@@ -46,8 +48,13 @@ class BrokerWatch:
     def __init__(self, broker_url: str) -> None:
         self.client: Any = None
         if broker_url.startswith(("redis://", "rediss://", "unix://")):
+            # One immediate retry, on a new connection: the pooled one died with a restarted
+            # server. No more: a broker that is down must not hold the dispatcher's loop.
             self.client = redis.Redis.from_url(
-                broker_url, socket_timeout=2, socket_connect_timeout=2
+                broker_url,
+                socket_timeout=2,
+                socket_connect_timeout=2,
+                retry=Retry(NoBackoff(), retries=1),
             )
         else:
             logger.warning("broker watch off: not a Redis URL (%s)", broker_url.split(":", 1)[0])
