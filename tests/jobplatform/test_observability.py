@@ -4,6 +4,9 @@ one metrics directory and logging JSON lines (make run's layout)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.authtoken.models import Token
 
 from jobs.models import Job
+from tests.conftest import REPO
 from tests.support import TERMINAL, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -209,3 +213,19 @@ def test_a_request_id_is_the_trace_of_a_bulk_submission(http):
     assert headers["X-Request-ID"] == "deploy-7.check"
     traces = set(Job.objects.filter(id__in=body["ids"]).values_list("trace_id", flat=True))
     assert traces == {"deploy-7.check"}
+
+
+@pytest.mark.django_db(transaction=False)
+def test_an_empty_metrics_directory_means_none(tmp_path):
+    """prometheus-client alone would take PROMETHEUS_MULTIPROC_DIR= for the current directory."""
+    code = (
+        "import jobplatform, prometheus_client.values as v, jobplatform.metrics as m;"
+        "m.ATTEMPTS_STARTED.labels('q').inc(); print(v.ValueClass.__name__)"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": "", "PYTHONPATH": str(REPO)}
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == "MutexValue", out.stderr
+    assert list(tmp_path.iterdir()) == []  # no counter_<pid>.db here
