@@ -12,6 +12,8 @@ gunicorn) and structlog's ``ProcessorFormatter`` renders each record with:
   shows it);
 - ``exception``: the traceback, when there is one.
 
+Credentials are rewritten out of the message and the traceback first (``log_redaction``).
+
 structlog rather than python-json-logger: its context variables follow a request or a task
 through every logger without passing anything along (python-json-logger only formats; the
 context would be ours to carry), it renders the same records as JSON or for a console, and it
@@ -100,6 +102,9 @@ def _standard_fields(role: str) -> Processor:
         fields = getattr(record, "fields", None)  # ours: logger.info(..., extra={"fields": {}})
         if fields:
             event.update(fields)
+        if record.exc_text:  # the traceback as the redaction filter left it
+            event["exception"] = record.exc_text
+            event.pop("exc_info", None)
         return event
 
     return add
@@ -156,10 +161,14 @@ def logging_config(*, fmt: str, level: str, role: str | None = None) -> dict[str
                 "processors": renderers(fmt),
             }
         },
+        # Credentials (Authorization values, tokens, URL passwords) are rewritten out of every
+        # line, tracebacks included (jobplatform/log_redaction.py).
+        "filters": {"redact": {"()": "jobplatform.log_redaction.RedactSecrets"}},
         "handlers": {
             "console": {
                 "class": "logging.StreamHandler",
                 "formatter": "structured",
+                "filters": ["redact"],
                 "stream": "ext://sys.stdout",
             }
         },

@@ -70,11 +70,10 @@ def render(fmt: str, emit) -> str:
     """What the configured handler writes for the records ``emit`` logs."""
     config = logs.logging_config(fmt=fmt, level="INFO", role="worker")
     stream = io.StringIO()
-    formatter = logging.config.DictConfigurator(config).configure_custom(
-        dict(config["formatters"]["structured"])
-    )
+    configure = logging.config.DictConfigurator(config).configure_custom
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(formatter)
+    handler.setFormatter(configure(dict(config["formatters"]["structured"])))
+    handler.addFilter(configure(dict(config["filters"]["redact"])))
     logger = logging.getLogger("jobplatform.test-logs")
     logger.addHandler(handler)
     logger.propagate = False
@@ -119,6 +118,19 @@ def test_an_exception_is_rendered_into_the_line():
     line = json.loads(render("json", emit))
     assert line["level"] == "error"
     assert "ValueError: boom" in line["exception"]
+
+
+def test_credentials_leave_the_message_and_the_traceback():
+    def emit(logger):
+        try:
+            raise RuntimeError("refused: Authorization: Bearer abcdef123456")
+        except RuntimeError:
+            logger.exception("calling with Token zyxwvu987654")
+
+    line = json.loads(render("json", emit))
+    assert line["message"] == "calling with Token [redacted]"
+    assert "Bearer [redacted]" in line["exception"]
+    assert "abcdef123456" not in json.dumps(line)
 
 
 def test_celery_lines_keep_their_task_id():
