@@ -113,8 +113,9 @@ def process_list(*, role: str | None = None, hostname: str | None = None) -> lis
         rows = rows.filter(role=role)
     if hostname is not None:
         rows = rows.filter(hostname=hostname)
-    with connection.cursor() as cursor:  # the database's clock, the one that wrote beat_at
-        cursor.execute("SELECT now()")
+    # The database's clock, the one that wrote beat_at; the time now, not the transaction's start.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
         now = cursor.fetchone()[0]
     limit = silent_after().total_seconds()
     statuses = []
