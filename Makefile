@@ -84,7 +84,7 @@ run: venv services
 	printf '  %-7s %s\n' \
 	  API "http://127.0.0.1:$$web_port/api/v1/  (header 'Authorization: Token <the token above>')" \
 	  Admin "http://127.0.0.1:$$web_port/admin/  (user demo, password $$DEMO_PASSWORD)" \
-	  Metrics "http://127.0.0.1:$$web_port/metrics  (health: /healthz, /readyz)" \
+	  Metrics "http://127.0.0.1:$$web_port/metrics  (header 'Authorization: Bearer $$JOBPLATFORM_METRICS_TOKEN'; health: /healthz, /readyz)" \
 	  Flower "http://127.0.0.1:$${FLOWER_PORT:-5555}/  ($$flower_login)"
 	echo
 	# -e /dev/null: honcho would otherwise load .env, which is meant for docker compose.

@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonRespons
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from jobplatform import metrics
+from jobplatform.api.exceptions import error_body
 from jobplatform.celery import app
 
 logger = logging.getLogger("jobplatform.health")
@@ -79,11 +80,32 @@ def readiness_response() -> JsonResponse:
 
 
 def metrics_response(request: HttpRequest) -> HttpResponse:
+    """Prometheus's text format, for ``Authorization: Bearer <JOBPLATFORM_METRICS_TOKEN>`` only;
+    closed while no token is set, as every other endpoint is to the unauthenticated.
+
+    A token of its own rather than a user's role: Prometheus is a machine, and the only role
+    that may see every owner's queues is admin, whose credential would let a leaked Prometheus
+    configuration submit, cancel and read every job. This token reads counters and nothing else.
+    """
     token = settings.JOBPLATFORM_METRICS_TOKEN
-    if token and not hmac.compare_digest(
-        request.headers.get("Authorization", ""), f"Bearer {token}"
-    ):
-        return HttpResponse("bearer token required\n", status=401, content_type="text/plain")
+    if not token:
+        return JsonResponse(
+            error_body(
+                "METRICS.DISABLED",
+                "/metrics is closed until JOBPLATFORM_METRICS_TOKEN is set",
+            ),
+            status=403,
+        )
+    given = request.headers.get("Authorization", "")
+    if not hmac.compare_digest(given.encode(errors="replace"), f"Bearer {token}".encode()):
+        refused = JsonResponse(
+            error_body("AUTH.INVALID_CREDENTIALS", "send Authorization: Bearer <metrics token>")
+            if given
+            else error_body("AUTH.NOT_AUTHENTICATED", "Authorization: Bearer <metrics token>"),
+            status=401,
+        )
+        refused["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return refused
     from jobplatform.api.metrics import DatabaseCollector  # the top layer: every app's selectors
 
     body = generate_latest(metrics.registry(DatabaseCollector()))

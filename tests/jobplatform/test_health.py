@@ -1,5 +1,5 @@
 """Probes (/healthz, /readyz), the processes' liveness (API, manage.py health, admin), and who
-may read /metrics."""
+may read /metrics (the bearer of its token)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from jobplatform import health
 from jobplatform.celery import app as celery_app
@@ -71,13 +72,32 @@ def test_the_old_health_url_is_readiness(client):
     assert client.get("/api/v1/health/").json() == client.get("/readyz").json()
 
 
-def test_metrics_ask_for_the_token_when_one_is_set(client, settings):
+def test_metrics_answer_to_their_bearer_token_only(client, settings, admin):
     settings.JOBPLATFORM_METRICS_TOKEN = "s3cret"
-    assert client.get("/metrics").status_code == 401
-    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+
+    def refused(authorization: str | None) -> tuple[int, str]:
+        headers = {} if authorization is None else {"HTTP_AUTHORIZATION": authorization}
+        response = client.get("/metrics", **headers)
+        assert response["Content-Type"] == "application/json"
+        return response.status_code, response.json()["error"]["code"]
+
+    assert refused(None) == (401, "AUTH.NOT_AUTHENTICATED")
+    assert client.get("/metrics")["WWW-Authenticate"] == 'Bearer realm="metrics"'
+    assert refused("Bearer wrong") == (401, "AUTH.INVALID_CREDENTIALS")
+    assert refused("Bearer s3cret\u00e9") == (401, "AUTH.INVALID_CREDENTIALS")  # not a 500
+    # An admin's own token opens the API, not the metrics: they have a credential of their own.
+    admin_token = Token.objects.create(user=admin).key
+    assert refused(f"Token {admin_token}") == (401, "AUTH.INVALID_CREDENTIALS")
     response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret")
     assert response.status_code == 200
     assert b"jobplatform_queue_jobs" in response.content
+
+
+def test_metrics_are_closed_while_no_token_is_set(client, settings):
+    settings.JOBPLATFORM_METRICS_TOKEN = ""
+    response = client.get("/metrics", HTTP_AUTHORIZATION="Bearer ")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "METRICS.DISABLED"
 
 
 def beat_row(name: str, seconds_ago: float) -> None:

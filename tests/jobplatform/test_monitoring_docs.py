@@ -11,6 +11,7 @@ from typing import Any
 import promql_parser
 import pytest
 import yaml
+from django.conf import settings
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -32,7 +33,8 @@ SUFFIXES = {
 def exported(client) -> dict[str, set[str]]:
     """Every series name /metrics can answer, with the labels it may carry."""
     process_beat(process=ProcessIdentity.here("worker", name="w@h"))  # a heartbeat age sample
-    text = client.get("/metrics").content.decode()
+    bearer = f"Bearer {settings.JOBPLATFORM_METRICS_TOKEN}"
+    text = client.get("/metrics", HTTP_AUTHORIZATION=bearer).content.decode()
     labels: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(text):
         names = [family.name + s for s in SUFFIXES.get(family.type, ("",))] + [family.name]

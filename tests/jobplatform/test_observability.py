@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.authtoken.models import Token
@@ -66,7 +67,8 @@ def http(web, platform, staff) -> Http:
 
 def samples(http: Http) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """Every sample of /metrics: (name, labels) -> value."""
-    status, _, text = http.request("GET", "/metrics")
+    bearer = {"Authorization": f"Bearer {settings.JOBPLATFORM_METRICS_TOKEN}"}
+    status, _, text = http.request("GET", "/metrics", headers=bearer)
     assert status == 200
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
