@@ -21,7 +21,7 @@ from jobplatform.access import owned_by_visible
 from jobplatform.db import prepared_cursor
 from jobplatform.errors import NotFound
 from jobs import lifecycle, ratelimit
-from jobs.lifecycle import sql, sql_in
+from jobs.lifecycle import sql_in
 from jobs.models import CircuitBreaker, Hold, Job, JobStatus, OwnerQuota, Queue, RateLimit
 from jobs.services.release import DUE, queue_states
 
@@ -464,7 +464,9 @@ def job_waiting_by_reason() -> dict[tuple[str, str], int]:
             reason = group.hold
         elif queue.paused:
             reason = "paused_queue"
-        elif queue.max_in_flight is not None and queue.queued + queue.running >= queue.max_in_flight:
+        elif (
+            queue.max_in_flight is not None and queue.running + queue.queued >= queue.max_in_flight
+        ):
             reason = "queue_cap"
         else:
             reason = "release"
