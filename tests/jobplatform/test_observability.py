@@ -135,6 +135,9 @@ def test_metrics_count_what_the_platform_did(http, platform, http_target):
     assert value(after, "jobplatform_queue_jobs", state="scheduled", **probe) == 1
     assert value(after, "jobplatform_queue_jobs", state="queued", **probe) == 0
     assert value(after, "jobplatform_queue_oldest_due_age_seconds", state="pending", **probe) > 0
+    assert value(after, "jobplatform_jobs_waiting", reason="release", **probe) == 1
+    assert value(after, "jobplatform_jobs_waiting", reason="run_at", **probe) == 1
+    assert value(after, "jobplatform_jobs_waiting", reason="release", **default) == 0
     for state in ("pending", "scheduled", "queued", "retrying", "running"):
         assert value(after, "jobplatform_queue_jobs", state=state, **default) == 0
     assert value(after, "jobplatform_dead_letters_open", **default) == 1
