@@ -33,7 +33,7 @@ def test_listen_keeps_the_options_of_database_url(monkeypatch):
     monkeypatch.setitem(options, "options", "-c statement_timeout=4321")
     monkeypatch.setitem(options, "application_name", "jp-listen-default")
     monkeypatch.setitem(options, "sslmode", "disable")
-    dispatcher = Dispatcher(poll=1)
+    dispatcher = Dispatcher(poll=1, schedules=False)  # one channel: the release's
     dispatcher._ensure_listening()
     conn = dispatcher._listener
     assert conn is not None
@@ -54,7 +54,7 @@ def test_listen_uses_database_direct_url_with_its_options(settings):
         "&options=-c%20statement_timeout%3D8765"
     )
     settings.DATABASE_DIRECT = environ.Env.db_url_config(url)
-    dispatcher = Dispatcher(poll=1)
+    dispatcher = Dispatcher(poll=1, schedules=False)  # one channel: the release's
     dispatcher._ensure_listening()
     conn = dispatcher._listener
     assert conn is not None
