@@ -30,7 +30,14 @@ class AttemptFailed(Exception):
     """
 
     def __init__(self, job_id: str, attempt: int) -> None:
-        super().__init__(f"job {job_id} attempt {attempt} failed: dead-lettered")
+        # Its arguments are its args: the pool process pickles the exception, and one that does
+        # not unpickle reaches Celery as an UnpickleableExceptionWrapper, which ``throws`` does
+        # not match (logged as unexpected, at ERROR, with a traceback).
+        super().__init__(job_id, attempt)
+        self.job_id, self.attempt = job_id, attempt
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} attempt {self.attempt} failed: dead-lettered"
 
 
 class RunJobTask(Task[[str, int], str]):

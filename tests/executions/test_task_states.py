@@ -125,6 +125,9 @@ def test_the_task_state_is_the_attempts_outcome_and_every_message_is_acked(platf
     }
     assert "task-retried" in events.types[tasks["retried"]]
     assert "AttemptFailed" in events.state.tasks[tasks["failed"]].exception
+    # Expected, as ``throws`` declares it: logged without a traceback, not as an unpickleable
+    # exception's wrapper.
+    platform.await_worker_log(f"Task executions.run_job[{tasks['failed']}] raised expected")
     assert events.state.tasks[tasks["succeeded"]].result == "'succeeded'"
 
     # Nothing changed for the broker: each message was acknowledged, none waits to come back.
