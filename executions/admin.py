@@ -22,7 +22,8 @@ class StepResultInline(admin.TabularInline[StepResult, Execution]):
 class ExecutionAdmin(admin.ModelAdmin[Execution]):
     list_display = ["job", "attempt", "status", "worker", "started_at", "finished_at"]
     list_filter = ["status"]
-    search_fields = ["job__id", "job__name", "worker"]
+    # "=delivery_id": Flower's task id, matched exactly (by its index).
+    search_fields = ["=delivery_id", "job__id", "job__name", "worker"]
     list_select_related = ["job"]
     readonly_fields = [f.name for f in Execution._meta.fields]
     inlines = [StepResultInline]

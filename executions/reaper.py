@@ -20,6 +20,7 @@ from deadletter.models import DeadLetter
 from deadletter.services import dead_letter_record
 from executions.models import Execution
 from executions.services.outcomes import finish_execution, job_to_failed, job_to_retrying
+from jobplatform import metrics
 from jobs.lifecycle import sql
 from jobs.retry import RetryPolicy, next_delay
 from jobs.steps import AttemptError
@@ -41,6 +42,7 @@ class SilentAttempt:
     retry_backoff_max: float
     retry_jitter: bool
     retry_base: int
+    queue: str
 
     @property
     def policy(self) -> RetryPolicy:
@@ -54,7 +56,8 @@ class SilentAttempt:
 
 _SILENT_SQL = f"""
 SELECT e.id, e.job_id, e.attempt, e.worker, e.heartbeat_at,
-       j.max_retries, j.retry_backoff, j.retry_backoff_max, j.retry_jitter, j.retry_base
+       j.max_retries, j.retry_backoff, j.retry_backoff_max, j.retry_jitter, j.retry_base,
+       j.queue
 FROM executions_execution AS e
 JOIN jobs_job AS j ON j.id = e.job_id
 WHERE e.status = {sql(Execution.Status.RUNNING)} AND e.heartbeat_at < %(cutoff)s {{queues}}
@@ -87,6 +90,8 @@ def execution_reap_lost(
         silent = [SilentAttempt(*row) for row in cursor.fetchall()]
         for lost in silent:
             _reap(cursor, lost, now=now)
+    for lost in silent:
+        metrics.ATTEMPTS_FINISHED.labels(lost.queue, "lost").inc()
     return len(silent)
 
 

@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    # /healthz, /readyz and /metrics are answered by jobplatform.health.ProbeMiddleware.
     path("api/v1/", include("jobplatform.api.urls")),
     path("api/v1/", include("jobs.api.urls")),
     path("api/v1/", include("jobs.schedules.api.urls")),

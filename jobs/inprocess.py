@@ -25,6 +25,7 @@ from uuid import UUID
 from django.contrib.auth.models import User
 
 from jobplatform.errors import NotFound
+from jobplatform.tracing import current_trace_id
 from jobs import services
 from jobs.models import Job
 from jobs.selectors import job_get_visible
@@ -71,7 +72,10 @@ def submit(
         concurrency_key=concurrency_key,
         max_concurrency=max_concurrency,
     )
-    return services.job_submit(owner=owner, spec=spec, idempotency_key=idempotency_key).job
+    # Submitted from a step's code, the job inherits the running job's trace id (bound per task).
+    return services.job_submit(
+        owner=owner, spec=spec, idempotency_key=idempotency_key, trace_id=current_trace_id()
+    ).job
 
 
 def submit_many(
@@ -85,7 +89,9 @@ def submit_many(
     ``idempotency_key``, a repeat of the same batch answers the first one's ids. A batch past a
     cap on unfinished jobs raises TooManyRequests and stores nothing."""
     specs = [job if isinstance(job, JobSpec) else JobSpec(**job) for job in jobs]
-    return services.job_submit_many(owner=owner, specs=specs, idempotency_key=idempotency_key).ids
+    return services.job_submit_many(
+        owner=owner, specs=specs, idempotency_key=idempotency_key, trace_id=current_trace_id()
+    ).ids
 
 
 def get(*, job_id: UUID, user: User | None = None) -> Job:

@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
+from jobplatform.tracing import new_trace_id
 from jobs.schedules.models import Schedule, ScheduleFiring
 
 __all__ = [
@@ -25,10 +26,6 @@ __all__ = [
     "ScheduleFiring",
     "new_trace_id",
 ]
-
-
-def new_trace_id() -> str:
-    return uuid.uuid4().hex
 
 
 class JobStatus(models.TextChoices):

@@ -65,8 +65,12 @@ DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_
 JOBPLATFORM_HEARTBEAT_INTERVAL = 0.2
 JOBPLATFORM_LOST_AFTER = 2.0
 JOBPLATFORM_REAPER_INTERVAL = 0.5
-# The RabbitMQ chaos case sets the production value: it shows that no message needed it.
+# The chaos suite's broker cases run their processes with production's (TEST_REDELIVER_AFTER=300):
+# the broker watch (Redis), or no lost message at all (RabbitMQ), must bring the jobs back.
 JOBPLATFORM_REDELIVER_AFTER = env.float("TEST_REDELIVER_AFTER", default=4.0)
+JOBPLATFORM_LIVENESS_INTERVAL = 0.5
+# What the tests' scrapes of /metrics send as their bearer token.
+JOBPLATFORM_METRICS_TOKEN = "metrics-token-of-the-tests"
 
 # The throttles' cache on the tests' Redis database (whatever the broker). Throttling is off
 # except where a test turns it on (tests/jobplatform/test_throttling.py): the suite sends

@@ -180,9 +180,17 @@ class AutoSchema(SpectacularAutoSchema):
         )
         for status, codes in sorted(errors.items()):
             text = ERROR_STATUS_TEXT.get(status, "An error.")
+            schema = error_schema(codes)
+            declared = responses.get(str(status))
+            if declared is not None:
+                # The view answers this status with a body of its own (readiness's 503), and
+                # the platform's error (the database's 503) may answer it too.
+                own_schema = declared["content"]["application/json"]["schema"]
+                text = f"{declared['description']}; or: {text}"
+                schema = {"oneOf": [own_schema, schema]}
             responses[str(status)] = {
                 "description": f"{text} Codes: {', '.join(sorted(codes))}.",
-                "content": {"application/json": {"schema": error_schema(codes)}},
+                "content": {"application/json": {"schema": schema}},
             }
         return responses
 

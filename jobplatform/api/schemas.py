@@ -9,18 +9,41 @@ from typing import Any
 
 from rest_framework import serializers
 
-from jobplatform.models import ApiKey
+from jobplatform.models import ApiKey, ProcessRole
 
 Schema = serializers.Serializer[Any]
+# Readiness and process health answer one of these (ENUM_NAME_OVERRIDES names it HealthStatusEnum).
+HEALTH_STATUSES = ("ok", "degraded")
 
 
 class HealthChecksSchema(Schema):
     database = serializers.CharField(help_text='"ok", or "error: <exception class>"')
     broker = serializers.CharField(help_text='"ok", or "error: <exception class>"')
+    migrations = serializers.CharField(help_text='"ok", or what is not applied')
+
+
+class ProcessSchema(Schema):
+    role = serializers.ChoiceField(choices=ProcessRole.choices)
+    name = serializers.CharField()
+    hostname = serializers.CharField()
+    pid = serializers.IntegerField()
+    started_at = serializers.DateTimeField()
+    last_beat_at = serializers.DateTimeField()
+    seconds_since_beat = serializers.FloatField()
+    alive = serializers.BooleanField(help_text="beat within three heartbeat intervals")
+    details = serializers.DictField(child=serializers.JSONField())
+
+
+class ProcessHealthSchema(Schema):
+    status = serializers.ChoiceField(choices=HEALTH_STATUSES)
+    alive = serializers.DictField(
+        child=serializers.IntegerField(), help_text="live processes by role"
+    )
+    processes = ProcessSchema(many=True)
 
 
 class HealthSchema(Schema):
-    status = serializers.ChoiceField(choices=["ok", "degraded"])
+    status = serializers.ChoiceField(choices=HEALTH_STATUSES)
     checks = HealthChecksSchema()
 
 

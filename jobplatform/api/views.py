@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import connection
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import AllowAny
@@ -22,9 +21,11 @@ from jobplatform.api.serializers import (
     api_key_output,
 )
 from jobplatform.auth import AuthenticatedRequest
-from jobplatform.celery import app
 from jobplatform.errors import Forbidden, InvalidInput
-from jobplatform.models import ApiKey
+from jobplatform.health import readiness
+from jobplatform.liveness import process_list
+from jobplatform.models import ApiKey, ProcessRole
+from jobplatform.roles import ACCESS_ALL_OWNERS
 
 # The API root's directory: a name for each resource, and its URL name.
 RESOURCES = {
@@ -44,6 +45,7 @@ RESOURCES = {
     "token": "token-obtain",
     "token_refresh": "token-refresh",
     "health": "health",
+    "health_processes": "health-processes",
 }
 DOCUMENTATION = {"schema": "api-schema", "swagger_ui": "api-docs", "redoc": "api-redoc"}
 
@@ -74,7 +76,7 @@ class ApiRootApi(APIView):
 
 
 class HealthApi(APIView):
-    """Liveness of the two things every request and job depends on: PostgreSQL and the broker."""
+    """Readiness, as ``/readyz``: PostgreSQL, the broker, and every migration applied."""
 
     permission_classes = [AllowAny]
     authentication_classes: list[type] = []
@@ -82,38 +84,63 @@ class HealthApi(APIView):
 
     @extend_schema(
         operation_id="health",
-        summary="Health of PostgreSQL and the broker",
+        summary="Readiness: PostgreSQL, the broker and the migrations",
         auth=[],
         responses={
-            200: OpenApiResponse(schemas.HealthSchema, "both answer"),
-            503: OpenApiResponse(schemas.HealthSchema, "one of them does not"),
+            200: OpenApiResponse(schemas.HealthSchema, "all ready"),
+            503: OpenApiResponse(schemas.HealthSchema, "one of them is not"),
         },
     )
     def get(self, request: Request) -> Response:
-        checks = {"database": _check_database(), "broker": _check_broker()}
-        healthy = all(value == "ok" for value in checks.values())
+        ready, checks = readiness()
         return Response(
-            {"status": "ok" if healthy else "degraded", "checks": checks},
-            status=200 if healthy else 503,
+            {"status": "ok" if ready else "degraded", "checks": checks},
+            status=200 if ready else 503,
         )
 
 
-def _check_database() -> str:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-    except Exception as exc:  # reported, not raised: this is the health endpoint
-        return f"error: {type(exc).__name__}"
-    return "ok"
+class ProcessHealthApi(APIView):
+    """Every worker, dispatcher and beat process known, alive or not; 503 while a role has no
+    live process. The whole platform's state, so it asks what seeing every owner's work asks
+    (the admin role, or a group an installation gives that permission)."""
 
+    required_permissions = {"GET": ACCESS_ALL_OWNERS}
 
-def _check_broker() -> str:
-    try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-    except Exception as exc:
-        return f"error: {type(exc).__name__}"
-    return "ok"
+    @extend_schema(
+        operation_id="health_processes",
+        summary="Workers, dispatchers and beats, by their heartbeats",
+        responses={
+            200: OpenApiResponse(schemas.ProcessHealthSchema, "every role has a live process"),
+            503: OpenApiResponse(schemas.ProcessHealthSchema, "a role has no live process"),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        processes = process_list()
+        alive = {role: 0 for role in ProcessRole.values}
+        for process in processes:
+            alive[process.role] += int(process.alive)
+        healthy = all(alive.values())
+        return Response(
+            {
+                "status": "ok" if healthy else "degraded",
+                "alive": alive,
+                "processes": [
+                    {
+                        "role": p.role,
+                        "name": p.name,
+                        "hostname": p.hostname,
+                        "pid": p.pid,
+                        "started_at": p.started_at,
+                        "last_beat_at": p.beat_at,
+                        "seconds_since_beat": round(p.age, 1),
+                        "alive": p.alive,
+                        "details": p.details,
+                    }
+                    for p in processes
+                ],
+            },
+            status=200 if healthy else 503,
+        )
 
 
 # --- API keys ----------------------------------------------------------------------------------

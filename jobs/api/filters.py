@@ -30,6 +30,14 @@ class JobFilter(django_filters.FilterSet):
         # jsonb containment: a step {"type": value} among the job's steps.
         return jobs.filter(steps__contains=[{"type": value}])
 
+    # From Flower (a task id) to the job: the attempts its task ran (Task.retry keeps the id).
+    delivery_id = django_filters.CharFilter(method="filter_delivery_id")
+
     class Meta:
         model = Job
         fields: list[str] = []
+
+    def filter_delivery_id(self, jobs: QuerySet[Job], name: str, value: str) -> QuerySet[Job]:
+        # Executions are the top layer's to read (the API composes apps): by their relation name,
+        # without importing them. An id names one job; `distinct` if its retries share the id.
+        return jobs.filter(executions__delivery_id=value).distinct()

@@ -13,9 +13,11 @@ from rest_framework.views import APIView
 
 from executions.api.serializers import execution_output
 from executions.selectors import execution_list_for_job
+from jobplatform import logs
 from jobplatform.api.pagination import CreatedCursorPagination
 from jobplatform.auth import AuthenticatedRequest
 from jobplatform.errors import InvalidInput
+from jobplatform.tracing import current_trace_id
 from jobs import services
 from jobs.api import schemas
 from jobs.api.filters import JobFilter
@@ -124,8 +126,11 @@ class JobListCreateApi(APIView):
     def post(self, request: AuthenticatedRequest) -> Response:
         spec, in_body = parse_submission(request.data)
         key = _idempotency_key(request, in_body)
-        submission = services.job_submit(owner=request.user, spec=spec, idempotency_key=key)
+        submission = services.job_submit(
+            owner=request.user, spec=spec, idempotency_key=key, trace_id=current_trace_id()
+        )
         job = submission.job
+        logs.bind(job_id=str(job.id))  # the request's log line names the job
         return Response(
             job_detail(request, job, new=submission.created),
             status=status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK,
@@ -168,7 +173,10 @@ class JobBulkCreateApi(APIView):
     def post(self, request: AuthenticatedRequest) -> Response:
         specs, in_body = parse_bulk_submission(request.data)
         submitted = services.job_submit_many(
-            owner=request.user, specs=specs, idempotency_key=_idempotency_key(request, in_body)
+            owner=request.user,
+            specs=specs,
+            idempotency_key=_idempotency_key(request, in_body),
+            trace_id=current_trace_id(),
         )
         return Response(
             {"count": len(submitted.ids), "ids": [str(i) for i in submitted.ids]},

@@ -14,6 +14,7 @@ from jobs.services.common import (
 from jobs.services.release import (
     Release,
     ReleasedJob,
+    job_release_after_broker_loss,
     job_release_due,
     job_release_lost,
     job_unrelease,
@@ -40,6 +41,7 @@ __all__ = [
     "job_cancel",
     "job_insert",
     "job_insert_ticks",
+    "job_release_after_broker_loss",
     "job_release_due",
     "job_release_lost",
     "job_reschedule",

@@ -16,6 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from jobplatform.errors import Conflict, InvalidInput
+from jobplatform.tracing import new_trace_id
 from jobs.models import BulkSubmission, Job
 from jobs.services.admission import admission
 from jobs.services.rows import job_insert, job_values
@@ -28,13 +29,20 @@ class Submission:
     created: bool  # False: an earlier submission with the same idempotency key is answered
 
 
-def job_submit(*, owner: User, spec: JobSpec, idempotency_key: str | None = None) -> Submission:
+def job_submit(
+    *,
+    owner: User,
+    spec: JobSpec,
+    idempotency_key: str | None = None,
+    trace_id: str | None = None,
+) -> Submission:
     """Store a new PENDING job and wake the dispatchers when the transaction commits.
 
     Nothing is published to the broker here: the dispatcher releases the job once it is due, so a
     rolled-back submission never reaches a worker. With an idempotency key, a repeat of the same
     body returns the original job (created=False) and a different body raises Conflict. A new
     job past its owner's or the platform's cap on unfinished jobs raises TooManyRequests.
+    ``trace_id``: the submitting request's (else the job gets a new one).
     """
     job_validate(spec=spec)
     fingerprint = _fingerprint(spec) if idempotency_key else ""
@@ -45,7 +53,11 @@ def job_submit(*, owner: User, spec: JobSpec, idempotency_key: str | None = None
                 return Submission(job=earlier, created=False)
         admission.check(owner_id=owner.pk, count=1)
         values = job_values(
-            owner_id=owner.pk, spec=spec, idempotency_key=idempotency_key, fingerprint=fingerprint
+            owner_id=owner.pk,
+            spec=spec,
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            trace_id=trace_id or new_trace_id(),
         )
         try:
             # Inside a caller's transaction a savepoint keeps a key collision from aborting it.
@@ -67,7 +79,11 @@ class BulkSubmitted:
 
 
 def job_submit_many(
-    *, owner: User, specs: list[JobSpec], idempotency_key: str | None = None
+    *,
+    owner: User,
+    specs: list[JobSpec],
+    idempotency_key: str | None = None,
+    trace_id: str | None = None,
 ) -> BulkSubmitted:
     """Store many PENDING jobs in one transaction: one COPY, one NOTIFY.
 
@@ -77,7 +93,8 @@ def job_submit_many(
     within JOBPLATFORM_IDEMPOTENCY_TTL_HOURS answers the jobs the first one made (created=False,
     not counted against the caps again) and a different batch raises Conflict: the key and the
     jobs' ids are stored as a BulkSubmission in the transaction that inserts the jobs, so of two
-    concurrent submissions with one key exactly one commits its jobs.
+    concurrent submissions with one key exactly one commits its jobs. Every job gets
+    ``trace_id`` (the request's), or one new trace id for the batch.
     """
     limit = settings.JOBPLATFORM_MAX_BULK_JOBS
     if not 1 <= len(specs) <= limit:
@@ -92,7 +109,8 @@ def job_submit_many(
             raise InvalidInput(
                 exc.code, f"job {index}: {exc.message}", {"job_index": index, **exc.details}
             ) from None
-    rows = [job_values(owner_id=owner.pk, spec=spec) for spec in specs]
+    trace_id = trace_id or new_trace_id()
+    rows = [job_values(owner_id=owner.pk, spec=spec, trace_id=trace_id) for spec in specs]
     if idempotency_key is None:
         admission.check(owner_id=owner.pk, count=len(rows))
         with transaction.atomic():

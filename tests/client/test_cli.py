@@ -252,7 +252,7 @@ def test_steps_health_and_the_console_script(cli):
     text = cli("steps").out
     assert "sleep: " in text and "  seconds (number, required)" in text
     health = cli("health")
-    assert (health.code, health.out.strip()) == (0, "ok: database ok, broker ok")
+    assert (health.code, health.out.strip()) == (0, "ok: database ok, broker ok, migrations ok")
 
     script = Path(sys.executable).with_name("jobplatform")
     done = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)
