@@ -71,4 +71,4 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["python", "-m", "jobplatform.probe", "http://127.0.0.1:8000/api/v1/health/"]
 
 # Default process: the web server (gunicorn.conf.py: WEB_CONCURRENCY processes, WEB_THREADS threads).
-CMD ["gunicorn", "jobplatform.wsgi:application", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]
+CMD ["gunicorn", "jobplatform.wsgi:application", "--bind", "0.0.0.0:8000"]

@@ -58,6 +58,11 @@ services:
 run: venv services
 	@$(APP_ENV)
 	export PYTHONUNBUFFERED=1
+	# Every process writes its metrics there and the web server's /metrics adds them up
+	# (jobplatform/metrics.py); emptied at each start, as prometheus-client requires.
+	export PROMETHEUS_MULTIPROC_DIR="$$RUN_DIR/prometheus"
+	rm -rf "$$PROMETHEUS_MULTIPROC_DIR"
+	mkdir -p "$$PROMETHEUS_MULTIPROC_DIR"
 	python manage.py migrate --noinput
 	python manage.py collectstatic --noinput -v0
 	if [ -z "$${DEMO_PASSWORD:-}" ]; then
@@ -81,6 +86,7 @@ run: venv services
 	printf '  %-7s %s\n' \
 	  API "http://127.0.0.1:$$web_port/api/v1/  (header 'Authorization: Token <the token above>')" \
 	  Admin "http://127.0.0.1:$$web_port/admin/  (user demo, password $$DEMO_PASSWORD)" \
+	  Metrics "http://127.0.0.1:$$web_port/metrics  (header 'Authorization: Bearer $$JOBPLATFORM_METRICS_TOKEN'; health: /healthz, /readyz)" \
 	  Flower "http://127.0.0.1:$${FLOWER_PORT:-5555}/  ($$flower_login)"
 	echo
 	exec python -m jobplatform.supervise Procfile

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+from jobplatform.logs import logging_config
+
 # Processes: about one per core.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Threads per process (gunicorn's gthread worker): while one request waits on PostgreSQL another
@@ -19,3 +21,11 @@ worker_class = "gthread"
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
+
+# gunicorn's own lines as the application's (JSON or console, jobplatform/logs.py). Requests are
+# logged by the application (jobplatform.tracing), with their trace id: no access log.
+logconfig_dict = logging_config(
+    fmt=os.environ.get("JOBPLATFORM_LOG_FORMAT", "json"),
+    level=os.environ.get("DJANGO_LOG_LEVEL", "INFO"),
+    role="web",
+)

@@ -125,7 +125,7 @@ def platform_throughput(
     stack: Stack,
     count: int,
     extra: Callable[[int], dict[str, Any]] | None = None,
-    prepare: Callable[[], None] | None = None,
+    prepare: Callable[[Stack], None] | None = None,
     *,
     batch_max: int | None = None,
     purge_rows: int = 0,
@@ -137,7 +137,7 @@ def platform_throughput(
     speed beside the hot path, its CPU counted in the platform's."""
     stack.reset()
     if prepare:
-        prepare()
+        prepare(stack)
     purged: dict[str, float] = {}
     if purge_rows:
         simulate(stack.db, jobs=purge_rows, days=1, ago=40)

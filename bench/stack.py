@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,6 +63,8 @@ class Stack:
             "JOBPLATFORM_THROTTLE_API_KEY_RATE": "10000000/min",
             "JOBPLATFORM_JWT_ACCESS_MINUTES": "120",  # outlives a run
             "PYTHONUNBUFFERED": "1",
+            # Metrics as in production: every process writes them to memory-mapped files.
+            "PROMETHEUS_MULTIPROC_DIR": str(RUN_DIR / "prometheus"),
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.logs = RUN_DIR / "logs"
@@ -70,6 +73,7 @@ class Stack:
 
     def up(self, auth: str = "token") -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(RUN_DIR / "prometheus", ignore_errors=True)  # empty at start, as required
         subprocess.run([str(REPO / "scripts/services.sh"), "start"], env=self.env, check=True)
         self.manage("migrate", "--noinput", "-v0")
         out = self.manage("issue_token", "bench", "--role", "operator")

@@ -101,3 +101,14 @@ def dead_letter_stats(*, entries: QuerySet[DeadLetter]) -> dict[str, Any]:
         "by_queue": by_queue,
         "by_reason_and_queue": pairs,
     }
+
+
+def dead_letter_open_by_queue() -> dict[str, int]:
+    """Open dead letters by the queue of their job (the metrics' gauge)."""
+    rows = (
+        DeadLetter.objects.filter(state=DeadLetter.State.OPEN)
+        .order_by()
+        .values_list("job__queue")
+        .annotate(count=Count("id"))
+    )
+    return dict(rows)

@@ -43,7 +43,8 @@ class ExecutionAdmin(ServicesOnlyAdmin, admin.ModelAdmin[Execution]):
         "job_link", "attempt", "status", "worker", "started_at", "finished_at", "delivery_id",
     ]  # fmt: skip
     list_filter = ["status"]
-    # "=delivery_id": Flower's task id, matched exactly.
+    # "=delivery_id": Flower's task id, matched exactly (by its index). A job's id or name is
+    # the job list's search.
     search_fields = ["=delivery_id", "=worker"]
     search_help_text = "A Celery task id, or a worker's name (exact)."
     list_select_related = ["job"]

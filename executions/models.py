@@ -49,6 +49,11 @@ class Execution(models.Model):
                 fields=["job"], condition=Q(status="running"), name="one_running_execution_per_job"
             ),
         ]
+        indexes = [
+            # From Flower's task id to the attempt (GET /api/v1/jobs/?delivery_id=, the admin's
+            # search). Paid for on every attempt's INSERT: measured in docs/performance.md.
+            models.Index(fields=["delivery_id"], name="execution_delivery_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.job_id} attempt {self.attempt}"

@@ -14,6 +14,7 @@ from uuid import UUID
 from django.db import DatabaseError
 from django.utils import timezone
 
+from executions import observe
 from executions.heartbeat import heartbeat
 from executions.models import StepResult
 from executions.services.claim import Claim, ClaimRequest, execution_claim
@@ -75,11 +76,15 @@ def run_claimed(
             request.delivery_id,
         )
         return RunOutcome(status="duplicate")
+    observe.attempt_claimed(claim)
+    began = time.perf_counter()
     stop = heartbeat().track(claim.execution_id)
     try:
-        return run_steps(claim, stop, then=then)
+        outcome = run_steps(claim, stop, then=then)
     finally:
         heartbeat().untrack(claim.execution_id)
+    observe.attempt_ended(claim, outcome, time.perf_counter() - began)
+    return outcome
 
 
 def run_steps(
@@ -100,12 +105,15 @@ def run_steps(
             timeout=min(left, spec.get("timeout") or left),
             stop=stop,
         )
+        observe.step_started(index, spec["type"])
         started_at = timezone.now()
         began = time.perf_counter()
         try:
             output, error = run_step(spec, ctx)
         except StepStopped:
             return attempt_cancelled(claim)
+        seconds = time.perf_counter() - began
+        observe.step_ended(spec["type"], seconds)
         if spec["type"] == "http":
             report_to_breaker(spec, error)
         result = StepRecord(
@@ -115,7 +123,7 @@ def run_steps(
             output=output,
             error=error,
             started_at=started_at,
-            duration_ms=(time.perf_counter() - began) * 1000,
+            duration_ms=seconds * 1000,
         )
         if error is not None:
             return attempt_failed(claim, result, error)

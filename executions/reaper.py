@@ -24,6 +24,7 @@ from deadletter.models import DeadLetter
 from deadletter.services import dead_letter_record
 from executions.models import Execution
 from executions.services.outcomes import finish_execution, job_to_failed, job_to_retrying
+from jobplatform import metrics
 from jobs.lifecycle import sql
 from jobs.models import Job
 from jobs.retry import RetryPolicy, next_delay
@@ -49,6 +50,7 @@ class SilentAttempt:
     retry_backoff_max: float
     retry_jitter: bool
     retry_base: int
+    queue: str
 
     @property
     def policy(self) -> RetryPolicy:
@@ -62,7 +64,8 @@ class SilentAttempt:
 
 _SILENT_SQL = f"""
 SELECT e.id, e.job_id, e.attempt, e.worker, e.heartbeat_at,
-       j.max_retries, j.retry_backoff, j.retry_backoff_max, j.retry_jitter, j.retry_base
+       j.max_retries, j.retry_backoff, j.retry_backoff_max, j.retry_jitter, j.retry_base,
+       j.queue
 FROM executions_execution AS e
 JOIN jobs_job AS j ON j.id = e.job_id
 WHERE e.status = {sql(Execution.Status.RUNNING)} AND e.heartbeat_at < %(cutoff)s {{queues}}
@@ -78,7 +81,8 @@ FOR UPDATE OF e SKIP LOCKED  -- several reapers (dispatchers) never reap one att
 # ending the attempt right now, off it; the UPDATEs below are fenced by the attempt besides.
 _ORPHANS_SQL = f"""
 SELECT NULL, j.id, j.attempts, '', j.updated_at,
-       j.max_retries, j.retry_backoff, j.retry_backoff_max, j.retry_jitter, j.retry_base
+       j.max_retries, j.retry_backoff, j.retry_backoff_max, j.retry_jitter, j.retry_base,
+       j.queue
 FROM jobs_job AS j
 WHERE j.status = {sql(Job.Status.RUNNING)} AND j.updated_at < %(cutoff)s {{queues}}
   AND NOT EXISTS (
@@ -114,6 +118,8 @@ def execution_reap_lost(
         silent += [SilentAttempt(*row) for row in cursor.fetchall()]
         for lost in silent:
             _reap(cursor, lost, now=now)
+    for lost in silent:
+        metrics.ATTEMPTS_FINISHED.labels(lost.queue, "lost").inc()
     return len(silent)
 
 

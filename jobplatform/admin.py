@@ -1,4 +1,5 @@
-"""Admin pages for users (their roles audited), teams, API keys and the audit trail."""
+"""Admin pages for users (their roles audited), teams, API keys, the audit trail and the
+platform's processes."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from django.contrib.auth.models import User
 from django.db.models import Count, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
+from django.utils import timezone
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import AbstractAPIKey, APIKey
 
 from jobplatform import services
 from jobplatform.auth import AuthenticatedHttpRequest
-from jobplatform.models import ApiKey, AuditEvent, Team
+from jobplatform.liveness import silent_after
+from jobplatform.models import ApiKey, AuditEvent, ProcessHeartbeat, Team
 
 # The library's own key model is unused: jobplatform.ApiKey extends it with a user and scopes.
 admin.site.unregister(APIKey)
@@ -153,6 +156,33 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
     search_fields = ["subject", "actor_name"]
     date_hierarchy = "created_at"
     readonly_fields = ["created_at", "action", "actor", "actor_name", "subject", "details"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(ProcessHeartbeat)
+class ProcessHeartbeatAdmin(admin.ModelAdmin[ProcessHeartbeat]):
+    """The platform's processes and their last sign of life; written by the processes only."""
+
+    list_display = ["role", "name", "alive", "seconds_since_beat", "beat_at", "started_at", "pid"]
+    list_filter = ["role", "hostname"]
+    search_fields = ["name", "hostname"]
+    readonly_fields = [f.name for f in ProcessHeartbeat._meta.fields]
+
+    @admin.display(boolean=True, description="alive")
+    def alive(self, process: ProcessHeartbeat) -> bool:
+        return timezone.now() - process.beat_at <= silent_after()
+
+    @admin.display(description="seconds since last beat")
+    def seconds_since_beat(self, process: ProcessHeartbeat) -> int:
+        return int((timezone.now() - process.beat_at).total_seconds())
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -107,8 +107,7 @@ class BrokerSettings:
             return cls(
                 url=url,
                 # Redis redelivers a message not acknowledged within the visibility timeout: it
-                # must outlast the longest job plus the longest retry countdown (a retry message
-                # waits, unacknowledged, in a worker).
+                # must outlast the longest job (settings.JOBPLATFORM_VISIBILITY_TIMEOUT says why).
                 # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
                 transport_options={
                     "visibility_timeout": visibility_timeout,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework_api_key.models import AbstractAPIKey
 
@@ -109,3 +110,42 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.subject}"
+
+
+class ProcessRole(models.TextChoices):
+    """The platform's long-running processes that say they are alive (docs/operations.md)."""
+
+    WORKER = "worker"  # a Celery worker's main process (its pool processes beat their attempts)
+    DISPATCHER = "dispatcher"  # manage.py run_dispatcher: beats from its loop, between passes
+    BEAT = "beat"  # celery beat
+
+
+class ProcessHeartbeat(models.Model):
+    """A process's last sign of life, written every ``JOBPLATFORM_LIVENESS_INTERVAL`` seconds.
+
+    A process is alive while its ``beat_at`` is younger than three intervals. Rows of processes
+    that stopped stay (shown as not alive) until a dispatcher deletes those silent for a day.
+    """
+
+    Role = ProcessRole
+
+    role = models.CharField(max_length=16, choices=Role.choices)
+    # A worker: its Celery node name (worker@host); a dispatcher or beat: host:pid.
+    name = models.CharField(max_length=255)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["role", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["role", "name"], name="one_heartbeat_per_process"),
+            models.CheckConstraint(
+                condition=Q(role__in=ProcessRole.values), name="process_role_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.name}"

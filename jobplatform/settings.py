@@ -9,7 +9,7 @@ from typing import Any
 import django_stubs_ext
 import environ
 
-from jobplatform import brokers
+from jobplatform import brokers, logs
 from jobplatform.secrets import env_secret, url_with_password
 
 # ModelAdmin and other Django generics become subscriptable (admin.ModelAdmin[Job]) for mypy's
@@ -42,6 +42,10 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "django_filters",
     "django_celery_beat",
+    # The OpenAPI document and its Swagger UI and Redoc pages (docs/api.md), with their static
+    # files from the sidecar package (no CDN).
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "jobplatform",
     "jobs",
     "deadletter",
@@ -49,6 +53,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Probes and scrapes (/healthz, /readyz, /metrics) are answered first: no host check, session
+    # or log line for what a load balancer or Prometheus asks every few seconds.
+    "jobplatform.health.ProbeMiddleware",
+    # The request's trace id on every log line of it, and one line per request.
+    "jobplatform.tracing.RequestContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads a cookie, a header or the query string (docs/security.md).
     "jobplatform.middleware.RejectUnstorableInput",
@@ -166,6 +175,37 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "jobplatform.api.pagination.CreatedCursorPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
+    # The platform's errors, lists and filters in the OpenAPI document (jobplatform/api/schema.py).
+    "DEFAULT_SCHEMA_CLASS": "jobplatform.api.schema.AutoSchema",
+}
+
+# The OpenAPI document at /api/schema/ (drf-spectacular), Swagger UI at /api/docs/, Redoc at
+# /api/redoc/. https://drf-spectacular.readthedocs.io/en/latest/settings.html
+SPECTACULAR_SETTINGS = {
+    "TITLE": "jobplatform API",
+    "DESCRIPTION": (
+        "Submit jobs (pipelines of steps), follow their attempts, retry what failed, schedule "
+        'recurring work. Every error is `{"error": {"code", "message", "details"}}` '
+        "with a namespaced code; each response lists the codes it may carry."
+    ),
+    "VERSION": "1",
+    # 3.1: schemas are JSON Schema 2020-12, so the test suite validates responses with jsonschema.
+    "OAS_VERSION": "3.1.0",
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Request and response shapes as separate components (read-only fields only in responses).
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.models.JobStatus",
+        "WaitingReasonEnum": "jobs.api.schemas.WAITING_REASONS",
+        "DeadLetterReasonEnum": "deadletter.models.DeadLetter.Reason",
+        "BreakerStateEnum": "jobs.models.CircuitBreaker.State",
+        "DeadLetterStateEnum": "deadletter.models.DeadLetter.State",
+        "HealthStatusEnum": "jobplatform.api.schemas.HEALTH_STATUSES",
+    },
 }
 
 # --- Request limits (docs/security.md#input-limits) ----------------------------------------------
@@ -223,23 +263,23 @@ JOBPLATFORM_API_KEY_LAST_USED_PRECISION = env.float(
     "JOBPLATFORM_API_KEY_LAST_USED_PRECISION", default=60.0
 )
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-    },
-    # Credentials (Authorization values, tokens, URL passwords) are rewritten out of every line.
-    "filters": {"redact": {"()": "jobplatform.log_redaction.RedactSecrets"}},
-    "handlers": {
-        "console": {
-            "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["redact"],
-        }
-    },
-    "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
-}
+# Every process logs JSON lines (json) or, for a person at a terminal, aligned text (console;
+# scripts/env.sh sets it for make run), with the job's context: jobplatform/logs.py.
+JOBPLATFORM_LOG_FORMAT = env("JOBPLATFORM_LOG_FORMAT", default="json")
+LOGGING = logs.logging_config(
+    fmt=JOBPLATFORM_LOG_FORMAT, level=env("DJANGO_LOG_LEVEL", default="INFO")
+)
+
+# --- Metrics (jobplatform/metrics.py, docs/operations.md#metrics) -------------------------------
+# prometheus-client reads PROMETHEUS_MULTIPROC_DIR itself, at import: set, every process writes
+# its metrics to files there and /metrics (and a role's own port) adds up every file.
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR", default="")
+# A port of its own for the worker's main process or the dispatcher (0: none): where one
+# multiprocess directory is not shared with the web server (one per container).
+JOBPLATFORM_METRICS_PORT = env.int("JOBPLATFORM_METRICS_PORT", default=0)
+JOBPLATFORM_METRICS_ADDR = env("JOBPLATFORM_METRICS_ADDR", default="127.0.0.1")
+# When set, /metrics asks for "Authorization: Bearer <token>".
+JOBPLATFORM_METRICS_TOKEN = env_secret("JOBPLATFORM_METRICS_TOKEN", default="")
 
 # --- Celery ------------------------------------------------------------------------------------
 # Every CELERY_* name is checked by tests/jobplatform/test_celery_config.py: a misspelt name is
@@ -263,7 +303,9 @@ else:
     _broker_url = REDIS_URL
 # RabbitMQ only: quorum (replicated, FIFO within a queue) or classic (one node, priorities).
 RABBITMQ_QUEUE_TYPE: brokers.QueueType = env("RABBITMQ_QUEUE_TYPE", default="quorum")
-# Redis's visibility timeout must outlast the longest job plus the longest retry countdown.
+# Redis's visibility timeout must outlast the longest job (retries wait in PostgreSQL, not in a
+# worker, since #13; the backoff term is kept as margin). A run_jobs batch can be held longer than
+# this: its unstarted jobs are then delivered again, which their claim fencing makes harmless.
 JOBPLATFORM_VISIBILITY_TIMEOUT = JOBPLATFORM_MAX_JOB_TIMEOUT + JOBPLATFORM_MAX_RETRY_BACKOFF + 300
 _broker = brokers.BrokerSettings.for_url(
     _broker_url,
@@ -294,6 +336,9 @@ CELERY_TASK_DEFAULT_QUEUE = JOBPLATFORM_QUEUES[0]
 # so a crash never loses a job; duplicate deliveries are made harmless by the claim (DESIGN §2).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A task that raises is acked like one that returns: run_job raises AttemptFailed so that Flower
+# shows a failed attempt as FAILURE; its message must not come back (Celery's default, pinned).
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
@@ -376,6 +421,12 @@ JOBPLATFORM_LOST_AFTER = env.float("JOBPLATFORM_LOST_AFTER", default=60.0)
 # published again (its message was lost: a restarted Redis, a worker killed with a retry in hand).
 JOBPLATFORM_REDELIVER_AFTER = env.float("JOBPLATFORM_REDELIVER_AFTER", default=300.0)
 JOBPLATFORM_REAPER_INTERVAL = env.float("JOBPLATFORM_REAPER_INTERVAL", default=5.0)
+# The dispatcher asks the broker this often whether it restarted or lost its data (Redis run_id,
+# uptime, a marker key); if so it publishes again at once every job whose message was on it.
+JOBPLATFORM_BROKER_CHECK_INTERVAL = env.float("JOBPLATFORM_BROKER_CHECK_INTERVAL", default=2.0)
+# Workers, dispatchers and beat write a liveness row this often; one silent for three intervals
+# is not alive (GET /api/v1/health/processes/, manage.py health, the admin).
+JOBPLATFORM_LIVENESS_INTERVAL = env.float("JOBPLATFORM_LIVENESS_INTERVAL", default=10.0)
 # Schedules (docs/schedules.md). The dispatchers fire them at their next_fire_at; the latest due
 # tick is on time if it is at most this many seconds old, and earlier ticks were missed (no
 # dispatcher was running, or the database was down): the schedule's misfire policy decides.

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -30,10 +31,11 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from jobplatform import brokers
+from jobplatform import brokers, metrics
 from jobplatform.celery import app as celery_app
 from jobplatform.db import direct_connect
 from jobs import services
+from jobs.broker import BrokerWatch
 from jobs.flow import BrokerDepth
 from jobs.schedules.firing import schedules_fire_due
 from jobs.schedules.selectors import schedule_next_fire_at
@@ -131,6 +133,16 @@ def message_time_limit(jobs: Sequence[ReleasedJob]) -> int:
     return sum(job.timeout for job in jobs) + HARD_TIME_LIMIT_MARGIN
 
 
+def message_trace_headers(jobs: Sequence[ReleasedJob]) -> dict[str, Any]:
+    """The trace ids of the message's jobs, for the worker's log lines: ``trace_id`` for one job,
+    ``trace_ids`` (one per job, in the order of the arguments, "" for none) for a batch; none
+    when no job has one."""
+    if len(jobs) == 1:
+        return {"trace_id": jobs[0].trace_id} if jobs[0].trace_id else {}
+    ids = [job.trace_id for job in jobs]
+    return {"trace_ids": ids} if any(ids) else {}
+
+
 def send_message(app: Celery, jobs: Sequence[ReleasedJob], producer: Any) -> None:
     """Celery's own way to send the message of one job (run_job) or several (run_jobs)."""
     first = jobs[0]
@@ -144,6 +156,8 @@ def send_message(app: Celery, jobs: Sequence[ReleasedJob], producer: Any) -> Non
         # attempt after a failure as a retry (the failed one ended with Celery's Retry).
         retries=message_retries(jobs),
         time_limit=message_time_limit(jobs),
+        # The worker binds them to each attempt's log lines.
+        headers=message_trace_headers(jobs) or None,
         producer=producer,
     )
 
@@ -207,6 +221,9 @@ class RunJobMessages:
         headers["id"] = task_id
         headers["argsrepr"] = repr(args)
         headers["retries"] = message_retries(jobs)
+        headers.pop("trace_id", None)
+        headers.pop("trace_ids", None)
+        headers.update(message_trace_headers(jobs))
         headers["timelimit"] = [message_time_limit(jobs), headers["timelimit"][1]]
         return (args, *body[1:]), options | {
             "headers": headers,
@@ -255,8 +272,14 @@ class Dispatcher:
         )
         self.publish = publish
         self.queues = list(queues) if queues else None  # None: every queue
+        self.broker = BrokerWatch(str(celery_app.conf.broker_url))
+        self._broker_lost_before: datetime | None = None  # a loss not yet fully republished
+        self._unpublished: list[ReleasedJob] = []  # marked as republished, not yet published
         self.chores = [
             Chore("release-lost", settings.JOBPLATFORM_REAPER_INTERVAL, self.release_lost),
+            Chore(
+                "broker-watch", settings.JOBPLATFORM_BROKER_CHECK_INTERVAL, self.recover_broker_loss
+            ),
             *chores,
         ]
         if schedules:  # every queue's schedules, whatever queues the dispatcher releases
@@ -285,6 +308,7 @@ class Dispatcher:
         if not lost:
             return 0
         published = self.publish(lost)
+        metrics.PUBLISHED.labels("lost").inc(len(published))
         logger.warning("published %d of %d jobs whose message was lost", len(published), len(lost))
         return len(published)
 
@@ -294,6 +318,34 @@ class Dispatcher:
         if next_fire_at is None:
             return None
         return (next_fire_at - timezone.now()).total_seconds()
+
+    def recover_broker_loss(self) -> int:
+        """If the broker lost its data, publish again every job whose message was on it."""
+        lost_before = self.broker.check()
+        if lost_before is not None:
+            self._broker_lost_before = max(lost_before, self._broker_lost_before or lost_before)
+        total = 0
+        while self._unpublished or self._broker_lost_before is not None:
+            lost = self._unpublished or services.job_release_after_broker_loss(
+                lost_before=self._broker_lost_before or timezone.now(),
+                limit=self.batch_size,
+                queues=self.queues,
+            )
+            published = self.publish(lost)
+            total += len(published)
+            if len(published) < len(lost):
+                # The broker went again. The jobs are marked as published: keep them, and try
+                # again at the next check.
+                self._unpublished = lost
+                logger.warning("publishing %d jobs after the broker's loss failed", len(lost))
+                break
+            self._unpublished = []
+            if len(lost) < self.batch_size:
+                self._broker_lost_before = None
+        if total:
+            metrics.PUBLISHED.labels("broker_lost").inc(total)
+            logger.warning("published again %d jobs whose message the broker lost", total)
+        return total
 
     def run_chores(self) -> float:
         """Run the chores that are due; return the seconds until the next one is."""
@@ -319,6 +371,8 @@ class Dispatcher:
         if not release.jobs:
             return release
         published = self.publish(release.jobs)
+        metrics.RELEASE_BATCH.observe(len(published))
+        metrics.PUBLISHED.labels("due").inc(len(published))
         for queue, count in Counter(job.queue for job in published).items():
             self.depth.released(queue, count)
         if len(published) < len(release.jobs):
@@ -338,9 +392,11 @@ class Dispatcher:
         while not stop.is_set():
             try:
                 self._ensure_listening()
+                began = time.perf_counter()
                 release = self.release_once()
                 failures = 0
                 until_chore = self.run_chores()
+                metrics.DISPATCHER_LOOP.observe(time.perf_counter() - began)
                 if release.more:
                     continue  # more is due right now, and there is room for it
                 self._wait(stop, min(until_chore, self._seconds_to_wait(release)))
@@ -351,6 +407,7 @@ class Dispatcher:
                 self._close()
                 stop.wait(delay)
         self._close()
+        self.broker.close()
 
     def _seconds_to_wait(self, release: Release) -> float:
         """Until the next job comes due, or ``held_poll`` while due jobs wait for room."""

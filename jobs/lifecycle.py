@@ -32,9 +32,11 @@ RESCHEDULABLE = frozenset({S.PENDING})
 CANCELLABLE = frozenset({S.PENDING, S.QUEUED, S.RETRYING, S.RUNNING})
 # An attempt in progress: the only state its step results, retry, failure or success start from.
 IN_ATTEMPT = frozenset({S.RUNNING})
-# A manual retry (the dead-letter app, or the job's retry action) starts only from here.
+# A dead letter's retry starts only from here (its job failed).
 MANUALLY_RETRYABLE = frozenset({S.FAILED})
-# Only an explicit manual retry moves a job out of these.
+# A job's own retry action (POST /api/v1/jobs/{id}/retry/) also brings back a cancelled job.
+JOB_RETRYABLE = frozenset({S.FAILED, S.CANCELLED})
+# Only an explicit retry (MANUAL_RETRY, JOB_RETRY) moves a job out of these.
 TERMINAL = frozenset({S.SUCCEEDED, S.FAILED, S.CANCELLED})
 ACTIVE = frozenset(set(S) - TERMINAL)
 
@@ -60,7 +62,8 @@ RETRY = Transition("retry", IN_ATTEMPT, S.RETRYING, "worker or reaper: a transie
 FAIL = Transition("fail", IN_ATTEMPT, S.FAILED, "worker or reaper: no attempt left")
 CANCEL = Transition("cancel", CANCELLABLE, S.CANCELLED, "client or operator")
 RESCHEDULE = Transition("reschedule", RESCHEDULABLE, S.PENDING, "client: a new run_at")
-MANUAL_RETRY = Transition("manual_retry", MANUALLY_RETRYABLE, S.PENDING, "operator")
+MANUAL_RETRY = Transition("manual_retry", MANUALLY_RETRYABLE, S.PENDING, "operator: dead letter")
+JOB_RETRY = Transition("job_retry", JOB_RETRYABLE, S.PENDING, "client or operator: a job's retry")
 
 TRANSITIONS = (
     RELEASE,
@@ -73,6 +76,7 @@ TRANSITIONS = (
     CANCEL,
     RESCHEDULE,
     MANUAL_RETRY,
+    JOB_RETRY,
 )
 
 

@@ -9,10 +9,12 @@ from django.db import models
 from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
+from jobplatform.tracing import new_trace_id
 from jobs.schedules.models import Schedule, ScheduleFiring
 
 __all__ = [
     "DUE_AT",
+    "BulkSubmission",
     "CircuitBreaker",
     "Hold",
     "Job",
@@ -24,10 +26,6 @@ __all__ = [
     "ScheduleFiring",
     "new_trace_id",
 ]
-
-
-def new_trace_id() -> str:
-    return uuid.uuid4().hex
 
 
 class JobStatus(models.TextChoices):
@@ -190,8 +188,8 @@ class Job(models.Model):
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
             # GET /jobs/?name=: without it the filter walked job_created (60 ms at 1M jobs).
             models.Index(fields=["name", "-created_at"], name="job_name_created"),
-            # From a log line's trace id to the job (the admin's search): an operator's first
-            # question on a failure. Paid for on every job's INSERT (docs/operations.md).
+            # GET /jobs/?trace_id= and the admin's search: from a log line's trace id to the job
+            # (one or a few among all) without a scan.
             models.Index(fields=["trace_id"], name="job_trace_id"),
             # GET /jobs/?schedule= and a schedule's recent jobs.
             models.Index(
@@ -366,3 +364,28 @@ class CircuitBreaker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host} ({self.state})"
+
+
+class BulkSubmission(models.Model):
+    """A bulk submission made with an idempotency key: the jobs it made, so that a repeat of the
+    same body answers them instead of making them again (jobs.services.job_submit_many). Its
+    jobs carry no key of their own. Rows older than JOBPLATFORM_IDEMPOTENCY_TTL_HOURS are
+    deleted by the owner's next keyed bulk submission."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    idempotency_key = models.CharField(max_length=255)
+    request_fingerprint = models.CharField(max_length=64)
+    job_ids = models.JSONField(help_text="the jobs' ids, in the order submitted")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # Two concurrent submissions with one key: the database lets exactly one in.
+            models.UniqueConstraint(
+                fields=["owner", "idempotency_key"], name="one_bulk_per_idempotency_key"
+            )
+        ]
+        indexes = [models.Index(fields=["owner", "created_at"], name="bulk_owner_created")]
+
+    def __str__(self) -> str:
+        return f"bulk {self.idempotency_key} of {self.owner_id}"

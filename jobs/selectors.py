@@ -13,7 +13,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import connection
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, Min, Q, QuerySet
 from django.utils import timezone
 from redis import RedisError
 
@@ -22,8 +22,8 @@ from jobplatform.db import prepared_cursor
 from jobplatform.errors import NotFound
 from jobs import lifecycle, ratelimit
 from jobs.lifecycle import sql, sql_in
-from jobs.models import CircuitBreaker, Hold, Job, OwnerQuota, Queue, RateLimit
-from jobs.services.release import queue_states
+from jobs.models import CircuitBreaker, Hold, Job, JobStatus, OwnerQuota, Queue, RateLimit
+from jobs.services.release import DUE, queue_states
 
 S = Job.Status
 
@@ -429,3 +429,167 @@ def job_queue_summary(*, now: datetime | None = None) -> list[QueueSummary]:
         )
         for queue in sorted(active.keys() | finished.keys())
     ]
+
+
+STATS_WINDOW = timedelta(hours=1)
+# Due and waiting for a worker: pending past run_at (not yet released), or queued (released, not
+# yet claimed). A retrying job waits on next_attempt_at by design, so it is not counted.
+DUE_WAITING = frozenset({JobStatus.PENDING, JobStatus.QUEUED})
+
+
+def job_stats(*, jobs: QuerySet[Job]) -> dict[str, Any]:
+    """Counts of ``jobs`` (a ``job_list``) by status and by queue and status, the age of the
+    oldest job due and waiting (DUE_WAITING), and the last hour's finished jobs: throughput and
+    failure rate. Three aggregate queries; the counts scan the visible jobs (docs/api.md#stats)."""
+    now = timezone.now()
+    by_status = {status: 0 for status in JobStatus.values}
+    by_queue: dict[str, dict[str, int]] = {}
+    rows = jobs.order_by().values_list("queue", "status").annotate(n=Count("id"))
+    for queue, status, n in rows:
+        by_status[status] += n
+        by_queue.setdefault(queue, {})[status] = n
+    oldest_due = (
+        jobs.order_by()
+        .filter(status__in=DUE_WAITING, run_at__lte=now)
+        .aggregate(oldest=Min("run_at"))["oldest"]
+    )
+    finished = (
+        jobs.order_by()
+        .filter(finished_at__gte=now - STATS_WINDOW)
+        .aggregate(
+            succeeded=Count("id", filter=Q(status=JobStatus.SUCCEEDED)),
+            failed=Count("id", filter=Q(status=JobStatus.FAILED)),
+            cancelled=Count("id", filter=Q(status=JobStatus.CANCELLED)),
+        )
+    )
+    ended = finished["succeeded"] + finished["failed"]
+    return {
+        "total": sum(by_status.values()),
+        "by_status": by_status,
+        "by_queue": by_queue,
+        "oldest_due_age_seconds": (now - oldest_due).total_seconds() if oldest_due else None,
+        "last_hour": {
+            **finished,
+            "throughput_per_minute": round(ended / 60, 3),
+            "failure_rate": round(finished["failed"] / ended, 4) if ended else None,
+        },
+    }
+
+
+# --- the metrics' queue depth ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """How many unfinished jobs of a queue are in a state, and how long the oldest has been due."""
+
+    queue: str
+    state: str  # pending (due), scheduled (pending, not yet due), queued, retrying, running
+    count: int
+    oldest_due_age: float | None  # seconds; None when none of them is due
+
+
+# The waiting jobs grouped by queue, state, hold and whether due, through job_ready (as many
+# entries as jobs wait); the jobs in flight through job_in_flight. Neither touches finished jobs.
+# Ages use the database's clock.
+_WAITING_GROUPS_SQL = f"""
+SELECT queue, status, hold, {DUE} <= now(), count(*), extract(epoch FROM now() - min({DUE}))
+FROM jobs_job WHERE status IN {sql_in(lifecycle.RELEASE.sources)}
+GROUP BY queue, status, hold, {DUE} <= now()
+"""
+_IN_FLIGHT_SQL = f"""
+SELECT queue, status, count(*), extract(epoch FROM now() - min(queued_at))
+FROM jobs_job WHERE status IN {sql_in(lifecycle.IN_FLIGHT)}
+GROUP BY queue, status
+"""
+
+
+@dataclass(frozen=True)
+class _WaitingGroup:
+    queue: str
+    status: str
+    hold: str
+    due: bool
+    count: int
+    age: float  # seconds since the oldest of them was due (negative: not due yet)
+
+
+def _waiting_groups() -> list[_WaitingGroup]:
+    with connection.cursor() as cursor:
+        cursor.execute(_WAITING_GROUPS_SQL)
+        return [_WaitingGroup(q, st, h, d, n, float(age)) for q, st, h, d, n, age in cursor]
+
+
+def job_queue_states() -> list[QueueState]:
+    """Unfinished jobs by queue and state, with the oldest due age (the metrics' queue depth).
+
+    pending: due and waiting for the dispatcher; scheduled: pending, not due yet; queued: age
+    since the message was published; retrying: all of them, the age of the most overdue retry.
+    """
+    states: dict[tuple[str, str], tuple[int, float | None]] = {}
+    for group in _waiting_groups():
+        state = group.status
+        if group.status == JobStatus.PENDING and not group.due:
+            state = "scheduled"
+        count, age = states.get((group.queue, state), (0, None))
+        if group.due:
+            age = max(age or 0.0, group.age)
+        states[(group.queue, state)] = (count + group.count, age)
+    with connection.cursor() as cursor:
+        cursor.execute(_IN_FLIGHT_SQL)
+        for queue, status, count, age in cursor.fetchall():
+            queued = status == JobStatus.QUEUED and age is not None
+            states[(queue, status)] = (count, float(age) if queued else None)
+    return [
+        QueueState(
+            queue=queue,
+            state=state,
+            count=count,
+            oldest_due_age=None if age is None else max(0.0, age),
+        )
+        for (queue, state), (count, age) in states.items()
+    ]
+
+
+# The reasons of WAITING_REASONS a scrape can tell per queue without a query per job.
+WAITING_METRIC_REASONS = (
+    "run_at",
+    "retry_backoff",
+    "paused_queue",
+    "circuit_breaker",
+    "concurrency_key",
+    "rate_limit",
+    "queue_cap",
+    "release",
+)
+
+
+def job_waiting_by_reason() -> dict[tuple[str, str], int]:
+    """Waiting (PENDING, RETRYING) jobs by queue and why they wait, read now: the metrics'
+    flow-control holds, as ``job_waiting_for`` names them.
+
+    Not due yet: ``run_at`` or ``retry_backoff``. Due: parked for a reason (``Job.hold``), in a
+    paused queue, in a queue at its cap, else ``release`` (the dispatcher releases it as the
+    broker's depth allows). A keyed job is counted under ``concurrency_key``, a job behind an
+    open breaker or an empty token bucket under ``circuit_breaker`` or ``rate_limit``, once the
+    release parked it.
+    """
+    groups = _waiting_groups()
+    queues = {q.name: q for q in queue_list(names=sorted({g.queue for g in groups}))}
+    counts: dict[tuple[str, str], int] = {}
+    for group in groups:
+        queue = queues[group.queue]
+        if not group.due:
+            reason = "retry_backoff" if group.status == JobStatus.RETRYING else "run_at"
+        elif group.hold != Hold.NONE:
+            reason = group.hold
+        elif queue.paused:
+            reason = "paused_queue"
+        elif (
+            queue.max_in_flight is not None and queue.running + queue.queued >= queue.max_in_flight
+        ):
+            reason = "queue_cap"
+        else:
+            reason = "release"
+        counts[(group.queue, reason)] = counts.get((group.queue, reason), 0) + group.count
+    return counts

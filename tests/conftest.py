@@ -40,6 +40,18 @@ def _restore_roles(sender: Any, **kwargs: Any) -> None:
 post_migrate.connect(_restore_roles, dispatch_uid="tests.restore_roles")
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """What checking the responses against the OpenAPI document cost (tests/openapi.py)."""
+    from tests.openapi import STATS
+
+    if STATS.responses:
+        terminalreporter.write_line(
+            f"openapi: {STATS.responses} responses checked in {STATS.seconds:.2f}s "
+            f"({1000 * STATS.seconds / STATS.responses:.2f} ms each), the document built in "
+            f"{STATS.load_seconds:.2f}s; {STATS.unmatched} under /api/v1/ matched no route"
+        )
+
+
 @pytest.fixture
 def user(db: Any) -> Any:
     """An operator: submits and acts on their own jobs, as every API client did before roles."""
@@ -85,10 +97,16 @@ def http_target() -> Iterator[HttpTarget]:
 
 @dataclass
 class Platform:
-    """A real Celery worker (prefork, 2 processes) and a real dispatcher, as subprocesses."""
+    """A real Celery worker (prefork, 2 processes) and a real dispatcher, as subprocesses.
+
+    The session's (``platform``) log JSON lines and write their metrics into one multiprocess
+    directory (``make run``'s layout); the ``web`` fixture adds a gunicorn that shares both.
+    """
 
     worker_log: Path
     dispatcher_log: Path
+    hostname: str  # the worker's Celery node name
+    env: dict[str, str]  # the environment the processes run with
 
     def worker_output(self) -> str:
         return self.worker_log.read_text(errors="replace")
@@ -113,6 +131,21 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+@pytest.fixture(scope="session")
+def processes_env(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of every process the tests start once per session (worker, dispatcher,
+    gunicorn): the test database, JSON log lines and one metrics directory, as make run has."""
+    metrics = tmp_path_factory.mktemp("metrics")
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url(),
+        "PYTHONUNBUFFERED": "1",
+        "JOBPLATFORM_LOG_FORMAT": "json",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+    }
+
+
 @contextmanager
 def running_platform(
     logs: Path,
@@ -134,7 +167,12 @@ def running_platform(
         **(env or {}),
     }
     hostname = f"{name}-{os.getpid()}@127.0.0.1"
-    plat = Platform(worker_log=logs / "worker.log", dispatcher_log=logs / "dispatcher.log")
+    plat = Platform(
+        worker_log=logs / "worker.log",
+        dispatcher_log=logs / "dispatcher.log",
+        hostname=hostname,
+        env=env,
+    )
     with plat.worker_log.open("wb") as wlog, plat.dispatcher_log.open("wb") as dlog:
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "jobplatform", "worker", "--loglevel", "INFO",
@@ -167,12 +205,27 @@ def running_platform(
         _stop(worker)
 
 
+@dataclass
+class Web:
+    """gunicorn serving the test database, as deployed."""
+
+    url: str
+    port: int
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
 @pytest.fixture(scope="session")
 def platform(
-    django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+    processes_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
-    """The session's worker and dispatcher on the queue ``default``, over Redis."""
-    with running_platform(tmp_path_factory.mktemp("platform"), queues="default") as plat:
+    """The session's worker and dispatcher on the queue ``default``, over Redis, logging JSON
+    lines and counting in the session's metrics directory (``processes_env``)."""
+    with running_platform(
+        tmp_path_factory.mktemp("platform"), queues="default", env=processes_env
+    ) as plat:
         yield plat
 
 
@@ -189,8 +242,8 @@ def rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitMQ]:
 
 @contextmanager
 def running_web(log: Path, *, env: dict[str, str]) -> Iterator[str]:
-    """gunicorn as deployed (gunicorn.conf.py: gthread, one process, four threads) on a free port
-    of 127.0.0.1, with ``env`` on top of the test settings; its root URL."""
+    """gunicorn as deployed (gunicorn.conf.py: gthread, by default one process of four threads)
+    on a free port of 127.0.0.1, with ``env`` on top of the test settings; its root URL."""
     port = free_port()
     env = {
         **os.environ,
@@ -215,8 +268,17 @@ def running_web(log: Path, *, env: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def live_api(django_db_setup: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The root URL of the web process as deployed, serving the test database. Tests that use
-    it need ``django_db(transaction=True)``: the server sees only committed data."""
-    with running_web(tmp_path_factory.mktemp("live-api") / "gunicorn.log", env={}) as url:
-        yield url
+def web(processes_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    """The web process as deployed, two processes of two threads, logging and counting with the
+    platform's processes. Tests that use it need ``django_db(transaction=True)``: the server
+    sees only committed data."""
+    log = tmp_path_factory.mktemp("web") / "gunicorn.log"
+    env = processes_env | {"WEB_CONCURRENCY": "2", "WEB_THREADS": "2"}
+    with running_web(log, env=env) as url:
+        yield Web(url=url, port=int(url.rsplit(":", 1)[1]), log=log)
+
+
+@pytest.fixture(scope="session")
+def live_api(web: Web) -> str:
+    """The root URL of ``web``."""
+    return web.url

@@ -55,6 +55,9 @@ CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = _broker.missing_queue_exchange_
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Static files are collected by `make run`, not by the tests (WhiteNoise warns of a missing root).
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]  # noqa: F405
+# Every API response is checked against the OpenAPI document (tests/openapi.py): first, so that
+# it sees the responses of the other middleware too.
+MIDDLEWARE = ["tests.openapi.ValidateResponses", *MIDDLEWARE]
 # Two test runs on one machine (two work trees, say) each need their own database and broker DB.
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_jobplatform")}  # noqa: F405
 
@@ -62,8 +65,12 @@ DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_
 JOBPLATFORM_HEARTBEAT_INTERVAL = 0.2
 JOBPLATFORM_LOST_AFTER = 2.0
 JOBPLATFORM_REAPER_INTERVAL = 0.5
-# The RabbitMQ chaos case sets the production value: it shows that no message needed it.
+# The chaos suite's broker cases run their processes with production's (TEST_REDELIVER_AFTER=300):
+# the broker watch (Redis), or no lost message at all (RabbitMQ), must bring the jobs back.
 JOBPLATFORM_REDELIVER_AFTER = env.float("TEST_REDELIVER_AFTER", default=4.0)
+JOBPLATFORM_LIVENESS_INTERVAL = 0.5
+# What the tests' scrapes of /metrics send as their bearer token.
+JOBPLATFORM_METRICS_TOKEN = "metrics-token-of-the-tests"
 
 # The throttles' cache on the tests' Redis database (whatever the broker). Throttling is off
 # except where a test turns it on (tests/jobplatform/test_throttling.py): the suite sends

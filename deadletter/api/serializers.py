@@ -3,13 +3,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from deadletter.api import schemas
 from deadletter.api.filters import DeadLetterFilter
 from deadletter.models import DeadLetter, DeadLetterAction
 from deadletter.selectors import Group
 from deadletter.services import RetryOverrides
 from jobplatform.api.serializers import StrictInput
+from jobs.api.schemas import AttemptErrorSchema, ExecutionSchema, StepSpecSchema
 
 MAX_NOTE = 2000
 MAX_BULK_IDS = 10_000
@@ -109,6 +112,7 @@ class DeadLetterSummaryOutput(serializers.ModelSerializer[DeadLetter]):
             "links",
         ]
 
+    @extend_schema_field(schemas.DeadLetterJobSchema)
     def get_job(self, dead: DeadLetter) -> dict[str, Any]:
         job = dead.job
         return {
@@ -119,9 +123,11 @@ class DeadLetterSummaryOutput(serializers.ModelSerializer[DeadLetter]):
             "owner": job.owner.get_username(),
         }
 
+    @extend_schema_field(serializers.CharField(allow_null=True))
     def get_resolved_by(self, dead: DeadLetter) -> str | None:
         return dead.resolved_by.get_username() if dead.resolved_by else None
 
+    @extend_schema_field(schemas.DeadLetterLinksSchema)
     def get_links(self, dead: DeadLetter) -> dict[str, str]:
         request = self.context["request"]
         url = request.build_absolute_uri
@@ -133,8 +139,28 @@ class DeadLetterSummaryOutput(serializers.ModelSerializer[DeadLetter]):
         }
 
 
+@extend_schema_field(AttemptErrorSchema)
+class ErrorJson(serializers.JSONField):
+    """A JSON column rendered as stored, described in the OpenAPI document by its shape."""
+
+
+@extend_schema_field(StepSpecSchema(many=True))
+class StepsJson(serializers.JSONField):
+    """As ErrorJson: the job's steps."""
+
+
+@extend_schema_field(schemas.RetryPolicySchema)
+class RetryPolicyJson(serializers.JSONField):
+    """As ErrorJson: the job's retry policy."""
+
+
 class DeadLetterOutput(DeadLetterSummaryOutput):
     """The entry with its full error (traceback included) and the job as it was when it died."""
+
+    # The JSON columns as the OpenAPI document shows them; rendered as stored.
+    error = ErrorJson(read_only=True)
+    steps = StepsJson(read_only=True)
+    retry_policy = RetryPolicyJson(read_only=True)
 
     class Meta(DeadLetterSummaryOutput.Meta):
         fields = [
@@ -158,6 +184,7 @@ class GroupOutput(serializers.Serializer[Group | list[Group]]):  # a list: many=
     last_seen = serializers.DateTimeField()
     example = serializers.SerializerMethodField()
 
+    @extend_schema_field(schemas.GroupExampleSchema)
     def get_example(self, group: Group) -> dict[str, Any]:
         dead = group.example
         request = self.context["request"]
@@ -168,3 +195,18 @@ class GroupOutput(serializers.Serializer[Group | list[Group]]):  # a list: many=
             "created_at": serializers.DateTimeField().to_representation(dead.created_at),
             "url": request.build_absolute_uri(reverse("dead-letter-detail", args=[dead.id])),
         }
+
+
+class DeadLetterDetailOutput(DeadLetterOutput):
+    """The detail: the entry, its audit trail and its job's every attempt (for the OpenAPI
+    document; the view adds both to DeadLetterOutput's data)."""
+
+    actions = ActionOutput(many=True)
+    executions = ExecutionSchema(many=True)
+
+    class Meta(DeadLetterOutput.Meta):
+        fields = [*DeadLetterOutput.Meta.fields, "actions", "executions"]
+
+
+class GroupListOutput(serializers.Serializer[Any]):
+    results = GroupOutput(many=True)

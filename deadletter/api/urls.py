@@ -34,4 +34,6 @@ urlpatterns = [
         views.DeadLetterDismissApi.as_view(),
         name="dead-letter-dismiss",
     ),
+    # A job's retry closes its dead letter: the view is this app's (see JobRetryApi).
+    path("jobs/<uuid:job_id>/retry/", views.JobRetryApi.as_view(), name="job-retry"),
 ]

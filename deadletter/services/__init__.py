@@ -12,6 +12,7 @@ from deadletter.services.actions import (
     dead_letter_dismiss_bulk,
     dead_letter_retry,
     dead_letter_retry_bulk,
+    job_retry_with_dead_letter,
 )
 from deadletter.services.record import NOTIFY_TASK, dead_letter_notify, dead_letter_record
 from deadletter.services.retention import (
@@ -38,4 +39,5 @@ __all__ = [
     "dead_letter_retry",
     "dead_letter_retry_bulk",
     "dead_letter_schedule_purge",
+    "job_retry_with_dead_letter",
 ]

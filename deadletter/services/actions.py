@@ -22,8 +22,11 @@ from deadletter.models import DeadLetter, DeadLetterAction
 from jobplatform.errors import Conflict, InvalidInput, NotFound
 from jobplatform.models import AuditEvent
 from jobplatform.services import audit_record
+from jobs import lifecycle
+from jobs.lifecycle import Transition
 from jobs.models import Job
 from jobs.services import job_retry
+from jobs.services.admission import admission
 
 State = DeadLetter.State
 Kind = DeadLetterAction.Kind
@@ -91,13 +94,7 @@ def dead_letter_retry(
                 "a later step has no stored outputs before it",
                 {"from_step": overrides.from_step, "max": job.next_step},
             )
-        retried = job_retry(
-            job_ids=[job.id],
-            max_retries=overrides.max_retries,
-            input=overrides.input,
-            from_step=overrides.from_step,
-        )
-        if not retried:
+        if not _retry_job(job.id, overrides):
             # Raising rolls the entry's update back with it.
             raise Conflict(
                 "DEADLETTER.JOB_NOT_FAILED",
@@ -107,6 +104,75 @@ def dead_letter_retry(
         if overrides:
             _audit(dead.id, Kind.EDIT, actor, note, _changes(job, overrides), now)
         _audit(dead.id, Kind.RETRY, actor, note, {"attempts_before": job.attempts}, now)
+
+
+def job_retry_with_dead_letter(
+    *,
+    job_id: UUID,
+    actor: User,
+    note: str = "",
+    overrides: RetryOverrides | None = None,
+) -> None:
+    """Retry one job (FAILED|CANCELLED -> PENDING) with a dead letter's overrides.
+
+    A failed job's open (or dismissed) dead letter is retried with it, through
+    :func:`dead_letter_retry`, so the entry is closed and the retry is in its audit trail; a job
+    without one (cancelled, or its entry purged) is retried directly. Raises NotFound
+    JOBS.NOT_FOUND, InvalidInput JOBS.INVALID_FROM_STEP (a step after the one it stopped at),
+    Conflict JOBS.NOT_RETRYABLE (it is not failed or cancelled), TooManyRequests
+    JOBS.TOO_MANY_UNFINISHED: a retried job is unfinished again, so it counts against its owner's
+    and the platform's caps like a submission (a dead letter's own retry, an operator's recovery
+    tool, does not: :func:`dead_letter_retry`).
+
+    No lock is taken here: a failed job's entry is recorded in the transaction that failed it, and
+    :func:`dead_letter_retry` and :func:`job_retry` are each one conditional UPDATE, so two
+    retries at once move the job once and the second is told why (a 409).
+    """
+    overrides = overrides or RetryOverrides()
+    job = Job.objects.filter(id=job_id).only("status", "next_step", "owner_id").first()
+    if job is None:
+        raise NotFound("JOBS.NOT_FOUND", f"no job {job_id}")
+    if overrides.from_step is not None and overrides.from_step > job.next_step:
+        raise InvalidInput(
+            "JOBS.INVALID_FROM_STEP",
+            f"the job can be retried from step 0 to {job.next_step} (where it stopped); "
+            "a later step has no stored outputs before it",
+            {"from_step": overrides.from_step, "max": job.next_step},
+        )
+    if job.status in lifecycle.JOB_RETRY.sources:  # else the transition below answers 409
+        admission.check(owner_id=job.owner_id, count=1)
+    dead_letter_id = (
+        DeadLetter.objects.filter(job_id=job_id, state__in=RETRYABLE)
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    if dead_letter_id is not None:
+        dead_letter_retry(
+            dead_letter_id=dead_letter_id, actor=actor, note=note, overrides=overrides
+        )
+    elif not _retry_job(job_id, overrides, lifecycle.JOB_RETRY):
+        status = Job.objects.filter(id=job_id).values_list("status", flat=True).first()
+        raise Conflict(
+            "JOBS.NOT_RETRYABLE",
+            f"only a failed or cancelled job can be retried; it is {status}",
+            {"status": status},
+        )
+    admission.admitted(owner_id=job.owner_id, count=1)
+
+
+def _retry_job(
+    job_id: UUID, overrides: RetryOverrides, transition: Transition = lifecycle.MANUAL_RETRY
+) -> bool:
+    """The job back to PENDING with ``overrides``; False if it was not in a state to retry."""
+    retried = job_retry(
+        job_ids=[job_id],
+        max_retries=overrides.max_retries,
+        input=overrides.input,
+        from_step=overrides.from_step,
+        transition=transition,
+    )
+    return bool(retried)
 
 
 def _changes(job: Job, overrides: RetryOverrides) -> dict[str, Any]:

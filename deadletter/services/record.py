@@ -13,6 +13,7 @@ from django.utils import timezone
 from deadletter import webhooks
 from deadletter.fingerprints import fingerprint, normalise_message
 from deadletter.models import DeadLetter
+from jobplatform import metrics
 from jobplatform.celery import app as celery_app
 from jobs.models import Job
 from jobs.redaction import redact_steps
@@ -39,7 +40,7 @@ def dead_letter_record(
     transition committed. The webhook, if configured, is published only after that commit.
     """
     policy_fields = ("max_retries", "retry_backoff", "retry_backoff_max", "retry_jitter", "timeout")
-    job = Job.objects.values("steps", "input", *policy_fields).get(id=job_id)
+    job = Job.objects.values("steps", "input", "queue", *policy_fields).get(id=job_id)
     message = error.message
     step_type = error.step_type or ""
     error_type = error.type
@@ -69,6 +70,8 @@ def dead_letter_record(
         retry_policy={key: job[key] for key in policy_fields},
         created_at=now,
     )
+    # Counted once the failure commits: a rolled-back one never happened.
+    transaction.on_commit(metrics.DEAD_LETTERS.labels(job["queue"], reason).inc)
     if settings.JOBPLATFORM_DEADLETTER_WEBHOOK_URL:
         # After commit: a rolled-back failure is never announced, and the worker does not wait for
         # the receiver. robust: a broker error here is logged, it does not fail the job's task.

@@ -34,6 +34,9 @@ class Claim:
     timeout: int
     retry_base: int = 0  # attempts before the current retry budget (a manual retry resets it)
     worker: str = ""
+    queue: str = "default"
+    trace_id: str = ""
+    due_at: datetime | None = None  # when the attempt was due: run_at, or a retry's time
 
     @property
     def budget_attempt(self) -> int:
@@ -55,7 +58,12 @@ def claim_ctes(prefix: str = "") -> str:
     WHERE id = %({p}job)s AND status IN {sql_in(lifecycle.CLAIM.sources)}
       AND attempts = %({p}attempt)s - 1
     RETURNING id, steps, input, next_step, step_outputs,
-              max_retries, retry_backoff, retry_backoff_max, retry_jitter, timeout, retry_base
+              max_retries, retry_backoff, retry_backoff_max, retry_jitter, timeout, retry_base,
+              queue, trace_id,
+              -- When the attempt was due (for the start-lag metric): the retry's time, which this
+              -- UPDATE clears, or run_at. A sub-select in the statement reads the row as it was.
+              (SELECT coalesce(d.next_attempt_at, d.run_at) FROM jobs_job AS d
+               WHERE d.id = jobs_job.id) AS due_at
 ), execution AS (
     INSERT INTO executions_execution
         (job_id, attempt, status, worker, delivery_id, started_at, heartbeat_at, will_retry)
@@ -68,7 +76,8 @@ def claim_ctes(prefix: str = "") -> str:
 
 # What a claim returns, in the order ClaimRequest.claim reads it.
 CLAIM_COLUMNS = """execution.id, steps, input, next_step, step_outputs,
-       max_retries, retry_backoff, retry_backoff_max, retry_jitter, timeout, retry_base"""
+       max_retries, retry_backoff, retry_backoff_max, retry_jitter, timeout, retry_base,
+       queue, trace_id, due_at"""
 
 # One statement, so one round trip and one commit: the claim of the job and the attempt's row
 # are atomic without a transaction block (the hot path: every attempt pays for it).
@@ -112,6 +121,9 @@ class ClaimRequest:
             jitter,
             timeout,
             retry_base,
+            queue,
+            trace_id,
+            due_at,
         ) = row
         return Claim(
             job_id=self.job_id,
@@ -128,6 +140,9 @@ class ClaimRequest:
             timeout=timeout,
             retry_base=retry_base,
             worker=self.worker,
+            queue=queue,
+            trace_id=trace_id,
+            due_at=due_at,
         )
 
 

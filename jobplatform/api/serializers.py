@@ -19,6 +19,8 @@ class StrictInput(serializers.Serializer[None]):
     """Refuses unknown fields by name, so a typo ("max_retry") is not silently ignored. Input
     only: it never serializes an instance."""
 
+    closed = True  # the OpenAPI document says so: additionalProperties false
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(self.initial_data, dict):
             raise serializers.ValidationError("the body must be a JSON object")

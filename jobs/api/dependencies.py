@@ -8,12 +8,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobplatform.api.render import api_datetime
+from jobs.api import schemas
 from jobs.selectors import (
     BreakerView,
     RateLimitView,
@@ -78,11 +80,19 @@ def parse_rate_limit(data: Any) -> tuple[float, int | None]:
     return float(data["rate"]), data.get("burst")
 
 
+LIMIT_NOT_FOUND = {404: ["LIMITS.NOT_FOUND"]}
+
+
 class RateLimitListApi(APIView):
     """The rate limits, with the tokens in their buckets and the jobs they hold."""
 
     required_permissions = {"GET": "jobs.view_ratelimit"}
 
+    @extend_schema(
+        operation_id="rate_limits_list",
+        summary="Rate limits",
+        responses=schemas.RateLimitListSchema,
+    )
     def get(self, request: Request) -> Response:
         return Response({"results": [rate_limit_output(r, request) for r in rate_limit_list()]})
 
@@ -95,15 +105,43 @@ class RateLimitDetailApi(APIView):
         "PUT": "jobs.change_ratelimit",
         "DELETE": "jobs.delete_ratelimit",
     }
+    error_codes = {
+        "GET": LIMIT_NOT_FOUND,
+        "PUT": {
+            400: [
+                "API.VALIDATION_ERROR",
+                "LIMITS.INVALID_NAME",
+                "LIMITS.INVALID_RATE",
+                "LIMITS.INVALID_BURST",
+            ]
+        },
+        "DELETE": LIMIT_NOT_FOUND,
+    }
 
+    @extend_schema(
+        operation_id="rate_limits_get", summary="A rate limit", responses=schemas.RateLimitSchema
+    )
     def get(self, request: Request, name: str) -> Response:
         return Response(rate_limit_output(rate_limit_get(name=name), request))
 
+    @extend_schema(
+        operation_id="rate_limits_set",
+        summary="Create or change a rate limit",
+        description="Admins. Its bucket starts full again.",
+        request=schemas.RateLimitChangeSchema,
+        responses=schemas.RateLimitSchema,
+    )
     def put(self, request: Request, name: str) -> Response:
         rate, burst = parse_rate_limit(request.data)
         limit = dependencies.rate_limit_set(name=name, rate=rate, burst=burst)
         return Response(rate_limit_output(rate_limit_get(name=limit.name), request))
 
+    @extend_schema(
+        operation_id="rate_limits_delete",
+        summary="Delete a rate limit",
+        description="Admins. The jobs it held are released.",
+        responses={204: None},
+    )
     def delete(self, request: Request, name: str) -> Response:
         dependencies.rate_limit_delete(name=name)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -114,6 +152,11 @@ class BreakerListApi(APIView):
 
     required_permissions = {"GET": "jobs.view_circuitbreaker"}
 
+    @extend_schema(
+        operation_id="breakers_list",
+        summary="Circuit breakers",
+        responses=schemas.BreakerListSchema,
+    )
     def get(self, request: Request) -> Response:
         return Response({"results": [breaker_output(b, request) for b in breaker_list()]})
 
@@ -123,6 +166,9 @@ class BreakerDetailApi(APIView):
 
     required_permissions = {"GET": "jobs.view_circuitbreaker"}
 
+    @extend_schema(
+        operation_id="breakers_get", summary="A host's breaker", responses=schemas.BreakerSchema
+    )
     def get(self, request: Request, host: str) -> Response:
         return Response(breaker_output(breaker_get(host=host), request))
 
@@ -131,7 +177,15 @@ class BreakerOpenApi(APIView):
     """Open the host's breaker by hand (operators): its jobs wait until it is closed."""
 
     required_permissions = {"POST": "jobs.operate_circuitbreaker"}
+    error_codes = {"POST": {400: ["BREAKERS.INVALID_HOST"]}}
 
+    @extend_schema(
+        operation_id="breakers_open",
+        summary="Open a host's breaker",
+        description="Operators. Its jobs wait until an operator closes it.",
+        request=None,
+        responses=schemas.BreakerSchema,
+    )
     def post(self, request: Request, host: str) -> Response:
         dependencies.breaker_open(host=host)
         return Response(breaker_output(breaker_get(host=host), request))
@@ -141,7 +195,15 @@ class BreakerCloseApi(APIView):
     """Close the host's breaker (operators): its held jobs are released."""
 
     required_permissions = {"POST": "jobs.operate_circuitbreaker"}
+    error_codes = {"POST": {400: ["BREAKERS.INVALID_HOST"]}}
 
+    @extend_schema(
+        operation_id="breakers_close",
+        summary="Close a host's breaker",
+        description="Operators. The jobs it held are released.",
+        request=None,
+        responses=schemas.BreakerSchema,
+    )
     def post(self, request: Request, host: str) -> Response:
         dependencies.breaker_close(host=host)
         return Response(breaker_output(breaker_get(host=host), request))

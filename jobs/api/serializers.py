@@ -97,27 +97,39 @@ def parse_job_change(data: Any) -> datetime:
     return run_at
 
 
-def parse_bulk_submission(data: Any) -> list[JobSpec]:
-    """``{"jobs": [submission, ...]}``; an error names the index of the job it is about."""
+def parse_bulk_submission(data: Any) -> tuple[list[JobSpec], str | None]:
+    """``{"jobs": [submission, ...], "idempotency_key"?}``: the specs and the batch's key; an
+    error names the index of the job it is about. The jobs themselves carry no key."""
     if (
         not isinstance(data, dict)
         or not isinstance(data.get("jobs"), list)
-        or data.keys() != {"jobs"}
+        or not {"jobs"} <= data.keys() <= {"jobs", "idempotency_key"}
     ):
-        raise serializers.ValidationError({"jobs": ['send {"jobs": [submission, ...]}']})
+        raise serializers.ValidationError(
+            {"jobs": ['send {"jobs": [submission, ...], "idempotency_key"?: "..."}']}
+        )
+    key = data.get("idempotency_key")
+    if key is not None and not isinstance(key, str):
+        raise serializers.ValidationError({"idempotency_key": ["a string of 1 to 255 characters"]})
     specs = []
     for index, job in enumerate(data["jobs"]):
         try:
-            spec, key = parse_submission(job)
+            spec, job_key = parse_submission(job)
         except serializers.ValidationError as exc:
             # str(index): the key JSON gives it anyway; the error's detail is keyed by str.
             raise serializers.ValidationError({"jobs": {str(index): exc.detail}}) from None
-        if key is not None:
+        if job_key is not None:
             raise serializers.ValidationError(
-                {"jobs": {str(index): {"idempotency_key": ["not supported in bulk submissions"]}}}
+                {
+                    "jobs": {
+                        str(index): {
+                            "idempotency_key": ['one key for the whole batch, beside "jobs"']
+                        }
+                    }
+                }
             )
         specs.append(spec)
-    return specs
+    return specs, key
 
 
 _PLACEHOLDER = "00000000-0000-0000-0000-000000000000"

@@ -7,8 +7,14 @@ from jobs.api import dependencies, views
 urlpatterns = [
     path("jobs/", views.JobListCreateApi.as_view(), name="job-list"),
     path("jobs/bulk/", views.JobBulkCreateApi.as_view(), name="job-bulk"),
+    path("jobs/stats/", views.JobStatsApi.as_view(), name="job-stats"),
     path("jobs/<uuid:job_id>/", views.JobDetailApi.as_view(), name="job-detail"),
     path("jobs/<uuid:job_id>/cancel/", views.JobCancelApi.as_view(), name="job-cancel"),
+    path(
+        "jobs/<uuid:job_id>/executions/",
+        views.JobExecutionListApi.as_view(),
+        name="job-executions",
+    ),
     path("steps/", views.StepTypeListApi.as_view(), name="step-list"),
     path("queues/", views.QueueListApi.as_view(), name="queue-list"),
     path("queues/<str:name>/", views.QueueDetailApi.as_view(), name="queue-detail"),

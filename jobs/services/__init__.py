@@ -14,6 +14,7 @@ from jobs.services.common import (
 from jobs.services.release import (
     Release,
     ReleasedJob,
+    job_release_after_broker_loss,
     job_release_due,
     job_release_lost,
     job_unrelease,
@@ -25,7 +26,7 @@ from jobs.services.rows import (
     job_values,
 )
 from jobs.services.spec import JobSpec, job_validate
-from jobs.services.submission import Submission, job_submit, job_submit_many
+from jobs.services.submission import BulkSubmitted, Submission, job_submit, job_submit_many
 from jobs.services.transitions import (
     job_audit_subject,
     job_cancel,
@@ -38,6 +39,7 @@ __all__ = [
     "DISPATCH_CHANNEL",
     "RUN_JOBS_TASK",
     "RUN_JOB_TASK",
+    "BulkSubmitted",
     "JobSpec",
     "Release",
     "ReleasedJob",
@@ -46,6 +48,7 @@ __all__ = [
     "job_cancel",
     "job_insert",
     "job_insert_ticks",
+    "job_release_after_broker_loss",
     "job_release_due",
     "job_release_lost",
     "job_reschedule",

@@ -74,6 +74,7 @@ class ReleasedJob:
     priority: int
     attempt: int  # the attempt number the published message will start
     timeout: int  # the job's per-attempt timeout: the message's hard time limit is set from it
+    trace_id: str = ""  # the job's, sent in the message's headers for the worker's log lines
 
 
 @dataclass(frozen=True)
@@ -374,13 +375,15 @@ def _candidates(
 
 # --- writing the decision ----------------------------------------------------------------------
 
-# The rows are locked by this transaction since _CANDIDATES_SQL: no status check is needed.
+# The rows are locked by this transaction since _CANDIDATES_SQL: no status check is needed. A
+# retry keeps its next_attempt_at until the claim clears it: the claim reads it as the attempt's
+# due time (the start-lag metric).
 _MARK_RELEASED_SQL = f"""
 UPDATE jobs_job
 SET status = {sql(lifecycle.RELEASE.target)}, queued_at = now(), updated_at = now(),
-    next_attempt_at = NULL, hold = {NOT_PARKED}, held_by = '', version = version + 1
+    hold = {NOT_PARKED}, held_by = '', version = version + 1
 WHERE id = ANY(%(ids)s)
-RETURNING id, attempts
+RETURNING id, attempts, trace_id
 """
 
 
@@ -388,14 +391,15 @@ def _mark_released(cursor: Cursor, jobs: list[flow.Candidate]) -> list[ReleasedJ
     if not jobs:
         return []
     cursor.execute(_MARK_RELEASED_SQL, {"ids": [job.id for job in jobs]}, prepare=True)
-    attempts = dict(cursor.fetchall())
+    marked = {job_id: (attempts, trace_id) for job_id, attempts, trace_id in cursor.fetchall()}
     return [
         ReleasedJob(
             id=job.id,
             queue=job.queue,
             priority=job.priority,
-            attempt=attempts[job.id] + 1,
+            attempt=marked[job.id][0] + 1,
             timeout=job.timeout,
+            trace_id=marked[job.id][1],
         )
         for job in jobs
     ]
@@ -576,7 +580,7 @@ WHERE id = ANY(ARRAY(  -- by primary key, never through a join the planner could
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED  -- several dispatchers: each lost job is published again once
 ))
-RETURNING id, queue, priority, attempts, timeout
+RETURNING id, queue, priority, attempts, timeout, trace_id
 """
 
 
@@ -601,10 +605,60 @@ def job_release_lost(
     with prepared_cursor() as cursor:
         cursor.execute(_RELEASE_LOST_SQL.format(queues=queue_filter), params, prepare=True)
         rows = cursor.fetchall()
-    return [
-        ReleasedJob(id=job_id, queue=queue, priority=priority, attempt=attempts + 1, timeout=t)
-        for job_id, queue, priority, attempts, t in rows
-    ]
+    return [_released(row) for row in rows]
+
+
+# The jobs whose message was on a broker that lost its data: QUEUED since before it (a retry
+# waits in PostgreSQL, not in the broker, until the dispatcher releases it). Each is stamped with
+# now, so another dispatcher that noticed the same loss skips it, and REDELIVER_AFTER's clock
+# restarts.
+_RELEASE_BROKER_LOST_SQL = f"""
+UPDATE jobs_job
+SET queued_at = %(now)s, updated_at = %(now)s
+WHERE id = ANY(ARRAY(  -- by primary key, never through a join the planner could misjudge
+    SELECT id FROM jobs_job
+    WHERE status IN {sql_in(lifecycle.REDELIVER_QUEUED.sources)} AND queued_at < %(lost_before)s
+      {{queues}}
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED  -- several dispatchers: each job is published again once
+))
+RETURNING id, queue, priority, attempts, timeout, trace_id
+"""
+
+
+def job_release_after_broker_loss(
+    *, lost_before: datetime, limit: int, queues: Sequence[str] | None = None
+) -> list[ReleasedJob]:
+    """The QUEUED jobs whose message was published before ``lost_before`` to a broker that has
+    since lost its data, to publish again now.
+
+    Call until it returns fewer than ``limit``. A job whose old message did survive gets two:
+    one claims the attempt, the other finds nothing. The job was counted in flight when it was
+    released: publishing it again changes no count.
+    """
+    params = {
+        "lost_before": lost_before,
+        "limit": limit,
+        "now": timezone.now(),
+        "queues": list(queues or []),
+    }
+    queue_filter = "AND queue = ANY(%(queues)s)" if queues else ""
+    with prepared_cursor() as cursor:
+        cursor.execute(_RELEASE_BROKER_LOST_SQL.format(queues=queue_filter), params, prepare=True)
+        rows = cursor.fetchall()
+    return [_released(row) for row in rows]
+
+
+def _released(row: tuple[Any, ...]) -> ReleasedJob:
+    job_id, queue, priority, attempts, timeout, trace_id = row
+    return ReleasedJob(
+        id=job_id,
+        queue=queue,
+        priority=priority,
+        attempt=attempts + 1,
+        timeout=timeout,
+        trace_id=trace_id,
+    )
 
 
 def job_unrelease(*, job_ids: list[UUID] | None = None, queue: str | None = None) -> int:

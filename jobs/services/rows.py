@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, fields
 from datetime import datetime
@@ -22,6 +23,7 @@ from django.db import connection
 from django.db.models import Field, JSONField
 from django.utils import timezone
 
+from jobplatform import metrics
 from jobplatform.db import prepared_cursor
 from jobs.lifecycle import sql
 from jobs.models import Job
@@ -120,7 +122,9 @@ def job_insert(rows: Sequence[Mapping[str, Any]]) -> list[UUID]:
     if len(rows) == 1:
         with prepared_cursor() as cursor:
             cursor.execute(_INSERT_ONE, [*_cells(rows[0]), DISPATCH_CHANNEL], prepare=True)
-            return [row[0] for row in cursor.fetchall()]
+            ids = [row[0] for row in cursor.fetchall()]
+        metrics.JOBS_SUBMITTED.labels(rows[0]["queue"]).inc(len(ids))
+        return ids
     with (
         connection.cursor() as wrapper,
         wrapper.cursor.copy(f"COPY jobs_job ({_COLUMNS}) FROM STDIN") as copy,
@@ -128,6 +132,8 @@ def job_insert(rows: Sequence[Mapping[str, Any]]) -> list[UUID]:
         for row in rows:
             copy.write_row(_cells(row))
     notify_dispatchers()
+    for queue, count in Counter(row["queue"] for row in rows).items():
+        metrics.JOBS_SUBMITTED.labels(queue).inc(count)
     return [row["id"] for row in rows]
 
 
@@ -209,7 +215,7 @@ ORDER BY v.position
 -- records the tick as a duplicate. The constraint one_job_per_schedule_tick decides, whatever
 -- the callers' own precautions.
 ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING
-RETURNING id, schedule_id, scheduled_for
+RETURNING id, schedule_id, scheduled_for, queue
 """
 
 
@@ -238,7 +244,10 @@ def job_insert_ticks(
     }
     with prepared_cursor() as cursor:
         cursor.execute(_INSERT_TICKS, params, prepare=True, binary=True)
-        stored = {(schedule_id, tick): job_id for job_id, schedule_id, tick in cursor.fetchall()}
+        rows = cursor.fetchall()
+    stored = {(schedule_id, tick): job_id for job_id, schedule_id, tick, _ in rows}
     if stored:
         notify_dispatchers()
+    for queue, count in Counter(queue for *_, queue in rows).items():
+        metrics.JOBS_SUBMITTED.labels(queue).inc(count)
     return stored

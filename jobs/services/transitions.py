@@ -120,9 +120,10 @@ def job_reschedule(*, job_id: UUID, run_at: datetime) -> None:
         )
 
 
-_RETRY_FAILED_SQL = f"""
+def _retry_sql(transition: lifecycle.Transition) -> str:
+    return f"""
 UPDATE jobs_job
-SET status = {sql(lifecycle.MANUAL_RETRY.target)}, run_at = %(now)s, finished_at = NULL,
+SET status = {sql(transition.target)}, run_at = %(now)s, finished_at = NULL,
     next_attempt_at = NULL, queued_at = NULL, updated_at = %(now)s, version = version + 1,
     -- A fresh budget: the retry policy counts attempts from here, the numbering goes on.
     retry_base = attempts,
@@ -135,10 +136,13 @@ SET status = {sql(lifecycle.MANUAL_RETRY.target)}, run_at = %(now)s, finished_at
         FROM jsonb_array_elements(step_outputs) WITH ORDINALITY AS done(output, n)
         WHERE done.n <= %(from_step)s
     ) END
-WHERE id = ANY(%(ids)s) AND status IN {sql_in(lifecycle.MANUAL_RETRY.sources)}
+WHERE id = ANY(%(ids)s) AND status IN {sql_in(transition.sources)}
   AND (%(from_step)s::integer IS NULL OR next_step >= %(from_step)s)
 RETURNING id
 """
+
+
+_RETRY_SQL = {t: _retry_sql(t) for t in (lifecycle.MANUAL_RETRY, lifecycle.JOB_RETRY)}
 
 
 def job_retry(
@@ -147,8 +151,10 @@ def job_retry(
     max_retries: int | None = None,
     input: Any = None,
     from_step: int | None = None,
+    transition: lifecycle.Transition = lifecycle.MANUAL_RETRY,
 ) -> list[UUID]:
-    """FAILED -> PENDING (due now) for each of ``job_ids``; returns the ids that were FAILED.
+    """FAILED -> PENDING (due now) for each of ``job_ids``; returns those it moved.
+    ``transition=lifecycle.JOB_RETRY`` (a job's own retry action) moves CANCELLED jobs too.
 
     One set-based UPDATE however many jobs. The job keeps its history: ``attempts`` is not reset,
     so the next attempt continues the numbering, and ``retry_base`` gives it a fresh retry budget.
@@ -179,7 +185,7 @@ def job_retry(
         "from_step": from_step,
     }
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_RETRY_FAILED_SQL, params)
+        cursor.execute(_RETRY_SQL[transition], params)
         retried = [row[0] for row in cursor.fetchall()]
         if retried:
             notify_dispatchers()

@@ -33,16 +33,10 @@ from jobs.schedules.services import SCHEDULES_CHANNEL, ScheduleSpec, schedule_cr
 from jobs.services import JobSpec, job_submit
 from tests.conftest import REPO, database_url
 from tests.servers import RabbitMQ
-from tests.support import HttpTarget, wait_for
+from tests.support import HttpTarget, free_port, wait_for
 
 QUEUE = "chaos"
 RECOVERY: list[tuple[str, float]] = []
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -167,13 +161,36 @@ class Chaos:
 
     def make_due(self, schedule_ids: list[Any], *, ticks: int) -> list[datetime]:
         """Forge the schedules' next tick so that the last ``ticks`` whole minutes are due now,
-        and wake the dispatchers; return those ticks."""
+        and wake the dispatchers; return those ticks. They end after the last of them: a test
+        that crosses a minute's boundary must not see the next real tick fire too."""
         minute = timezone.now().replace(second=0, microsecond=0)
         due = [minute - timedelta(minutes=n) for n in reversed(range(ticks))]
-        Schedule.objects.filter(id__in=schedule_ids).update(next_fire_at=due[0])
+        Schedule.objects.filter(id__in=schedule_ids).update(
+            next_fire_at=due[0], end_at=due[-1] + timedelta(seconds=1)
+        )
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, '')", [SCHEDULES_CHANNEL])
         return due
+
+    def submit_flaky(self, owner: Any, count: int, *, backoff: float) -> list:
+        """``count`` jobs of a ``tick`` and an ``http`` step that fails once: each then waits
+        ``backoff`` seconds for its retry, which the dispatcher releases once it is due."""
+        tick = {"type": "tick", "params": {"url": self.http.url + self.tick_path, "seconds": 0}}
+        ids = []
+        for index in range(count):
+            flaky = {
+                "type": "http",
+                "params": {"url": f"{self.http.url}/flaky/1/{self.run}-{index}"},
+            }
+            spec = JobSpec(
+                name="chaos-retry", steps=[tick, flaky], queue=QUEUE, max_retries=3,
+                retry_backoff=backoff, retry_jitter=False,
+            )  # fmt: skip
+            ids.append(job_submit(owner=owner, spec=spec).job.id)
+        return ids
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
 
     def ticks(self) -> list[dict[str, Any]]:
         return list(self.http.bodies.get(self.tick_path, []))

@@ -176,6 +176,31 @@ def test_dead_letters_are_listed_shown_retried_and_dismissed(platform, cli, jp):
     assert (dismissed.code, dismissed.out.strip()) == (0, "selected 1, dismissed 1, skipped 0")
 
 
+def test_a_failed_job_is_retried_by_its_id_and_the_jobs_are_counted(platform, cli, jp):
+    fail_once = '{"mode": "permanent", "times": 1, "message": "bad input"}'
+    first = cli(
+        "submit", "--name", "cli-retry", "--step", f"fail:{fail_once}", "--wait", "-o", "json"
+    )
+    assert first.code == 1
+    job_id = first.json()["id"]
+    retried = cli("retry", job_id, "--note", "fixed", "--max-retries", "0", "-o", "json")
+    assert retried.code == 0, retried.err
+    assert retried.json()["max_retries"] == 0
+    assert cli("wait", job_id).code == 0  # the second attempt succeeds
+    [entry] = jp.dead_letters.list(job=job_id).results
+    assert (entry.state, entry.note) == ("retried", "fixed")  # closed by the job's retry
+    assert [e.status for e in jp.jobs.executions(job_id)] == ["failed", "succeeded"]
+    again = cli("retry", job_id)
+    assert again.code == 2 and "JOBS.NOT_RETRYABLE" in again.err
+
+    stats = cli("stats", "-o", "json").json()
+    assert stats["by_status"]["succeeded"] >= 1
+    assert stats["last_hour"]["succeeded"] >= 1
+    assert "last hour:" in cli("stats").out
+    listed = cli("list", "--step-type", "fail", "--name", "cli-retry", "-o", "json").json()
+    assert [j["id"] for j in listed] == [job_id]
+
+
 def test_schedules_are_created_paused_resumed_and_triggered(platform, cli, tmp_path):
     created = cli(
         "schedules", "create", "--name", "cli-schedule", "--cron", "0 3 1 1 *",
@@ -227,7 +252,7 @@ def test_steps_health_and_the_console_script(cli):
     text = cli("steps").out
     assert "sleep: " in text and "  seconds (number, required)" in text
     health = cli("health")
-    assert (health.code, health.out.strip()) == (0, "ok: database ok, broker ok")
+    assert (health.code, health.out.strip()) == (0, "ok: database ok, broker ok, migrations ok")
 
     script = Path(sys.executable).with_name("jobplatform")
     done = subprocess.run([script, "--version"], capture_output=True, text=True, check=True)

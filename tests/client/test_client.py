@@ -193,7 +193,7 @@ def test_step_types_health_and_configuration_from_the_environment(jp, live_api, 
     assert {"sleep", "log", "compute", "fail", "http"} <= steps.keys()
     assert steps["sleep"].params_schema["required"] == ["seconds"]
     health = jp.health()
-    assert health.ok and health.checks == {"database": "ok", "broker": "ok"}
+    assert health.ok and health.checks == {"database": "ok", "broker": "ok", "migrations": "ok"}
 
     monkeypatch.setenv("JOBPLATFORM_URL", live_api + "/api/v1/")
     monkeypatch.setenv("JOBPLATFORM_TOKEN", token)

@@ -43,21 +43,22 @@ def test_a_submission_whose_answer_was_lost_makes_one_job(proxy, token):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_bulk_submission_is_sent_again_after_a_429_but_not_after_a_503(proxy, token):
+def test_a_bulk_submission_is_sent_again_after_a_429_and_a_503_with_its_key(proxy, token):
     jobs = [{"name": "bulk", "steps": [LOG], "run_at": LATER}]
     with Client(proxy.url, token=token, retry=RetryPolicy(backoff=0.01)) as jp:
         proxy.script = [(429, 0)]
         assert jp.jobs.submit_many(jobs).count == 1
         assert len(proxy.seen) == 2
 
-        # It carries no idempotency key: after a 503 it might have been stored, so it is not
-        # sent again.
+        # The batch was stored but its answer lost: sent again with the same key, the API
+        # answers the jobs it stored instead of storing them twice.
         proxy.script = [("lose", 503)]
-        with pytest.raises(ApiError) as error:
-            jp.jobs.submit_many(jobs)
-    assert (error.value.status, error.value.code) == (503, "API.DATABASE_UNAVAILABLE")
-    assert len(proxy.seen) == 3
+        batch = jp.jobs.submit_many(jobs)
+    assert len(proxy.seen) == 4
+    assert proxy.seen[2].headers["Idempotency-Key"] == proxy.seen[3].headers["Idempotency-Key"]
+    assert proxy.forwarded[-2:] == [201, 200]
     assert JobRow.objects.count() == 2
+    assert JobRow.objects.filter(id=batch.ids[0]).exists()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -56,6 +56,16 @@ class DeadLetterFactory(factory.django.DjangoModelFactory):
     worker = "worker@test"
     steps = factory.LazyAttribute(lambda o: o.job.steps)
     input = factory.LazyAttribute(lambda o: o.job.input)
+    # Every field dead_letter_record snapshots (the OpenAPI document requires them all).
     retry_policy = factory.LazyAttribute(
-        lambda o: {"max_retries": o.job.max_retries, "retry_backoff": o.job.retry_backoff}
+        lambda o: {
+            key: getattr(o.job, key)
+            for key in (
+                "max_retries",
+                "retry_backoff",
+                "retry_backoff_max",
+                "retry_jitter",
+                "timeout",
+            )
+        }
     )

@@ -130,7 +130,8 @@ def check_command(argv: list[str], *, process_command: list[str] | None = None) 
     elif program == "celery":
         assert "celery" in requirement_names()
         assert args[:2] == ["-A", "jobplatform"], argv
-        subcommand = args[2]
+        # The first word past Celery's global options (--quiet: no start-up banner).
+        subcommand = next(a for a in args[2:] if not a.startswith("-"))
         assert subcommand in celery_subcommands(), f"no celery command {subcommand!r}"
         if subcommand == "flower":
             assert "flower" in requirement_names()

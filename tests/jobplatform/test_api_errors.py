@@ -23,7 +23,10 @@ def test_a_wrong_method_is_a_405_with_a_code(api):
     assert response.json()["error"]["code"] == "API.METHOD_NOT_ALLOWED"
 
 
-def test_health_reports_database_and_broker(client):
+def test_health_reports_database_broker_and_migrations(client):
     response = client.get("/api/v1/health/")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+    assert response.json() == {
+        "status": "ok",
+        "checks": {"database": "ok", "broker": "ok", "migrations": "ok"},
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
-from executions.tasks import run_job
+from executions.tasks import AttemptFailed, run_job
 from jobplatform.celery import app
 
 
@@ -13,6 +13,21 @@ def test_workers_acknowledge_late_and_hand_back_lost_work():
     assert app.conf.task_reject_on_worker_lost is True
     assert app.conf.worker_prefetch_multiplier == 1
     assert run_job.acks_late is True and run_job.reject_on_worker_lost is True
+
+
+def test_a_failed_attempt_is_acknowledged_like_a_success():
+    # run_job raises AttemptFailed so that Flower shows FAILURE: its message must still be acked,
+    # never handed back. Expected, so Celery logs it without a traceback.
+    assert app.conf.task_acks_on_failure_or_timeout is True
+    assert run_job.acks_on_failure_or_timeout is True
+    assert run_job.throws == (AttemptFailed,)
+
+
+def test_celery_leaves_logging_to_the_settings():
+    from celery.signals import setup_logging
+
+    # With a receiver, Celery configures no handler of its own: every line is ours (JSON).
+    assert setup_logging.receivers
 
 
 def test_only_json_crosses_the_broker():

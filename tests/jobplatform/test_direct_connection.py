@@ -15,11 +15,19 @@ import pytest
 from django.db import connections
 
 from jobs.dispatcher import Dispatcher
+from jobs.schedules.services import SCHEDULES_CHANNEL
 from jobs.services import DISPATCH_CHANNEL
 
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.django_db
+
+# A dispatcher wakes for submissions and for schedule edits (its sweep chore).
+LISTENED = {DISPATCH_CHANNEL, SCHEDULES_CHANNEL}
+
+
+def listening(conn: psycopg.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT pg_listening_channels()").fetchall()}
 
 
 def setting(conn: psycopg.Connection, name: str) -> str:
@@ -41,7 +49,7 @@ def test_listen_keeps_the_options_of_database_url(monkeypatch):
         assert setting(conn, "statement_timeout") == "4321ms"
         assert setting(conn, "application_name") == "jp-listen-default"
         assert conn.info.get_parameters()["sslmode"] == "disable"
-        assert conn.execute("SELECT pg_listening_channels()").fetchall() == [(DISPATCH_CHANNEL,)]
+        assert listening(conn) == LISTENED
     finally:
         dispatcher._close()
 
@@ -63,7 +71,7 @@ def test_listen_uses_database_direct_url_with_its_options(settings):
         assert setting(conn, "statement_timeout") == "8765ms"
         assert conn.info.get_parameters()["sslmode"] == "disable"
         assert conn.info.dbname == db["NAME"]
-        assert conn.execute("SELECT pg_listening_channels()").fetchall() == [(DISPATCH_CHANNEL,)]
+        assert listening(conn) == LISTENED
     finally:
         dispatcher._close()
 

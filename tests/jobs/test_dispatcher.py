@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import logging
+import logging.config
 import socket
 import subprocess
 import threading
@@ -23,6 +26,7 @@ from django.utils import timezone
 from executions.models import Execution
 from executions.pipeline import execution_run
 from executions.tasks import run_jobs
+from jobplatform import logs
 from jobplatform.celery import app as celery_app
 from jobs.dispatcher import (
     HARD_TIME_LIMIT_MARGIN,
@@ -240,8 +244,12 @@ def test_a_batch_whose_pipeline_fails_goes_back_whole_and_each_job_still_runs_on
 def test_a_copied_message_is_the_one_celery_builds_for_the_job(broker, attempt):
     """The dispatcher copies each queue's first message for the rest of its batch; the copy must
     be what send_task would have sent for that job, but for its own task id."""
-    first = ReleasedJob(id=uuid4(), queue=PROBE_QUEUE, priority=5, attempt=1, timeout=60)
-    job = ReleasedJob(id=uuid4(), queue=PROBE_QUEUE, priority=8, attempt=attempt, timeout=120)
+    first = ReleasedJob(
+        id=uuid4(), queue=PROBE_QUEUE, priority=5, attempt=1, timeout=60, trace_id="a" * 32
+    )
+    job = ReleasedJob(
+        id=uuid4(), queue=PROBE_QUEUE, priority=8, attempt=attempt, timeout=120, trace_id="b" * 32
+    )
     assert publish_attempts([first, job]) == [first, job]
     with celery_app.producer_or_acquire() as producer:
         send_run_job(celery_app, job, producer)
@@ -260,6 +268,7 @@ def test_a_copied_message_is_the_one_celery_builds_for_the_job(broker, attempt):
     # Celery's count of earlier deliveries: a later attempt shows in Flower as a retry.
     assert copied["headers"]["retries"] == attempt - 1
     assert copied["headers"]["eta"] is None
+    assert copied["headers"]["trace_id"] == "b" * 32  # the worker's log lines carry it
 
 
 def test_with_task_sent_events_on_every_message_is_sent_by_celery(broker):
@@ -322,12 +331,20 @@ def test_a_batch_holds_jobs_of_one_queue_and_priority():
 
 
 def test_a_copied_batch_message_is_the_one_celery_builds_for_its_jobs(broker):
-    """A batch's message names every job it starts (Flower shows them as the task's arguments),
-    and a copy of the queue's first batch message is what send_task builds for its jobs."""
+    """A batch's message names every job it starts (Flower shows them as the task's arguments)
+    and carries their trace ids, and a copy of the queue's first batch message (whose jobs have
+    none) is what send_task builds for its jobs."""
     first, second = (
         released(2),
         [
-            ReleasedJob(id=uuid4(), queue=PROBE_QUEUE, priority=8, attempt=n, timeout=10 * n)
+            ReleasedJob(
+                id=uuid4(),
+                queue=PROBE_QUEUE,
+                priority=8,
+                attempt=n,
+                timeout=10 * n,
+                trace_id="" if n == 2 else str(n) * 32,
+            )
             for n in (1, 2, 3)
         ],
     )
@@ -345,6 +362,9 @@ def test_a_copied_batch_message_is_the_one_celery_builds_for_its_jobs(broker):
         assert headers["timelimit"] == [10 + 20 + 30 + HARD_TIME_LIMIT_MARGIN, None]
         assert all(str(job.id) in headers["argsrepr"] for job in second)
         assert message_jobs(message) == [(str(job.id), job.attempt) for job in second]
+        # Each job's trace id, in the order of its jobs, for the worker's log lines.
+        assert headers["trace_ids"] == ["1" * 32, "", "3" * 32]
+        assert "trace_id" not in headers
     copied, by_celery = messages
     assert copied == by_celery
 
@@ -365,3 +385,52 @@ def test_each_job_of_a_batch_runs_once_however_often_its_message_is_delivered(
     assert Job.objects.filter(status=Job.Status.SUCCEEDED, attempts=1).count() == count
     deliveries = Execution.objects.values_list("delivery_id", flat=True)
     assert sorted(deliveries) == sorted(id for id in messages for _ in range(10))
+
+
+def json_lines(logger_name: str, run) -> list[dict]:
+    """The JSON lines the configured handler writes for ``logger_name`` while ``run`` runs."""
+    config = logs.logging_config(fmt="json", level="INFO", role="worker")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    configure = logging.config.DictConfigurator(config).configure_custom
+    handler.setFormatter(configure(dict(config["formatters"]["structured"])))
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        run()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logs.clear()
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_job_of_a_batch_carries_its_own_trace_id(user, broker, settings):
+    """A batch's message lists its jobs' trace ids, and each job's lines carry its own ids and
+    trace id, none of the job before it."""
+    settings.JOBPLATFORM_DISPATCH_QUEUED_SECONDS = 0  # the broker depth: every due job at once
+    jobs = JobFactory.create_batch(40, owner=user, queue=PROBE_QUEUE)
+    traced = {str(job.id): f"{n:032x}" for n, job in enumerate(jobs, 1) if n % 2}
+    for job in jobs:
+        Job.objects.filter(id=job.id).update(trace_id=traced.get(str(job.id), ""))
+    assert Dispatcher(batch_size=40, queues=[PROBE_QUEUE]).dispatch_once() == 40
+    message = probe_messages(broker)[0][1]
+    ids = [job_id for job_id, _ in message_jobs(message)]
+    assert len(ids) == 10
+    assert message["headers"]["trace_ids"] == [traced.get(job_id, "") for job_id in ids]
+
+    results = []
+    lines = json_lines(
+        "jobplatform.executions",
+        lambda: results.append(
+            run_jobs.apply(args=[message_jobs(message)], task_id=message["headers"]["id"]).get()
+        ),
+    )
+    assert results == [{"succeeded": 10}]
+    ended = [line for line in lines if line["message"].endswith(": succeeded")]
+    assert [(line["job_id"], line.get("trace_id")) for line in ended] == [
+        (job_id, traced.get(job_id)) for job_id in ids
+    ]

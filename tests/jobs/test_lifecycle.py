@@ -51,7 +51,7 @@ def test_every_state_is_either_active_or_terminal():
 def test_every_transition_starts_from_known_states_and_never_leaves_a_terminal_one_by_itself():
     for transition in lifecycle.TRANSITIONS:
         assert transition.sources <= set(Job.Status), transition.name
-        if transition is not lifecycle.MANUAL_RETRY:
+        if transition not in (lifecycle.MANUAL_RETRY, lifecycle.JOB_RETRY):
             assert not transition.sources & lifecycle.TERMINAL, transition.name
 
 
@@ -147,6 +147,10 @@ CASES: dict[lifecycle.Transition, tuple[dict[str, Any], Callable[[Job], bool]]] 
     lifecycle.CANCEL: ({}, _cancel),
     lifecycle.RESCHEDULE: ({}, _reschedule),
     lifecycle.MANUAL_RETRY: ({"attempts": 1}, lambda job: job_retry(job_ids=[job.id]) != []),
+    lifecycle.JOB_RETRY: (
+        {"attempts": 1},
+        lambda job: job_retry(job_ids=[job.id], transition=lifecycle.JOB_RETRY) != [],
+    ),
 }
 
 

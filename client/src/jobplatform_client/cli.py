@@ -336,7 +336,10 @@ def _submit_bulk(ctx: Context, document: Any) -> int:
     if args.watch:
         raise UsageError("--watch follows one job; use --wait for a list of jobs")
     overrides = _job_fields(args)
-    batch = ctx.client.jobs.submit_many([{**job, **overrides} for job in jobs])
+    key = args.idempotency_key or (
+        document.get("idempotency_key") if isinstance(document, dict) else None
+    )
+    batch = ctx.client.jobs.submit_many([{**job, **overrides} for job in jobs], idempotency_key=key)
     if not args.wait:
         if ctx.out.json:
             ctx.out.data(batch.raw)
@@ -371,6 +374,9 @@ JOB_FILTERS = (
     "schedule",
     "created_after",
     "created_before",
+    "trace_id",
+    "step_type",
+    "owner",
 )
 
 
@@ -392,6 +398,38 @@ def cmd_list(ctx: Context) -> int:
 def cmd_cancel(ctx: Context) -> int:
     job = ctx.client.jobs.cancel(ctx.args.id)
     return ctx.show(job.raw, lambda: ctx.out.line(f"job {job.id} ({job.name}): {job.status}"))
+
+
+def cmd_retry(ctx: Context) -> int:
+    args = ctx.args
+    job = ctx.client.jobs.retry(
+        args.id,
+        note=args.note,
+        max_retries=args.max_retries,
+        input=None if args.input is None else parse_input(args.input),
+        from_step=args.from_step,
+    )
+    return ctx.show(job.raw, lambda: ctx.out.line(f"job {job.id} ({job.name}): {job.status}"))
+
+
+def cmd_stats(ctx: Context) -> int:
+    stats = ctx.client.jobs.stats(**_filters(ctx.args, ("queue", "status")))
+    if ctx.out.json:
+        ctx.out.data(stats)
+        return EXIT_OK
+    ctx.out.line(f"jobs: {stats.get('total', 0)}")
+    by_status = stats.get("by_status") or {}
+    ctx.out.line("by status: " + ", ".join(f"{k} {v}" for k, v in by_status.items() if v))
+    oldest = stats.get("oldest_due_age_seconds")
+    ctx.out.line("oldest due: " + ("none" if oldest is None else f"waiting {oldest:.1f}s"))
+    hour = stats.get("last_hour") or {}
+    rate = hour.get("failure_rate")
+    ctx.out.line(
+        f"last hour: {hour.get('succeeded', 0)} succeeded, {hour.get('failed', 0)} failed, "
+        f"{hour.get('cancelled', 0)} cancelled; {hour.get('throughput_per_minute', 0)}/min; "
+        f"failure rate {'-' if rate is None else f'{rate:.1%}'}"
+    )
+    return EXIT_OK
 
 
 def cmd_wait(ctx: Context) -> int:
@@ -850,6 +888,9 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--schedule", metavar="ID", help="the jobs a schedule made")
     jobs.add_argument("--created-after", metavar="ISO8601")
     jobs.add_argument("--created-before", metavar="ISO8601")
+    jobs.add_argument("--trace-id", metavar="ID")
+    jobs.add_argument("--step-type", metavar="TYPE", help="jobs with a step of this type")
+    jobs.add_argument("--owner", metavar="USERNAME", help="among the jobs you may see")
     _filter_option(jobs)
     jobs.add_argument(
         "--limit", type=int, default=50, metavar="N", help="at most N jobs (default 50; 0: all)"
@@ -857,6 +898,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     cancel = command(commands, "cancel", cmd_cancel, "cancel a job that has not ended")
     cancel.add_argument("id")
+
+    retry = command(
+        commands, "retry", cmd_retry, "retry a failed or cancelled job (closes its dead letter)"
+    )
+    retry.add_argument("id")
+    retry.add_argument("--note", default="", help="why (kept in the dead letter's audit trail)")
+    retry.add_argument("--max-retries", type=int, metavar="N", help="a new retry budget")
+    retry.add_argument("--input", metavar="JSON|@FILE", help="replace the job's input")
+    retry.add_argument("--from-step", type=int, metavar="N", help="resume at step N (0-based)")
+
+    stats = command(commands, "stats", cmd_stats, "your jobs counted; the last hour")
+    stats.add_argument("--queue")
+    stats.add_argument("--status", help="comma-separated: queued,running")
+    _filter_option(stats)
 
     wait = command(commands, "wait", cmd_wait, "wait quietly until a job ends")
     wait.add_argument("id")

@@ -30,6 +30,7 @@ from jobplatform_client.models import (
     BulkSubmission,
     DeadLetter,
     DeadLetterGroup,
+    Execution,
     Health,
     Job,
     Page,
@@ -346,14 +347,21 @@ class Jobs:
         )
         return Job.from_api(data)
 
-    def submit_many(self, jobs: Sequence[Mapping[str, Any]]) -> BulkSubmission:
+    def submit_many(
+        self, jobs: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None
+    ) -> BulkSubmission:
         """Submit up to 1,000 jobs at once, all or none; the ids come back in the same order.
 
-        The API takes no idempotency key for a bulk submission, so one is not sent again after
-        a 503 or a broken connection (it might have been stored): that raises, and you decide.
+        The batch carries an idempotency key (``idempotency_key``, or a new random one), so after
+        a 503 or a broken connection it is sent again safely: the API answers the jobs it stored.
         """
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         data = self._client.request(
-            "POST", "jobs/bulk/", json={"jobs": [dict(j) for j in jobs]}, safe_to_repeat=False
+            "POST",
+            "jobs/bulk/",
+            json={"jobs": [dict(j) for j in jobs]},
+            headers=headers,
+            safe_to_repeat=True,
         )
         return BulkSubmission.from_api(data)
 
@@ -384,6 +392,35 @@ class Jobs:
         A job that succeeded or failed raises ``ApiError`` ``JOBS.NOT_CANCELLABLE`` (409)."""
         data = self._client.request("POST", f"jobs/{job_id}/cancel/", safe_to_repeat=True)
         return Job.from_api(data)
+
+    def retry(
+        self,
+        job_id: str,
+        *,
+        note: str = "",
+        max_retries: int | None = None,
+        input: Any = None,
+        from_step: int | None = None,
+    ) -> Job:
+        """Send a ``failed`` or ``cancelled`` job back to the queue (its open dead letter is
+        retried with it), optionally with a new retry budget, a replaced input or from an
+        earlier step. Not repeated on a 503: a second retry is a 409 ``JOBS.NOT_RETRYABLE``."""
+        body = _body(note=note, max_retries=max_retries, input=input, from_step=from_step)
+        data = self._client.request(
+            "POST", f"jobs/{job_id}/retry/", json=body, safe_to_repeat=False
+        )
+        return Job.from_api(data)
+
+    def executions(self, job_id: str) -> tuple[Execution, ...]:
+        """A job's attempts, oldest first, each with its step results."""
+        data = self._client.request("GET", f"jobs/{job_id}/executions/")
+        return tuple(Execution.from_api(e) for e in data.get("results", ()))
+
+    def stats(self, **filters: Any) -> dict[str, Any]:
+        """The visible jobs (narrowed by the list's ``filters``) counted by status and queue,
+        the oldest due job's wait, and the last hour's throughput and failure rate."""
+        data: dict[str, Any] = self._client.request("GET", "jobs/stats/", params=filters)
+        return data
 
     def reschedule(self, job_id: str, run_at: datetime | str) -> Job:
         """Move a ``pending`` job to another ``run_at`` (``JOBS.NOT_PENDING`` once released)."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -10,6 +11,8 @@ from django.core.management.base import BaseCommand
 
 from executions.reaper import execution_reap_lost
 from executions.retention import RetentionPolicy, job_purge_finished
+from jobplatform import metrics
+from jobplatform.liveness import ProcessIdentity, process_beat, process_forget_silent
 from jobs.dispatcher import Chore, Dispatcher
 
 logger = logging.getLogger("jobplatform.dispatcher")
@@ -56,13 +59,23 @@ class Command(BaseCommand):
                 queues=queues,
             ),
         )
+        # Beating from the loop: a dispatcher whose loop is stuck stops looking alive.
+        me = ProcessIdentity.here("dispatcher", details=json.dumps({"queues": queues or ["*"]}))
+        liveness = Chore(
+            "liveness", settings.JOBPLATFORM_LIVENESS_INTERVAL, lambda: process_beat(process=me)
+        )
+        forget = Chore("forget-silent-processes", 3600, process_forget_silent)
         dispatcher = Dispatcher(
             batch_size=options["batch_size"],
             poll=options["poll"],
-            chores=[reaper, retention],
+            chores=[reaper, retention, liveness, forget],
             queues=queues,
             schedules=not options["without_schedules"],
         )
+        if settings.JOBPLATFORM_METRICS_PORT:
+            metrics.serve(
+                port=settings.JOBPLATFORM_METRICS_PORT, addr=settings.JOBPLATFORM_METRICS_ADDR
+            )
         logger.info(
             "dispatcher started (queues %s, batch %d, poll %.1fs, schedules %s)",
             ",".join(queues or ["*"]),

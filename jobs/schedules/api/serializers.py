@@ -7,12 +7,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from jobplatform.api.render import api_datetime
 from jobs.api.serializers import datetime_field, parse_submission
 from jobs.models import Job
 from jobs.redaction import redact_template
+from jobs.schedules.api import schemas
 from jobs.schedules.cron import FireTime
 from jobs.schedules.models import Schedule, ScheduleFiring
 from jobs.schedules.selectors import schedule_next_fire_times
@@ -110,6 +112,7 @@ class ScheduledJobOutput(serializers.ModelSerializer[Job]):
             "links",
         ]
 
+    @extend_schema_field(schemas.ScheduledJobLinksSchema)
     def get_links(self, job: Job) -> dict[str, str]:
         request = self.context["request"]
         return {"self": request.build_absolute_uri(reverse("job-detail", args=[job.id]))}
@@ -159,18 +162,22 @@ class ScheduleOutput(serializers.ModelSerializer[Schedule]):
             "links",
         ]
 
+    @extend_schema_field(schemas.JobTemplateSchema)
     def get_job(self, schedule: Schedule) -> Any:
         return redact_template(schedule.job_template)
 
+    @extend_schema_field(schemas.FireTimeSchema(many=True))
     def get_next_fire_times(self, schedule: Schedule) -> list[dict[str, Any]]:
         ticks = schedule_next_fire_times(schedule=schedule)
         return [fire_time_output(tick, schedule.timezone) for tick in ticks]
 
+    @extend_schema_field(ScheduledJobOutput(many=True))
     def get_recent_jobs(self, schedule: Schedule) -> list[dict[str, Any]]:
         jobs = self.context["recent_jobs"].get(schedule.id, [])
         # many=True makes a ListSerializer whose .data is a list; the stubs type it as a dict.
         return ScheduledJobOutput(jobs, many=True, context=self.context).data  # type: ignore[return-value]
 
+    @extend_schema_field(schemas.ScheduleLinksSchema)
     def get_links(self, schedule: Schedule) -> dict[str, str]:
         request = self.context["request"]
         url = request.build_absolute_uri
@@ -181,3 +188,13 @@ class ScheduleOutput(serializers.ModelSerializer[Schedule]):
             "trigger": url(reverse("schedule-trigger", args=[schedule.id])),
             "jobs": url(reverse("job-list")) + f"?schedule={schedule.id}",
         }
+
+
+class ScheduleDetailOutput(ScheduleOutput):
+    """A schedule's detail: with its recent firings (for the OpenAPI document; the view adds
+    them to ScheduleOutput's data)."""
+
+    recent_firings = ScheduleFiringOutput(many=True)
+
+    class Meta(ScheduleOutput.Meta):
+        fields = [*ScheduleOutput.Meta.fields, "recent_firings"]

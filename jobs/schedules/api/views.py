@@ -7,6 +7,8 @@ from typing import Any
 from uuid import UUID
 
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,9 +16,12 @@ from rest_framework.views import APIView
 
 from jobplatform.api.pagination import CreatedCursorPagination
 from jobplatform.auth import AuthenticatedRequest
+from jobs.api.schemas import SUBMISSION_ERRORS
 from jobs.api.serializers import JobLinks, job_location, job_summary_output
 from jobs.schedules import firing, services
+from jobs.schedules.api import schemas
 from jobs.schedules.api.serializers import (
+    ScheduleDetailOutput,
     ScheduleFiringOutput,
     ScheduleOutput,
     parse_pause,
@@ -47,16 +52,44 @@ def _schedule_detail(request: AuthenticatedRequest, schedule_id: UUID) -> dict[s
     return data
 
 
+NOT_FOUND = {404: ["SCHEDULES.NOT_FOUND"]}
+# A schedule's values (jobs.schedules.services) and its job template's (jobs.services).
+SCHEDULE_ERRORS = (
+    *SUBMISSION_ERRORS,
+    "SCHEDULES.INVALID_NAME",
+    "SCHEDULES.INVALID_CRON",
+    "SCHEDULES.UNKNOWN_TIMEZONE",
+    "SCHEDULES.INVALID_OVERLAP",
+    "SCHEDULES.INVALID_JITTER",
+    "SCHEDULES.NAIVE_DATETIME",
+    "SCHEDULES.INVALID_WINDOW",
+    "SCHEDULES.INVALID_JOB",
+    "SCHEDULES.INVALID_MISFIRE",
+)
+LOCATION = OpenApiParameter(
+    "Location", OpenApiTypes.STR, OpenApiParameter.HEADER, description="the new object's path"
+)
+
+
 class ScheduleListCreateApi(APIView):
     """GET: the caller's schedules, newest first. POST: create one."""
 
     required_permissions = {"GET": "jobs.view_schedule", "POST": "jobs.add_schedule"}
+    error_codes = {"POST": {400: list(SCHEDULE_ERRORS), 409: ["SCHEDULES.NAME_TAKEN"]}}
+    pagination_class = CreatedCursorPagination
 
+    @extend_schema(operation_id="schedules_list", summary="Schedules", responses=ScheduleOutput)
     def get(self, request: AuthenticatedRequest) -> Response:
-        paginator = CreatedCursorPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(schedule_list(user=request.user), request, view=self)
         return paginator.get_paginated_response(_schedules_output(request, list(page or [])))
 
+    @extend_schema(
+        operation_id="schedules_create",
+        summary="Create a schedule",
+        request=schemas.ScheduleInputSchema,
+        responses={201: ScheduleDetailOutput},
+    )
     def post(self, request: AuthenticatedRequest) -> Response:
         spec = services.ScheduleSpec(**parse_schedule(request.data, partial=False))
         schedule = services.schedule_create(owner=request.user, spec=spec)
@@ -75,10 +108,26 @@ class ScheduleDetailApi(APIView):
         "PATCH": "jobs.change_schedule",
         "DELETE": "jobs.delete_schedule",
     }
+    error_codes = {
+        "GET": NOT_FOUND,
+        "PATCH": {**NOT_FOUND, 400: list(SCHEDULE_ERRORS), 409: ["SCHEDULES.NAME_TAKEN"]},
+        "DELETE": NOT_FOUND,
+    }
 
+    @extend_schema(
+        operation_id="schedules_get",
+        summary="A schedule with its next fire times, recent jobs and firings",
+        responses=ScheduleDetailOutput,
+    )
     def get(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         return Response(_schedule_detail(request, schedule_id))
 
+    @extend_schema(
+        operation_id="schedules_update",
+        summary="Change a schedule",
+        request=schemas.ScheduleInputSchema,
+        responses=ScheduleDetailOutput,
+    )
     def patch(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         schedule = schedule_get_visible(schedule_id=schedule_id, user=request.user)
         changes = parse_schedule(request.data, partial=True, job_name=schedule.name)
@@ -86,6 +135,11 @@ class ScheduleDetailApi(APIView):
         services.schedule_update(schedule_id=schedule.id, spec=spec)
         return Response(_schedule_detail(request, schedule.id))
 
+    @extend_schema(
+        operation_id="schedules_delete",
+        summary="Delete a schedule (its jobs stay)",
+        responses={204: None},
+    )
     def delete(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         schedule = schedule_get_visible(schedule_id=schedule_id, user=request.user)
         services.schedule_delete(schedule_id=schedule.id)
@@ -96,7 +150,14 @@ class SchedulePauseApi(APIView):
     """POST {"note"?}: stop firing until resumed. Pausing a paused schedule is a no-op."""
 
     required_permissions = {"POST": "jobs.change_schedule"}
+    error_codes = {"POST": {**NOT_FOUND, 400: ["API.VALIDATION_ERROR"]}}
 
+    @extend_schema(
+        operation_id="schedules_pause",
+        summary="Pause a schedule",
+        request=schemas.PauseSchema,
+        responses=ScheduleDetailOutput,
+    )
     def post(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         schedule = schedule_get_visible(schedule_id=schedule_id, user=request.user)
         services.schedule_pause(schedule_id=schedule.id, note=parse_pause(request.data))
@@ -107,7 +168,14 @@ class ScheduleResumeApi(APIView):
     """POST: fire again from the next tick; the ticks that fell while paused do not run."""
 
     required_permissions = {"POST": "jobs.change_schedule"}
+    error_codes = {"POST": NOT_FOUND}
 
+    @extend_schema(
+        operation_id="schedules_resume",
+        summary="Resume a paused schedule",
+        request=None,
+        responses=ScheduleDetailOutput,
+    )
     def post(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         schedule = schedule_get_visible(schedule_id=schedule_id, user=request.user)
         services.schedule_resume(schedule_id=schedule.id)
@@ -119,7 +187,17 @@ class ScheduleTriggerApi(APIView):
     tick waiting for the unfinished job; 409 SCHEDULES.OVERLAP_SKIPPED when the policy skips it."""
 
     required_permissions = {"POST": "jobs.change_schedule"}
+    error_codes = {"POST": {**NOT_FOUND, 409: ["SCHEDULES.OVERLAP_SKIPPED"]}}
 
+    @extend_schema(
+        operation_id="schedules_trigger",
+        summary="Fire a schedule now",
+        request=None,
+        responses={
+            201: OpenApiResponse(schemas.TriggerSchema, "a job was made"),
+            202: OpenApiResponse(schemas.TriggerSchema, "buffer_one: the tick waits"),
+        },
+    )
     def post(self, request: AuthenticatedRequest, schedule_id: UUID) -> Response:
         schedule = schedule_get_visible(schedule_id=schedule_id, user=request.user)
         # Conflict SCHEDULES.OVERLAP_SKIPPED when the overlap policy skips the tick.

@@ -143,3 +143,63 @@ def test_a_new_job_answers_without_looking_up_attempts(api, django_assert_max_nu
     assert response.status_code == 201, response.content
     assert response.json()["executions"] == []
     assert response.json()["retry_backoff"] == 2.0
+
+
+def test_filters_by_trace_id_step_type_and_owner(api, user, admin):
+    http = JobFactory(owner=user, steps=[{"type": "log"}, {"type": "http", "params": {}}])
+    log = JobFactory(owner=user)
+    theirs = JobFactory(steps=[{"type": "http", "params": {}}])
+    assert ids(api.get(f"/api/v1/jobs/?trace_id={log.trace_id}")) == [str(log.id)]
+    assert ids(api.get("/api/v1/jobs/?step_type=http")) == [str(http.id)]
+    assert ids(api.get(f"/api/v1/jobs/?owner={theirs.owner.username}")) == []  # not visible
+    as_admin = client_for(admin)
+    assert ids(as_admin.get(f"/api/v1/jobs/?owner={theirs.owner.username}")) == [str(theirs.id)]
+    assert set(ids(as_admin.get("/api/v1/jobs/?step_type=http"))) == {str(http.id), str(theirs.id)}
+
+
+def test_a_jobs_attempts_are_listed_oldest_first(api, user):
+    from executions.models import Execution
+
+    job = JobFactory(owner=user, status=Job.Status.RUNNING, attempts=2)
+    for attempt, status in ((2, "running"), (1, "failed")):
+        Execution.objects.create(
+            job=job, attempt=attempt, status=status, started_at=timezone.now(), worker="w"
+        )
+    response = api.get(f"/api/v1/jobs/{job.id}/executions/")
+    assert response.status_code == 200, response.content
+    assert [(e["attempt"], e["status"]) for e in response.json()["results"]] == [
+        (1, "failed"),
+        (2, "running"),
+    ]
+    other = JobFactory()
+    assert api.get(f"/api/v1/jobs/{other.id}/executions/").status_code == 404
+
+
+def test_stats_count_the_visible_jobs_and_the_last_hour(api, user):
+    now = timezone.now()
+    JobFactory(owner=user, status=Job.Status.PENDING, run_at=now - timedelta(seconds=90))
+    JobFactory(owner=user, status=Job.Status.PENDING, run_at=now + timedelta(hours=1))  # not due
+    JobFactory(owner=user, queue="slow", status=Job.Status.QUEUED, run_at=now)
+    for status in ("succeeded", "succeeded", "succeeded", "failed"):
+        JobFactory(owner=user, status=status, finished_at=now - timedelta(minutes=5))
+    JobFactory(owner=user, status="failed", finished_at=now - timedelta(hours=2))  # before
+    JobFactory(status=Job.Status.RUNNING)  # another user's: not counted
+    response = api.get("/api/v1/jobs/stats/")
+    assert response.status_code == 200, response.content
+    stats = response.json()
+    assert stats["total"] == 8
+    assert stats["by_status"] == {
+        "pending": 2, "queued": 1, "running": 0, "retrying": 0,
+        "succeeded": 3, "failed": 2, "cancelled": 0,
+    }  # fmt: skip
+    assert stats["by_queue"]["slow"] == {"queued": 1}
+    assert 90 <= stats["oldest_due_age_seconds"] < 120
+    assert stats["last_hour"] == {
+        "succeeded": 3,
+        "failed": 1,
+        "cancelled": 0,
+        "throughput_per_minute": round(4 / 60, 3),
+        "failure_rate": 0.25,
+    }
+    # The list's filters apply.
+    assert api.get("/api/v1/jobs/stats/?queue=slow").json()["total"] == 1

@@ -6,6 +6,7 @@ import pytest
 from django.test import override_settings
 
 from jobs.models import Job
+from tests.jobs.factories import JobFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -280,3 +281,93 @@ def test_a_submission_commits_the_row_and_the_wake_up_in_one_prepared_statement(
     assert (body["status"], row[:3]) == ("pending", ("seen", {"n": 1}, body["trace_id"]))
     assert api_datetime(row[3]) == body["created_at"]
     assert executions_of_prepared("WITH new AS (INSERT INTO jobs_job") == before + 1
+
+
+BULK = "/api/v1/jobs/bulk/"
+
+
+def bulk(api, names, **extra):
+    jobs = [{"name": n, "steps": [{"type": "log", "params": {"message": n}}]} for n in names]
+    return api.post(BULK, {"jobs": jobs}, format="json", **extra)
+
+
+def test_a_bulk_submission_with_an_idempotency_key_is_made_once(api, user):
+    first = bulk(api, ["a", "b"], HTTP_IDEMPOTENCY_KEY="batch-1")
+    assert first.status_code == 201, first.content
+    again = bulk(api, ["a", "b"], HTTP_IDEMPOTENCY_KEY="batch-1")
+    assert again.status_code == 200
+    assert again.json() == first.json()  # the same ids, in the same order
+    assert Job.objects.filter(owner=user).count() == 2
+    # The key in the body works alike; a different batch with the key is refused.
+    body = {"jobs": [{"name": "a", "steps": [{"type": "log", "params": {"message": "a"}}]}]}
+    other = api.post(BULK, {**body, "idempotency_key": "batch-1"}, format="json")
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "JOBS.IDEMPOTENCY_KEY_REUSED"
+    assert other.json()["error"]["details"]["count"] == 2
+    assert Job.objects.filter(owner=user).count() == 2
+    # A key per job inside the batch is refused: the batch has one.
+    per_job = {"jobs": [{**body["jobs"][0], "idempotency_key": "x"}]}
+    assert api.post(BULK, per_job, format="json").status_code == 400
+
+
+def test_an_expired_bulk_key_makes_new_jobs(api, user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs.models import BulkSubmission
+
+    old = bulk(api, ["a"], HTTP_IDEMPOTENCY_KEY="batch-2").json()["ids"]
+    BulkSubmission.objects.update(created_at=timezone.now() - timedelta(days=2))
+    new = bulk(api, ["a"], HTTP_IDEMPOTENCY_KEY="batch-2")
+    assert new.status_code == 201 and new.json()["ids"] != old
+    assert BulkSubmission.objects.count() == 1  # the expired record went
+
+
+def test_a_keyed_bulk_refused_by_admission_stores_nothing_and_its_repeat_is_admitted_anew(
+    api, user, settings
+):
+    from jobs.models import BulkSubmission
+
+    settings.JOBPLATFORM_ADMISSION_RECOUNT = 0  # count anew for every submission
+    settings.JOBPLATFORM_MAX_UNFINISHED_PER_OWNER = 2
+    JobFactory(owner=user)
+    refused = bulk(api, ["a", "b"], HTTP_IDEMPOTENCY_KEY="batch-3")
+    assert refused.status_code == 429, refused.content
+    assert refused.json()["error"]["code"] == "JOBS.TOO_MANY_UNFINISHED"
+    assert refused["Retry-After"]
+    assert not BulkSubmission.objects.exists()  # the key is not taken by a batch never made
+    assert Job.objects.filter(owner=user).count() == 1
+    # Room again: the same batch with the key is made (201), and its repeat answered (200) even
+    # though the owner is now at its cap.
+    Job.objects.filter(owner=user).update(status=Job.Status.SUCCEEDED)
+    made = bulk(api, ["a", "b"], HTTP_IDEMPOTENCY_KEY="batch-3")
+    assert made.status_code == 201, made.content
+    again = bulk(api, ["a", "b"], HTTP_IDEMPOTENCY_KEY="batch-3")
+    assert (again.status_code, again.json()) == (200, made.json())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_bulk_submissions_with_one_key_make_the_jobs_once(user):
+    import threading
+
+    from django.db import connection
+
+    from tests.conftest import client_for
+
+    results = []
+
+    def post():
+        try:
+            response = bulk(client_for(user), ["x", "y", "z"], HTTP_IDEMPOTENCY_KEY="bulk-race")
+            results.append(tuple(response.json()["ids"]))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 6 and len(set(results)) == 1
+    assert Job.objects.count() == 3
