@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -13,7 +13,7 @@ from django_celery_beat.models import PeriodicTask
 from deadletter.models import DeadLetter, DeadLetterAction
 from deadletter.services import PURGE_TASK, dead_letter_schedule_purge
 from executions.models import Execution, StepResult
-from jobplatform.models import AuditEvent
+from jobplatform.models import AuditEvent, ProcessHeartbeat
 from jobs.models import Job
 from tests.deadletter.factories import DeadLetterFactory, _error
 from tests.jobs.factories import JobFactory
@@ -239,12 +239,31 @@ def test_the_workers_page_lists_last_heartbeats(operator):
     beat = timezone.now()
     Execution.objects.filter(id=running.id).update(heartbeat_at=beat)
     attempt(JobFactory(status=Job.Status.FAILED, attempts=2), 2)
+    # An idle worker is listed by its liveness row alone; a busy one shows both.
+    idle_beat = beat - timedelta(seconds=7)
+    _liveness("w3@host", idle_beat)
+    _liveness("w1@host", beat - timedelta(seconds=3))
     html = operator.get("/admin/workers/").content.decode()
-    row = html[html.index("w1@host") :]
-    row = row[: row.index("</tr>")]
+    row = _row(html, "w1@host")
     assert f"{timezone.localtime(beat):%Y-%m-%d %H:%M:%S}" in row
+    assert f"{timezone.localtime(beat - timedelta(seconds=3)):%Y-%m-%d %H:%M:%S}" in row
     assert "<td>1</td>" in row  # running now
     assert "w2@host" in html
+    idle = _row(html, "w3@host")
+    assert idle.count(f"{timezone.localtime(idle_beat):%Y-%m-%d %H:%M:%S}") == 2
+    assert "(silent)" not in idle
+
+
+def _liveness(name: str, beat_at: datetime) -> None:
+    ProcessHeartbeat.objects.create(
+        role=ProcessHeartbeat.Role.WORKER, name=name, hostname="host", pid=1,
+        started_at=beat_at, beat_at=beat_at,
+    )  # fmt: skip
+
+
+def _row(html: str, text: str) -> str:
+    row = html[html.index(text) :]
+    return row[: row.index("</tr>")]
 
 
 # --- no N+1: a page costs the same queries for 3 rows as for 40 -------------------------------
@@ -255,6 +274,7 @@ def _many_rows(count: int) -> None:
         job = JobFactory(status=Job.Status.FAILED, attempts=1, queue=f"q{n % 3}")
         attempt(job, 1)
         DeadLetterFactory(job=job)
+        _liveness(f"idle-{uuid.uuid4().hex[:8]}@host", timezone.now())
 
 
 @pytest.mark.parametrize(
