@@ -16,19 +16,13 @@ from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import AbstractAPIKey, APIKey
 
 from jobplatform import services
-from jobplatform.auth import AuthenticatedHttpRequest
+from jobplatform.auth import AuthenticatedHttpRequest, admin_actor
 from jobplatform.liveness import silent_after
 from jobplatform.models import ApiKey, AuditEvent, ProcessHeartbeat, Team
 
 # The library's own key model is unused: jobplatform.ApiKey extends it with a user and scopes.
 admin.site.unregister(APIKey)
 admin.site.unregister(User)
-
-
-def _actor(request: HttpRequest) -> User:
-    """The admin's user: only staff reach the admin, so never AnonymousUser."""
-    assert isinstance(request.user, User)
-    return request.user
 
 
 @admin.register(User)
@@ -50,7 +44,9 @@ class UserAdmin(auth_admin.UserAdmin[User]):
         super().save_related(request, form, formsets, change)
         before = getattr(form.instance, "_access_before", None)
         if before is not None:
-            services.user_access_changed(user=form.instance, before=before, actor=_actor(request))
+            services.user_access_changed(
+                user=form.instance, before=before, actor=admin_actor(request)
+            )
 
 
 @admin.register(Team)
@@ -85,7 +81,7 @@ class TeamAdmin(admin.ModelAdmin[Team]):
         super().save_related(request, form, formsets, change)
         team = form.instance
         services.team_members_changed(
-            team=team, before=getattr(team, "_members_before", set()), actor=_actor(request)
+            team=team, before=getattr(team, "_members_before", set()), actor=admin_actor(request)
         )
 
 
@@ -128,7 +124,7 @@ class ApiKeyAdmin(APIKeyModelAdmin):
             name=obj.name,
             scopes=obj.scopes or [ApiKey.Scope.READ, ApiKey.Scope.WRITE],
             expires_at=obj.expiry_date,
-            actor=_actor(request),
+            actor=admin_actor(request),
         )
         for field in ApiKey._meta.concrete_fields:
             setattr(obj, field.attname, getattr(new.api_key, field.attname))

@@ -85,6 +85,15 @@ class AuditEvent(models.Model):
         BULK_RETRY = "dead_letters.bulk_retry", "dead letters retried in bulk"
         BULK_DISMISS = "dead_letters.bulk_dismiss", "dead letters dismissed in bulk"
         JOB_CANCELLED = "job.cancelled", "job cancelled"
+        # Flow control, by operators and admins (the breakers' own transitions are logged only).
+        QUEUE_PAUSED = "queue.paused", "queue paused"
+        QUEUE_RESUMED = "queue.resumed", "queue resumed"
+        QUEUE_CAP_CHANGED = "queue.cap_changed", "queue in-flight cap changed"
+        QUOTA_CHANGED = "owner_quota.changed", "owner's weight or cap changed"
+        RATE_LIMIT_SET = "rate_limit.set", "rate limit created or changed"
+        RATE_LIMIT_DELETED = "rate_limit.deleted", "rate limit deleted"
+        BREAKER_OPENED = "breaker.opened", "circuit breaker opened by hand"
+        BREAKER_CLOSED = "breaker.closed", "circuit breaker closed by hand"
 
     created_at = models.DateTimeField(default=timezone.now)
     action = models.CharField(max_length=32, choices=Action.choices)

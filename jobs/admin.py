@@ -25,7 +25,7 @@ from executions.models import Execution
 from executions.selectors import execution_list_for_job
 from jobplatform.access import owned_by_visible
 from jobplatform.admin_tools import NoteActionForm, ServicesOnlyAdmin, pre
-from jobplatform.auth import AuthenticatedHttpRequest
+from jobplatform.auth import AuthenticatedHttpRequest, admin_actor
 from jobplatform.errors import DomainError
 from jobplatform.models import AuditEvent
 from jobs import (
@@ -268,7 +268,9 @@ class QueueAdmin(admin.ModelAdmin[Queue]):
     def save_model(
         self, request: HttpRequest, obj: Queue, form: forms.ModelForm[Queue], change: bool
     ) -> None:
-        queues.queue_set_max_in_flight(name=obj.name, max_in_flight=obj.max_in_flight)
+        queues.queue_set_max_in_flight(
+            name=obj.name, max_in_flight=obj.max_in_flight, actor=admin_actor(request)
+        )
 
     def has_pause_permission(self, request: HttpRequest) -> bool:
         """Operators pause and resume (jobs.pause_queue); the cap is change_queue, admins'."""
@@ -279,13 +281,13 @@ class QueueAdmin(admin.ModelAdmin[Queue]):
     )
     def pause_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
         for name in queryset.values_list("name", flat=True):
-            queues.queue_pause(name=name)
+            queues.queue_pause(name=name, actor=admin_actor(request))
         self.message_user(request, f"Paused {queryset.count()} queue(s).", messages.SUCCESS)
 
     @admin.action(description="Resume the selected queues", permissions=["pause"])
     def resume_queues(self, request: HttpRequest, queryset: QuerySet[Queue]) -> None:
         for name in queryset.values_list("name", flat=True):
-            queues.queue_resume(name=name)
+            queues.queue_resume(name=name, actor=admin_actor(request))
         self.message_user(request, f"Resumed {queryset.count()} queue(s).", messages.SUCCESS)
 
 
@@ -302,7 +304,10 @@ class OwnerQuotaAdmin(admin.ModelAdmin[OwnerQuota]):
     ) -> None:
         try:
             queues.owner_quota_set(
-                owner_id=obj.owner_id, weight=obj.weight, max_unfinished=obj.max_unfinished
+                owner_id=obj.owner_id,
+                weight=obj.weight,
+                max_unfinished=obj.max_unfinished,
+                actor=admin_actor(request),
             )
         except DomainError as exc:  # the form's validators already refuse these
             self.message_user(request, exc.message, messages.ERROR)

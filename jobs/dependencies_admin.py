@@ -7,6 +7,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from jobplatform.auth import admin_actor
 from jobs.models import CircuitBreaker, RateLimit
 from jobs.selectors import breaker_list, rate_limit_list
 from jobs.services import dependencies
@@ -37,14 +38,16 @@ class RateLimitAdmin(admin.ModelAdmin[RateLimit]):
     def save_model(
         self, request: HttpRequest, obj: RateLimit, form: forms.ModelForm[RateLimit], change: bool
     ) -> None:
-        dependencies.rate_limit_set(name=obj.name, rate=obj.rate, burst=obj.burst)
+        dependencies.rate_limit_set(
+            name=obj.name, rate=obj.rate, burst=obj.burst, actor=admin_actor(request)
+        )
 
     def delete_model(self, request: HttpRequest, obj: RateLimit) -> None:
-        dependencies.rate_limit_delete(name=obj.name)
+        dependencies.rate_limit_delete(name=obj.name, actor=admin_actor(request))
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RateLimit]) -> None:
         for name in queryset.values_list("name", flat=True):
-            dependencies.rate_limit_delete(name=name)
+            dependencies.rate_limit_delete(name=name, actor=admin_actor(request))
 
 
 @admin.register(CircuitBreaker)
@@ -92,7 +95,7 @@ class CircuitBreakerAdmin(admin.ModelAdmin[CircuitBreaker]):
     def open_breakers(self, request: HttpRequest, queryset: QuerySet[CircuitBreaker]) -> None:
         hosts = list(queryset.values_list("host", flat=True))
         for host in hosts:
-            dependencies.breaker_open(host=host)
+            dependencies.breaker_open(host=host, actor=admin_actor(request))
         self.message_user(request, f"Opened {len(hosts)} breaker(s).", messages.SUCCESS)
 
     @admin.action(
@@ -101,5 +104,5 @@ class CircuitBreakerAdmin(admin.ModelAdmin[CircuitBreaker]):
     def close_breakers(self, request: HttpRequest, queryset: QuerySet[CircuitBreaker]) -> None:
         hosts = list(queryset.values_list("host", flat=True))
         for host in hosts:
-            dependencies.breaker_close(host=host)
+            dependencies.breaker_close(host=host, actor=admin_actor(request))
         self.message_user(request, f"Closed {len(hosts)} breaker(s).", messages.SUCCESS)

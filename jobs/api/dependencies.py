@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobplatform.api.render import api_datetime
+from jobplatform.auth import AuthenticatedRequest
 from jobs.api import schemas
 from jobs.selectors import (
     BreakerView,
@@ -131,9 +132,9 @@ class RateLimitDetailApi(APIView):
         request=schemas.RateLimitChangeSchema,
         responses=schemas.RateLimitSchema,
     )
-    def put(self, request: Request, name: str) -> Response:
+    def put(self, request: AuthenticatedRequest, name: str) -> Response:
         rate, burst = parse_rate_limit(request.data)
-        limit = dependencies.rate_limit_set(name=name, rate=rate, burst=burst)
+        limit = dependencies.rate_limit_set(name=name, rate=rate, burst=burst, actor=request.user)
         return Response(rate_limit_output(rate_limit_get(name=limit.name), request))
 
     @extend_schema(
@@ -142,8 +143,8 @@ class RateLimitDetailApi(APIView):
         description="Admins. The jobs it held are released.",
         responses={204: None},
     )
-    def delete(self, request: Request, name: str) -> Response:
-        dependencies.rate_limit_delete(name=name)
+    def delete(self, request: AuthenticatedRequest, name: str) -> Response:
+        dependencies.rate_limit_delete(name=name, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -186,8 +187,8 @@ class BreakerOpenApi(APIView):
         request=None,
         responses=schemas.BreakerSchema,
     )
-    def post(self, request: Request, host: str) -> Response:
-        dependencies.breaker_open(host=host)
+    def post(self, request: AuthenticatedRequest, host: str) -> Response:
+        dependencies.breaker_open(host=host, actor=request.user)
         return Response(breaker_output(breaker_get(host=host), request))
 
 
@@ -204,6 +205,6 @@ class BreakerCloseApi(APIView):
         request=None,
         responses=schemas.BreakerSchema,
     )
-    def post(self, request: Request, host: str) -> Response:
-        dependencies.breaker_close(host=host)
+    def post(self, request: AuthenticatedRequest, host: str) -> Response:
+        dependencies.breaker_close(host=host, actor=request.user)
         return Response(breaker_output(breaker_get(host=host), request))

@@ -342,8 +342,10 @@ class QueueDetailApi(APIView):
         request=schemas.QueueChangeSchema,
         responses=schemas.QueueSchema,
     )
-    def patch(self, request: Request, name: str) -> Response:
-        queues.queue_set_max_in_flight(name=name, max_in_flight=parse_queue_change(request.data))
+    def patch(self, request: AuthenticatedRequest, name: str) -> Response:
+        queues.queue_set_max_in_flight(
+            name=name, max_in_flight=parse_queue_change(request.data), actor=request.user
+        )
         return Response(queue_output(queue_get(name=name), request))
 
 
@@ -361,8 +363,8 @@ class QueuePauseApi(APIView):
         request=None,
         responses=schemas.QueueSchema,
     )
-    def post(self, request: Request, name: str) -> Response:
-        queues.queue_pause(name=name)
+    def post(self, request: AuthenticatedRequest, name: str) -> Response:
+        queues.queue_pause(name=name, actor=request.user)
         return Response(queue_output(queue_get(name=name), request))
 
 
@@ -379,8 +381,8 @@ class QueueResumeApi(APIView):
         request=None,
         responses=schemas.QueueSchema,
     )
-    def post(self, request: Request, name: str) -> Response:
-        queues.queue_resume(name=name)
+    def post(self, request: AuthenticatedRequest, name: str) -> Response:
+        queues.queue_resume(name=name, actor=request.user)
         return Response(queue_output(queue_get(name=name), request))
 
 

@@ -12,10 +12,12 @@ import logging
 from dataclasses import asdict, fields
 
 import redis
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from jobplatform.errors import InvalidInput, NotFound
+from jobplatform.services import Action, audit_record
 from jobs import breaker as rules
 from jobs import ratelimit
 from jobs.models import CircuitBreaker, RateLimit
@@ -28,7 +30,9 @@ MAX_RATE = 1_000_000.0
 MAX_BURST = 1_000_000
 
 
-def rate_limit_set(*, name: str, rate: float, burst: int | None = None) -> RateLimit:
+def rate_limit_set(
+    *, name: str, rate: float, burst: int | None = None, actor: User | None
+) -> RateLimit:
     """Create or change the limit ``name``: ``rate`` tokens a second, at most ``burst`` saved up
     (default: one second's worth, at least 1). Its bucket starts full again."""
     if not 1 <= len(name) <= MAX_NAME or name != name.strip():
@@ -40,18 +44,27 @@ def rate_limit_set(*, name: str, rate: float, burst: int | None = None) -> RateL
     burst = max(1, int(rate)) if burst is None else burst
     if isinstance(burst, bool) or not 1 <= burst <= MAX_BURST:
         raise InvalidInput("LIMITS.INVALID_BURST", f"burst must be between 1 and {MAX_BURST}")
-    limit, _ = RateLimit.objects.update_or_create(
-        name=name, defaults={"rate": rate, "burst": burst}
-    )
+    with transaction.atomic():
+        limit, _ = RateLimit.objects.update_or_create(
+            name=name, defaults={"rate": rate, "burst": burst}
+        )
+        audit_record(
+            action=Action.RATE_LIMIT_SET,
+            actor=actor,
+            subject=f"rate limit {name}",
+            details={"rate": rate, "burst": burst},
+        )
     _forget_bucket(limit.name)
     return limit
 
 
-def rate_limit_delete(*, name: str) -> None:
+def rate_limit_delete(*, name: str, actor: User | None) -> None:
     """Remove the limit: its jobs are released without it (parked ones come back)."""
-    deleted, _ = RateLimit.objects.filter(name=name).delete()
-    if not deleted:
-        raise NotFound("LIMITS.NOT_FOUND", f"no rate limit {name!r}")
+    with transaction.atomic():
+        deleted, _ = RateLimit.objects.filter(name=name).delete()
+        if not deleted:
+            raise NotFound("LIMITS.NOT_FOUND", f"no rate limit {name!r}")
+        audit_record(action=Action.RATE_LIMIT_DELETED, actor=actor, subject=f"rate limit {name}")
     _forget_bucket(name)
     notify_dispatchers()
 
@@ -110,22 +123,24 @@ def breaker_success(*, host: str) -> bool:
     return changed == 1
 
 
-def breaker_open(*, host: str) -> CircuitBreaker:
+def breaker_open(*, host: str, actor: User | None) -> CircuitBreaker:
     """Open the breaker by hand: the host's jobs wait until an operator closes it. Idempotent."""
     if not 1 <= len(host) <= MAX_NAME:
         raise InvalidInput("BREAKERS.INVALID_HOST", f"a host has 1 to {MAX_NAME} characters")
     with transaction.atomic():
         row = _locked(host.lower())
         _save(row, rules.opened(_state(row), now=timezone.now(), retry_at=None))
+        audit_record(action=Action.BREAKER_OPENED, actor=actor, subject=f"breaker of {row.host}")
     return row
 
 
-def breaker_close(*, host: str) -> CircuitBreaker:
+def breaker_close(*, host: str, actor: User | None) -> CircuitBreaker:
     """Close the breaker (failures forgotten): the host's held jobs are released. Idempotent."""
     with transaction.atomic():
         row = CircuitBreaker.objects.select_for_update().filter(host=host.lower()).first()
         if row is None:
             return CircuitBreaker(host=host.lower())
         _save(row, rules.Breaker())
+        audit_record(action=Action.BREAKER_CLOSED, actor=actor, subject=f"breaker of {row.host}")
         notify_dispatchers()
     return row

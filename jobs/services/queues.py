@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 
 from jobplatform.errors import InvalidInput, NotFound
+from jobplatform.services import Action, audit_record
 from jobs.models import OwnerQuota, Queue
 from jobs.services.common import notify_dispatchers
 from jobs.services.release import RELEASE_LOCK, job_unrelease
@@ -45,12 +47,12 @@ def _take_release_lock() -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RELEASE_LOCK])
 
 
-def queue_pause(*, name: str) -> Queue:
+def queue_pause(*, name: str, actor: User | None) -> Queue:
     """Stop releasing the queue's jobs. Idempotent.
 
     Its waiting jobs stay PENDING (or RETRYING) and spend no attempt; its QUEUED jobs, whose
     messages no worker has taken yet, go back to PENDING too (their messages find nothing to
-    claim); its RUNNING jobs finish.
+    claim); its RUNNING jobs finish. The audit trail names ``actor`` (None: the system).
     """
     with transaction.atomic():
         _take_release_lock()
@@ -58,22 +60,29 @@ def queue_pause(*, name: str) -> Queue:
         if not queue.paused:
             queue.paused, queue.paused_at = True, timezone.now()
             queue.save(update_fields=["paused", "paused_at", "updated_at"])
-        job_unrelease(queue=name)
+        unreleased = job_unrelease(queue=name)
+        audit_record(
+            action=Action.QUEUE_PAUSED,
+            actor=actor,
+            subject=f"queue {name}",
+            details={"unreleased": unreleased},
+        )
     return queue
 
 
-def queue_resume(*, name: str) -> Queue:
+def queue_resume(*, name: str, actor: User | None) -> Queue:
     """Release the queue's jobs again, waking the dispatchers at commit. Idempotent."""
     with transaction.atomic():
         queue = _row(name)
         if queue.paused:
             queue.paused, queue.paused_at = False, None
             queue.save(update_fields=["paused", "paused_at", "updated_at"])
+        audit_record(action=Action.QUEUE_RESUMED, actor=actor, subject=f"queue {name}")
         notify_dispatchers()
     return queue
 
 
-def queue_set_max_in_flight(*, name: str, max_in_flight: int | None) -> Queue:
+def queue_set_max_in_flight(*, name: str, max_in_flight: int | None, actor: User | None) -> Queue:
     """Set the queue's in-flight cap (QUEUED + RUNNING); None: the default
     (JOBPLATFORM_QUEUE_MAX_IN_FLIGHT). A lower cap stops releases until the queue is under it;
     jobs already released run."""
@@ -84,8 +93,15 @@ def queue_set_max_in_flight(*, name: str, max_in_flight: int | None) -> Queue:
         )
     with transaction.atomic():
         queue = _row(name)
+        before = queue.max_in_flight
         queue.max_in_flight = max_in_flight
         queue.save(update_fields=["max_in_flight", "updated_at"])
+        audit_record(
+            action=Action.QUEUE_CAP_CHANGED,
+            actor=actor,
+            subject=f"queue {name}",
+            details={"max_in_flight": [before, max_in_flight]},
+        )
         notify_dispatchers()  # a higher cap makes room at once
     return queue
 
@@ -97,14 +113,23 @@ def queue_ensure_rows() -> None:
         Queue.objects.get_or_create(name=name)
 
 
-def owner_quota_set(*, owner_id: Any, weight: int, max_unfinished: int | None) -> OwnerQuota:
+def owner_quota_set(
+    *, owner_id: Any, weight: int, max_unfinished: int | None, actor: User | None
+) -> OwnerQuota:
     """An owner's fair-share weight (1 to 100) and cap on unfinished jobs (None: the default).
     Web processes apply a new cap at their next recount (JOBPLATFORM_ADMISSION_RECOUNT)."""
     if not 1 <= weight <= 100:
         raise InvalidInput("QUOTAS.INVALID_WEIGHT", "weight must be between 1 and 100")
     if max_unfinished is not None and max_unfinished < 1:
         raise InvalidInput("QUOTAS.INVALID_MAX_UNFINISHED", "max_unfinished must be 1 or more")
-    quota, _ = OwnerQuota.objects.update_or_create(
-        owner_id=owner_id, defaults={"weight": weight, "max_unfinished": max_unfinished}
-    )
+    with transaction.atomic():
+        quota, _ = OwnerQuota.objects.update_or_create(
+            owner_id=owner_id, defaults={"weight": weight, "max_unfinished": max_unfinished}
+        )
+        audit_record(
+            action=Action.QUOTA_CHANGED,
+            actor=actor,
+            subject=f"quota of {quota.owner.get_username()}",
+            details={"weight": weight, "max_unfinished": max_unfinished},
+        )
     return quota

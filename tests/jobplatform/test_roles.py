@@ -90,7 +90,7 @@ DEPENDENCY_CALLS = [
 )
 @pytest.mark.parametrize("role", [None, *Role], ids=lambda r: r or "anonymous")
 def test_rate_limit_and_breaker_role_matrix(method, url, body, least, ok, role):
-    rate_limit_set(name="roles-api", rate=1)
+    rate_limit_set(name="roles-api", rate=1, actor=None)
     client = APIClient() if role is None else client_for(with_role(UserFactory(), role))
     response = getattr(client, method.lower())(url, body, format="json")
     if role is None:

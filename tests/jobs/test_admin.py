@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from executions.models import Execution
+from jobplatform.models import AuditEvent
 from jobplatform.roles import Role
 from jobs.models import Job, OwnerQuota, Queue
 from tests.factories import UserFactory, with_role
@@ -55,7 +56,7 @@ def test_a_waiting_job_says_why_it_waits(operator):
     assert b"Waiting for" in page.content and b"run_at" in page.content
 
 
-def test_operators_pause_and_resume_queues_and_set_a_cap(operator):
+def test_operators_pause_and_resume_queues_and_set_a_cap(operator, admin):
     waiting = JobFactory(queue="flow")
     queued = JobFactory(queue="flow", status=Job.Status.QUEUED)
     listing = operator.get("/admin/jobs/queue/")
@@ -71,6 +72,13 @@ def test_operators_pause_and_resume_queues_and_set_a_cap(operator):
     response = operator.post("/admin/jobs/queue/flow/change/", {"max_in_flight": "7"})
     assert response.status_code == 302
     assert Queue.objects.get(name="flow").max_in_flight == 7
+    # Each action is in the audit trail, under the operator's name.
+    trail = AuditEvent.objects.filter(subject="queue flow").order_by("id")
+    assert [(e.action, e.actor, e.details) for e in trail] == [
+        ("queue.paused", admin, {"unreleased": 1}),
+        ("queue.resumed", admin, {}),
+        ("queue.cap_changed", admin, {"max_in_flight": [None, 7]}),
+    ]
 
 
 def test_the_operator_role_pauses_a_queue_in_the_admin_but_may_not_cap_it(client):

@@ -47,6 +47,9 @@ def test_the_api_rules_and_codes_apply(user):
     assert Job.objects.filter(id__in=ids, status="pending").count() == 3
     keyed = jobs.submit(owner=user, name="k", steps=LOG, concurrency_key="db", max_concurrency=2)
     assert (keyed.concurrency_key, keyed.max_concurrency) == ("db", 2)
+    assert (
+        jobs.submit(owner=user, name="r", steps=LOG, rate_limit="partner").rate_limit == "partner"
+    )
 
 
 @pytest.mark.django_db

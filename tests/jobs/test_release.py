@@ -154,11 +154,11 @@ def test_due_retries_are_released_within_the_same_limits(user, cap):
 
 def test_a_paused_queue_releases_nothing_and_resuming_releases_it(user):
     jobs = waiting(user, 3)
-    queue_pause(name=Q)
+    queue_pause(name=Q, actor=None)
     result = release()
     assert result.jobs == [] and not result.waiting  # a resume wakes the dispatchers itself
     assert statuses(jobs) == ["pending"] * 3
-    queue_resume(name=Q)
+    queue_resume(name=Q, actor=None)
     assert len(release().jobs) == 3
 
 
@@ -166,7 +166,7 @@ def test_pausing_hands_queued_jobs_back_and_lets_running_ones_finish(user):
     queued, running = waiting(user, 2)
     Job.objects.filter(id=queued.id).update(status=Job.Status.QUEUED, queued_at=timezone.now())
     Job.objects.filter(id=running.id).update(status=Job.Status.RUNNING, attempts=1)
-    queue_pause(name=Q)
+    queue_pause(name=Q, actor=None)
     assert statuses([queued, running]) == ["pending", "running"]
     queued.refresh_from_db()
     assert (queued.queued_at, queued.attempts) == (None, 0)  # no attempt spent

@@ -86,22 +86,22 @@ def test_a_retry_waits_for_an_open_breaker_without_spending_its_budget(user, set
         1,
         Hold.CIRCUIT_BREAKER,
     )
-    breaker_close(host=HOST)  # an operator closes it: the job goes
+    breaker_close(host=HOST, actor=None)  # an operator closes it: the job goes
     assert [r.id for r in release().jobs] == [retry.id]
 
 
 def test_a_breaker_opened_by_hand_sends_no_probe(user):
-    breaker_open(host=HOST)
+    breaker_open(host=HOST, actor=None)
     held = waiting(user, 2, hosts=[HOST])
     CircuitBreaker.objects.filter(host=HOST).update(opened_at=timezone.now() - timedelta(days=1))
     assert release().jobs == [] and release().jobs == []
     assert statuses(held) == ["pending", "pending"]
-    breaker_close(host=HOST)
+    breaker_close(host=HOST, actor=None)
     assert len(release().jobs) == 2
 
 
 def test_a_rate_limit_releases_its_burst_and_the_rest_as_tokens_come(user, limit_name):
-    rate_limit_set(name=limit_name, rate=0.001, burst=2)
+    rate_limit_set(name=limit_name, rate=0.001, burst=2, actor=None)
     limited = waiting(user, 5, rate_limit=limit_name)
     free = waiting(user, 1, seconds_ago=1)
     assert {r.id for r in release().jobs} == {limited[0].id, limited[1].id, free[0].id}
@@ -116,7 +116,7 @@ def test_a_rate_limit_releases_its_burst_and_the_rest_as_tokens_come(user, limit
 
 def test_an_http_hosts_limit_applies_to_the_jobs_calling_it(user, limit_name):
     host = f"{limit_name}.example"
-    rate_limit_set(name=host, rate=0.001, burst=1)
+    rate_limit_set(name=host, rate=0.001, burst=1, actor=None)
     try:
         calls = waiting(user, 3, hosts=[host])
         assert [r.id for r in release().jobs] == [calls[0].id]
@@ -130,7 +130,7 @@ def test_an_http_hosts_limit_applies_to_the_jobs_calling_it(user, limit_name):
 def test_jobs_without_limits_never_ask_redis_and_limited_ones_wait_while_it_is_away(
     user, limit_name, settings
 ):
-    rate_limit_set(name=limit_name, rate=100, burst=100)
+    rate_limit_set(name=limit_name, rate=100, burst=100, actor=None)
     limited = waiting(user, 2, rate_limit=limit_name)
     settings.CACHES = {
         "default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:9/0"}

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from jobplatform.models import AuditEvent
 from jobs import ratelimit
 from jobs.models import CircuitBreaker
 from jobs.services.dependencies import breaker_failure
@@ -101,3 +102,21 @@ def test_a_breaker_is_seen_opened_and_closed_through_the_api(user, api, settings
     opened = operator.post(f"/api/v1/breakers/{host}/open/").json()
     assert (opened["state"], opened["manual"], opened["retry_at"]) == ("open", True, None)
     assert CircuitBreaker.objects.get(host=host).manual
+
+
+def test_limit_and_breaker_changes_are_audited_under_their_actor(admin_api, admin, api, user, name):
+    admin_api.put(f"/api/v1/rate-limits/{name}/", {"rate": 10, "burst": 20}, format="json")
+    assert admin_api.delete(f"/api/v1/rate-limits/{name}/").status_code == 204
+    host = f"{name}.audit"
+    assert api.post(f"/api/v1/breakers/{host}/open/").status_code == 200
+    assert api.post(f"/api/v1/breakers/{host}/close/").status_code == 200
+    trail = AuditEvent.objects.filter(subject__contains=name).order_by("id")
+    assert [(e.action, e.actor, e.subject, e.details) for e in trail] == [
+        ("rate_limit.set", admin, f"rate limit {name}", {"rate": 10.0, "burst": 20}),
+        ("rate_limit.deleted", admin, f"rate limit {name}", {}),
+        ("breaker.opened", user, f"breaker of {host}", {}),
+        ("breaker.closed", user, f"breaker of {host}", {}),
+    ]
+    # A refused change leaves no row.
+    assert admin_api.delete(f"/api/v1/rate-limits/{name}/").status_code == 404
+    assert AuditEvent.objects.filter(subject__contains=name).count() == 4
