@@ -8,6 +8,7 @@ web server keeps answering; then SIGINT (Ctrl-C) stops everything, leaving no pr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -97,7 +98,9 @@ def test_a_killed_worker_comes_back_and_ctrl_c_stops_everything(tmp_path):
             [sys.executable, "-m", "jobplatform.supervise", "Procfile"],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    health = f"http://127.0.0.1:{web_port}/api/v1/health/"
+    # Liveness: the web process answers. (Readiness would also time a gunicorn process's first
+    # reading of the migration graph, seconds on a loaded machine, against _answers' timeout.)
+    health = f"http://127.0.0.1:{web_port}/healthz"
     try:
         wait_for(lambda: celery_app.control.ping([worker], timeout=0.5), timeout=90,
                  what="the supervised worker to answer a ping")  # fmt: skip
@@ -130,9 +133,17 @@ def test_a_killed_worker_comes_back_and_ctrl_c_stops_everything(tmp_path):
         wait_for(lambda: not any(alive(p) for p in pool), timeout=30,
                  what="the killed worker's pool processes to exit")  # fmt: skip
     finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
-            supervisor.wait()
+        if supervisor.poll() is None:  # the test failed midway: stop what it started, all of it
+            started = children(supervisor.pid)
+            supervisor.send_signal(signal.SIGTERM)  # supervisord stops its programs, then exits
+            try:
+                supervisor.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                supervisor.kill()
+                supervisor.wait()
+            for pid in started:
+                with contextlib.suppress(ProcessLookupError):  # stopped with supervisord
+                    os.kill(pid, signal.SIGKILL)
 
 
 def _parent(pid: int) -> int:
