@@ -51,6 +51,7 @@ def submit(
     idempotency_key: str | None = None,
     concurrency_key: str | None = None,
     max_concurrency: int = JobSpec.max_concurrency,
+    callback_url: str = JobSpec.callback_url,
 ) -> Job:
     """Store a PENDING job owned by ``owner`` and answer it; it runs once ``run_at`` (now by
     default) comes. The fields are those of ``POST /api/v1/jobs/``. With ``idempotency_key``, a
@@ -71,6 +72,7 @@ def submit(
         run_at=run_at,
         concurrency_key=concurrency_key,
         max_concurrency=max_concurrency,
+        callback_url=callback_url,
     )
     # Submitted from a step's code, the job inherits the running job's trace id (bound per task).
     return services.job_submit(

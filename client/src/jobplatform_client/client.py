@@ -311,6 +311,7 @@ class Jobs:
         timeout: int | None = None,
         run_at: datetime | str | None = None,
         idempotency_key: str | None = None,
+        callback_url: str | None = None,
         **fields: Any,
     ) -> Job:
         """Submit a job; the answer is the job as stored (``pending``).
@@ -333,6 +334,7 @@ class Jobs:
             retry_jitter=retry_jitter,
             timeout=timeout,
             run_at=run_at,
+            callback_url=callback_url,
         )
         return self.submit_body({**body, **fields}, idempotency_key=idempotency_key)
 

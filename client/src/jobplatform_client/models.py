@@ -153,6 +153,7 @@ class Job:
     trace_id: str | None = None
     updated_at: datetime | None = None
     queued_at: datetime | None = None
+    callback_url: str | None = None  # POSTed to, signed, once the job ends
     executions: tuple[Execution, ...] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
