@@ -63,6 +63,11 @@ class CallbackDeliveryInline(admin.TabularInline[CallbackDelivery, Job]):
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # Part of the job, as GET /jobs/{id}/callbacks/ is: whoever sees the job sees them (no
+        # permission of their own for the roles to grant).
+        return request.user.has_perm("jobs.view_job")
+
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin[Job]):

@@ -272,7 +272,10 @@ class JobDetailSchema(JobSummarySchema):
     hosts = serializers.ListField(
         child=serializers.CharField(), help_text="its http steps' hosts (their limits, breakers)"
     )
-    callback_url = serializers.CharField(allow_null=True, help_text="called once the job ends")
+    callback_url = serializers.CharField(
+        allow_null=True,
+        help_text="called once the job ends; userinfo and secret-looking query values redacted",
+    )
     waiting_for = WaitingReasonSchema(
         many=True,
         required=False,

@@ -219,7 +219,8 @@ def job_output(job: Job, links: JobLinks) -> dict[str, Any]:
         "max_concurrency": job.max_concurrency,
         "rate_limit": job.rate_limit,
         "hosts": job.hosts,
-        "callback_url": job.callback_url or None,
+        # As deliveries show it: no userinfo, no values of secret-looking query names.
+        "callback_url": redact_url(job.callback_url) if job.callback_url else None,
     }
 
 

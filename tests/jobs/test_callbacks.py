@@ -357,3 +357,29 @@ def test_a_receiver_answering_4xx_is_not_retried(platform, api, receiver, path):
     # failed: the task ended without raising for a retry; the receiver was asked once.
     assert (row["state"], row["status_code"]) == ("failed", 404)
     assert len(receiver.at(path)) == 1
+
+
+@pytest.mark.django_db
+def test_secrets_in_a_callback_url_are_not_shown(api):
+    url = "https://user:pw@hooks.example.com/done?token=s3cret&order=7"
+    job = submit(api, callback_url=url).json()
+    assert job["callback_url"] == "https://hooks.example.com/done?token=redacted&order=7"
+
+
+@pytest.mark.django_db
+def test_a_schedules_jobs_carry_its_templates_callback_url(api):
+    body = {"name": "cb-every-five", "cron": "*/5 * * * *"}
+    refused = api.post(
+        "/api/v1/schedules/",
+        body | {"job": {"steps": LOG, "callback_url": "http://10.0.0.1/x"}},
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "JOBS.CALLBACK_URL_REFUSED"
+    url = "https://hooks.example.com/nightly?signature=s3cret"
+    created = api.post(
+        "/api/v1/schedules/", body | {"job": {"steps": LOG, "callback_url": url}}, format="json"
+    )
+    assert created.status_code == 201, created.content
+    shown = "https://hooks.example.com/nightly?signature=redacted"
+    assert created.json()["job"]["callback_url"] == shown

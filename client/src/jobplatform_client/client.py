@@ -28,6 +28,7 @@ from jobplatform_client.errors import ApiError, TransportError, WaitTimeout
 from jobplatform_client.models import (
     BulkOutcome,
     BulkSubmission,
+    CallbackDelivery,
     DeadLetter,
     DeadLetterGroup,
     Execution,
@@ -417,6 +418,11 @@ class Jobs:
         """A job's attempts, oldest first, each with its step results."""
         data = self._client.request("GET", f"jobs/{job_id}/executions/")
         return tuple(Execution.from_api(e) for e in data.get("results", ()))
+
+    def callbacks(self, job_id: str) -> tuple[CallbackDelivery, ...]:
+        """A job's completion callback attempts, oldest first."""
+        data = self._client.request("GET", f"jobs/{job_id}/callbacks/")
+        return tuple(CallbackDelivery.from_api(d) for d in data.get("results", ()))
 
     def stats(self, **filters: Any) -> dict[str, Any]:
         """The visible jobs (narrowed by the list's ``filters``) counted by status and queue,
