@@ -126,6 +126,12 @@ def callback_deliver(
         url, secret, post = job.callback_url, settings.JOBPLATFORM_CALLBACK_SECRET, guarded_post
     if not url or not secret:
         return None
+    if State.PENDING in earlier:
+        # The message came back without an answer to an earlier attempt: its worker was lost
+        # mid-POST (the receiver may have it: at least once). Say so rather than "pending".
+        CallbackDelivery.objects.filter(delivery_id=delivery_id, state=State.PENDING).update(
+            state=State.RETRYING, error="lost: no answer was recorded", finished_at=timezone.now()
+        )
     try:
         row = CallbackDelivery.objects.create(
             job=job,

@@ -383,3 +383,23 @@ def test_a_schedules_jobs_carry_its_templates_callback_url(api):
     assert created.status_code == 201, created.content
     shown = "https://hooks.example.com/nightly?signature=redacted"
     assert created.json()["job"]["callback_url"] == shown
+
+
+@pytest.mark.django_db
+def test_an_attempt_whose_worker_was_lost_is_closed_by_the_next(receiver, path):
+    job = ended_job(receiver.url + path)
+    delivery_id = uuid.uuid4()
+    lost = CallbackDelivery.objects.create(  # attempt 1: its worker died mid-POST
+        job=job,
+        delivery_id=delivery_id,
+        target="job",
+        url=job.callback_url,
+        event="job.succeeded",
+        attempt=1,
+    )
+    row = callback_deliver(  # the redelivered message
+        delivery_id=delivery_id, job_id=job.id, event="job.succeeded", target="job"
+    )
+    assert row is not None and (row.attempt, row.state) == (2, "delivered")
+    lost.refresh_from_db()
+    assert (lost.state, lost.error) == ("retrying", "lost: no answer was recorded")
