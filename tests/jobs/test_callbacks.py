@@ -3,6 +3,8 @@ end to end through the REST API with the session's real worker."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import uuid
 from datetime import timedelta
 
@@ -403,3 +405,31 @@ def test_an_attempt_whose_worker_was_lost_is_closed_by_the_next(receiver, path):
     assert row is not None and (row.attempt, row.state) == (2, "delivered")
     lost.refresh_from_db()
     assert (lost.state, lost.error) == ("retrying", "lost: no answer was recorded")
+
+
+@pytest.mark.django_db
+def test_the_receivers_answer_body_is_not_read(settings):
+    # A receiver that promises a gigabyte and sends none of it: reading the body would wait for
+    # the read timeout and count as a failure; the status alone is enough.
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        accepted.append(conn)
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    job = ended_job(f"http://127.0.0.1:{listener.getsockname()[1]}/huge")
+    try:
+        row = callback_deliver(
+            delivery_id=uuid.uuid4(), job_id=job.id, event="job.succeeded", target="job"
+        )
+    finally:
+        thread.join(timeout=5)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+    assert row is not None and (row.state, row.status_code) == ("delivered", 200)
