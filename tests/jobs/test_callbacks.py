@@ -13,9 +13,12 @@ from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
+from executions.models import Execution
+from executions.reaper import execution_reap_lost
 from jobplatform.webhooks import WebhookDeliveryError
 from jobs.callbacks.models import CallbackDelivery
 from jobs.callbacks.services import DELIVER_TASK, callback_deliver
+from jobs.models import Job
 from jobs.services import job_cancel
 from jobs.tasks import deliver_callback
 from tests.deadletter.support import WebhookReceiver
@@ -159,6 +162,20 @@ def test_the_operator_webhook_gets_every_end(settings, django_capture_on_commit_
         job_cancel(job_id=job.id)
     [send] = published
     assert send.keywords["args"][2:] == ["job.cancelled", "operator"]
+
+
+@pytest.mark.django_db
+def test_a_job_the_reaper_fails_publishes_its_failed_callback(django_capture_on_commit_callbacks):
+    job = JobFactory(callback_url="https://hooks.example.com/x", max_retries=0)
+    Job.objects.filter(id=job.id).update(status=Job.Status.RUNNING, attempts=1)
+    beat = timezone.now() - timedelta(seconds=60)
+    Execution.objects.create(
+        job=job, attempt=1, worker="w@dead", started_at=beat, heartbeat_at=beat
+    )
+    with django_capture_on_commit_callbacks() as published:
+        assert execution_reap_lost(lost_after=30) == 1
+    [send] = [c for c in published if getattr(c, "args", None) == (DELIVER_TASK,)]
+    assert send.keywords["args"][1:] == [str(job.id), "job.failed", "job"]
 
 
 # --- delivery, one attempt at a time (the task's body) ----------------------------------------
