@@ -64,6 +64,8 @@ def parse_submission(data: Any) -> tuple[JobSpec, str | None]:
         errors["name"] = ["must have 1 to 200 characters"]
     if isinstance(data.get("queue"), str) and len(data["queue"]) > 64:
         errors["queue"] = ["must have at most 64 characters"]
+    if data.get("callback_url") == "":  # as the schema says (minLength 1): null for none
+        errors["callback_url"] = ["must be an http(s) URL, or null"]
     run_at = datetime_field(data, "run_at", errors)
     if errors:
         raise serializers.ValidationError(dict(sorted(errors.items())))

@@ -89,8 +89,9 @@ def test_loopback_is_refused_unless_the_operator_allows_it(api, settings):
 
 
 @pytest.mark.django_db
-def test_a_callback_url_of_the_wrong_type_is_a_validation_error(api):
-    response = submit(api, callback_url=42)
+@pytest.mark.parametrize("url", [42, ""])
+def test_a_callback_url_of_the_wrong_type_is_a_validation_error(api, url):
+    response = submit(api, callback_url=url)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "API.VALIDATION_ERROR"
 
