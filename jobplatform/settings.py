@@ -440,3 +440,13 @@ JOBPLATFORM_DEADLETTER_WEBHOOK_URL = env("JOBPLATFORM_DEADLETTER_WEBHOOK_URL", d
 JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET = env_secret(
     "JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET", default=""
 )
+# Completion callbacks (docs/api.md#completion-callbacks). A job's callback_url is POSTed to once
+# it ends, signed with JOBPLATFORM_CALLBACK_SECRET (the key its owners verify with); without the
+# secret, submissions with a callback_url are refused (400 JOBS.CALLBACKS_DISABLED).
+JOBPLATFORM_CALLBACK_SECRET = env_secret("JOBPLATFORM_CALLBACK_SECRET", default="")
+# The operator's completion webhook: every job's end, signed with its own secret (required when
+# the URL is set), which clients never see. May be a private address, as the dead-letter webhook.
+JOBPLATFORM_COMPLETION_WEBHOOK_URL = env("JOBPLATFORM_COMPLETION_WEBHOOK_URL", default="")
+JOBPLATFORM_COMPLETION_WEBHOOK_SECRET = env_secret(
+    "JOBPLATFORM_COMPLETION_WEBHOOK_SECRET", default=""
+)

@@ -16,7 +16,7 @@ from jobs import (
     dependencies_admin,  # noqa: F401 - registers the rate limit and breaker pages
     services,
 )
-from jobs.models import Job, OwnerQuota, Queue
+from jobs.models import CallbackDelivery, Job, OwnerQuota, Queue
 from jobs.redaction import redact_steps
 from jobs.schedules import admin as schedules_admin  # noqa: F401 - registers the schedule pages
 from jobs.selectors import job_waiting_for, queue_list
@@ -37,6 +37,38 @@ class ExecutionInline(admin.TabularInline[Execution, Job]):
         return False
 
 
+class CallbackDeliveryInline(admin.TabularInline[CallbackDelivery, Job]):
+    """Every attempt to deliver the job's completion callbacks: read-only, as they happened."""
+
+    model = CallbackDelivery
+    extra = 0
+    can_delete = False
+    fields = (
+        "event",
+        "target",
+        "url",
+        "attempt",
+        "state",
+        "status_code",
+        "error",
+        "started_at",
+        "finished_at",
+        "delivery_id",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # Part of the job, as GET /jobs/{id}/callbacks/ is: whoever sees the job sees them (no
+        # permission of their own for the roles to grant).
+        return request.user.has_perm("jobs.view_job")
+
+
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin[Job]):
     list_display = ["name", "status", "owner", "queue", "priority", "attempts", "created_at"]
@@ -45,7 +77,7 @@ class JobAdmin(admin.ModelAdmin[Job]):
     date_hierarchy = "created_at"
     list_select_related = ["owner"]
     actions = ["cancel_jobs"]
-    inlines = [ExecutionInline]
+    inlines = [ExecutionInline, CallbackDeliveryInline]
     # Operators change jobs through the services (actions), never by editing the row. The steps
     # are shown with their secret params redacted (jobs.redaction), never raw.
     readonly_fields = [

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from jobplatform.errors import Conflict, InvalidInput, NotFound
 from jobs import lifecycle
+from jobs.callbacks.services import Event, callbacks_publish
 from jobs.lifecycle import sql, sql_in
 from jobs.models import Job
 from jobs.services.common import notify_dispatchers
@@ -44,18 +45,22 @@ UPDATE jobs_job
 SET status = {sql(lifecycle.CANCEL.target)}, finished_at = now(), updated_at = now(),
     next_attempt_at = NULL, hold = '', version = version + 1
 WHERE id = ANY(%(ids)s) AND status IN {sql_in(lifecycle.CANCEL.sources)}
-RETURNING id
+RETURNING id, callback_url <> ''
 """
 
 
 def jobs_cancel(*, job_ids: list[UUID]) -> list[UUID]:
     """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED for each of ``job_ids`` that has not finished;
-    returns those it cancelled, in one UPDATE. Finished jobs are left as they are."""
+    returns those it cancelled, in one UPDATE. Finished jobs are left as they are. The completion
+    callbacks of those it cancelled are published after the commit."""
     if not job_ids:
         return []
     with connection.cursor() as cursor:
         cursor.execute(_CANCEL_SQL, {"ids": list(job_ids)})
-        return [row[0] for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+    for job_id, has_url in rows:
+        callbacks_publish(job_id=job_id, event=Event.CANCELLED, has_url=has_url)
+    return [job_id for job_id, _ in rows]
 
 
 def _status(job_id: UUID) -> str:
