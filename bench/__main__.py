@@ -287,6 +287,12 @@ def iobound(
         ]
     finally:
         server.close()
+    for r in rounds:
+        # The bench process serves every request of both sides: its CPU counts for neither (bare
+        # Celery's publishing, which it also does, goes uncounted with it).
+        bare = r["baseline"]
+        bare["cpu_ms_per_job"] -= bare["cpu_split"].get("bench", 0.0)
+        bare["runq_wait_ms_per_job"] -= bare["runq_wait_split"].get("bench", 0.0)
     result: dict[str, Any] = {
         "concurrency": concurrency,
         "delay_s": delay,

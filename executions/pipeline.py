@@ -27,7 +27,7 @@ from executions.services.outcomes import (
     attempt_succeeded,
 )
 from executions.services.step_results import StepRecord, step_done
-from executions.timeouts import step_deadline
+from executions.timeouts import run_within
 from jobplatform.text import UNSTORABLE, unstorable_paths
 from jobs.services.dependencies import breaker_failure, breaker_success
 from jobs.steps import (
@@ -209,12 +209,12 @@ def run_step(
             raise PermanentStepError(
                 f"step type {spec['type']!r} is no longer registered", code="STEP.UNKNOWN_TYPE"
             )
-        with step_deadline(
+        output = run_within(
             ctx.timeout,
+            partial(step_type.run, spec.get("params", {}), ctx),
             stop=ctx.stop,
             abandon=None if abandon is None else partial(abandon, ctx.timeout),
-        ):
-            output = step_type.run(spec.get("params", {}), ctx)
+        )
         try:
             # allow_nan=False: NaN and infinities are not JSON, and PostgreSQL refuses them.
             dumped = json.dumps(output, ensure_ascii=False, allow_nan=False)

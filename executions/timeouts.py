@@ -7,20 +7,24 @@ platform's database writes around the step are never interrupted; Celery's hard 
 returns to the interpreter.
 
 Signals reach only the main thread, so a step running on another thread is watched by one
-watchdog thread per worker process instead. When the step passes its deadline the watchdog
+watchdog thread per worker process instead:
 
-1. raises ``StepTimeout`` in the step's thread (``PyThreadState_SetAsyncExc``, the asynchronous
-   twin of the signal handler's raise: it fires at the thread's next bytecode, so it stops
-   pure-Python code, but not a blocking C call: a socket read, ``time.sleep``, a lock), and sets
-   the attempt's stop event, which wakes the steps that wait on it (``sleep``, and any step that
-   honours cancellation);
-2. if the step has still not returned ``JOBPLATFORM_STEP_ABANDON_AFTER`` seconds later (stuck
-   in C), ends the attempt itself through ``abandon`` (the step result, ``STEP.TIMEOUT``, and the
-   retry decision, as the step's thread would have) and leaves the thread to its fate: whatever
-   it writes when it comes back is fenced by the attempt and changes nothing.
+1. at the step's deadline it sets the attempt's stop event, which wakes the steps that wait on it
+   (``sleep``, ``compute``, any step that honours cancellation); the ``http`` step's socket
+   timeouts are already bounded by the deadline. A step that comes back past its deadline, by
+   whatever way (returned, raised ``StepStopped``), ends as ``StepTimeout``;
+2. a step still running ``JOBPLATFORM_STEP_ABANDON_AFTER`` seconds later (a busy loop that never
+   looks at the event, a C call that outlasts it) has its attempt ended by the watchdog through
+   ``abandon`` (the step result, ``STEP.TIMEOUT``, and the retry decision, as the step's thread
+   would have), and then, as a best effort to get the thread back, ``StepTimeout`` is raised in
+   it (``PyThreadState_SetAsyncExc``: it fires at the thread's next bytecode, so it stops Python
+   code, but not a blocking C call). Whatever the thread writes when it comes back is fenced by
+   the attempt and changes nothing.
 
-Either way the step ends as ``StepTimeout``, as under SIGALRM. Celery's threads pool enforces no
-``time_limit``: a thread stuck for good keeps its slot until the worker restarts.
+The raise in another thread is kept for steps that did not stop on their own, after their
+attempt is ended, because it can land in any bytecode, inside a library's code too (a lock taken
+in Python code and never released). Celery's threads pool enforces no ``time_limit``: a thread
+stuck for good keeps its slot until the worker restarts.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import connection
@@ -45,15 +50,17 @@ from jobs.steps import StepTimeout
 
 logger = logging.getLogger("jobplatform.executions")
 
+T = TypeVar("T")
 
-@contextmanager
-def step_deadline(
+
+def run_within(
     seconds: float,
+    run: Callable[[], T],
     *,
     stop: threading.Event | None = None,
     abandon: Callable[[], None] | None = None,
-) -> Iterator[None]:
-    """Run the block for at most ``seconds``, or raise ``StepTimeout``.
+) -> T:
+    """``run()``'s result if it returns within ``seconds``; else ``StepTimeout``.
 
     ``stop`` (the attempt's stop event) and ``abandon`` (ends the attempt without the step's
     thread) serve the watchdog only: the main thread's alarm interrupts any wait.
@@ -62,10 +69,8 @@ def step_deadline(
         raise StepTimeout("no time left of the attempt's timeout")
     if threading.current_thread() is threading.main_thread():
         with _alarm(seconds):
-            yield
-    else:
-        with watchdog().watch(seconds, stop=stop, abandon=abandon):
-            yield
+            return run()
+    return watchdog().run(seconds, run, stop=stop, abandon=abandon)
 
 
 @contextmanager
@@ -82,9 +87,10 @@ def _alarm(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-# armed: the step runs within its deadline; expired: past it, StepTimeout raised in its thread;
-# abandoning: the watchdog is ending the attempt; done: the step's thread left the block.
-ARMED, EXPIRED, ABANDONING, DONE = "armed", "expired", "abandoning", "done"
+# armed: the step runs within its deadline; expired: past it, its stop event set; abandoning: the
+# watchdog is ending the attempt; abandoned: ended, and StepTimeout raised in the step's thread;
+# done: the step's thread left the step.
+ARMED, EXPIRED, ABANDONING, ABANDONED, DONE = "armed", "expired", "abandoning", "abandoned", "done"
 
 
 @dataclass(eq=False)
@@ -104,46 +110,69 @@ class Watchdog:
 
     def __init__(self, abandon_after: float) -> None:
         self.abandon_after = abandon_after
-        self._cond = threading.Condition()
+        # A plain Lock, whose acquire and release are C: a Condition's or an RLock's __enter__
+        # is Python code, in which the raise could fire after the acquire and leak the lock.
+        self._lock = threading.Lock()
+        self._wake = threading.Event()  # a deadline earlier than the watchdog's next one came
         self._due: list[tuple[float, int, Watch]] = []  # a heap, by deadline
         self._live = 0  # watches not done; done ones leave the heap lazily
         self._order = itertools.count()
         self._thread: threading.Thread | None = None
         self._pid: int | None = None
 
-    @contextmanager
-    def watch(
+    def run(
         self,
         seconds: float,
+        run: Callable[[], T],
         *,
         stop: threading.Event | None = None,
         abandon: Callable[[], None] | None = None,
-    ) -> Iterator[None]:
+    ) -> T:
+        """``run()`` under the watchdog's eye: see the module's docstring.
+
+        A plain function, not a context manager: the raise in this thread fires at any bytecode,
+        and contextlib's own code (or a generator closed later by the garbage collector) is no
+        place to lose the leaving of the watch.
+        """
         watch = Watch(threading.get_ident(), seconds, stop, abandon)
-        with self._cond:
-            self._ensure_thread()
-            self._push(time.monotonic() + seconds, watch)
-            self._live += 1
-            self._cond.notify()
         try:
-            yield
+            try:
+                self._arm(watch, time.monotonic() + seconds)
+                return run()
+            finally:
+                self._leave(watch)
         finally:
-            self._leave(watch)
+            # The watchdog raises in a thread once per watch. If it fired in the finally above
+            # before the watch was left, it cannot fire again here.
+            if watch.state != DONE:
+                self._leave(watch)
+
+    def _arm(self, watch: Watch, when: float) -> None:
+        with self._lock:
+            self._ensure_thread()
+            earliest = not self._due or when < self._due[0][0]
+            self._push(when, watch)
+            self._live += 1
+        if earliest:
+            self._wake.set()
 
     def _leave(self, watch: Watch) -> None:
-        """The step's thread leaves the block: from now on nothing is raised in it."""
-        with self._cond:
+        """The step's thread leaves the step: from now on nothing is raised in it."""
+        with self._lock:
             previous, watch.state = watch.state, DONE
+            if previous == DONE:  # left already; the raise fired after that
+                return
             self._live -= 1
             if len(self._due) > 64 and len(self._due) > 2 * self._live:
                 self._due = [entry for entry in self._due if entry[2].state != DONE]
                 heapq.heapify(self._due)
         if previous == ARMED:
             return
-        # Past the deadline. A StepTimeout still pending (the step returned before it fired) is
-        # withdrawn, so it cannot fire in the platform's own code after the step; if it fires
-        # before this line, it does so here, inside the step's try, which is as good.
-        _raise_in(watch.thread_id, None)
+        if previous == ABANDONED:
+            # A StepTimeout still pending (the step came back before it fired) is withdrawn, so
+            # it cannot fire in the platform's own code; if it fires before this line, it does
+            # so inside the step's try, which is as good.
+            _raise_in(watch.thread_id, None)
         if previous == ABANDONING:
             watch.settled.wait()  # the watchdog's ending of the attempt commits first
         raise StepTimeout(f"the step ran for more than {watch.seconds:.3g}s")
@@ -170,43 +199,50 @@ class Watchdog:
                 # thread, so the reaper would not end the attempt either. Try again later.
                 logger.exception("watchdog: could not end an abandoned attempt")
                 connection.close()
-                with self._cond:
+                with self._lock:
                     if watch.state == ABANDONING:
                         watch.state = EXPIRED
                         self._push(time.monotonic() + self.abandon_after, watch)
                         continue
+            with self._lock:
+                if watch.state == ABANDONING:
+                    # Best effort to get the thread back: stops Python code, not a C call.
+                    watch.state = ABANDONED
+                    _raise_in(watch.thread_id, StepTimeout)
             watch.settled.set()
 
     def _next_to_abandon(self) -> Watch:
         """Expire the steps past their deadline as they come due; return one to abandon."""
-        with self._cond:
-            while True:
+        while True:
+            self._wake.clear()  # before looking: a deadline pushed from now on sets it again
+            expired: list[threading.Event] = []
+            with self._lock:
                 while self._due and self._due[0][2].state == DONE:
                     heapq.heappop(self._due)
-                if not self._due:
-                    self._cond.wait()
-                    continue
-                when, _, watch = self._due[0]
                 now = time.monotonic()
-                if when > now:
-                    self._cond.wait(when - now)
-                    continue
-                heapq.heappop(self._due)
-                if watch.state == ARMED:
-                    watch.state = EXPIRED
-                    _raise_in(watch.thread_id, StepTimeout)
-                    if watch.stop is not None:
-                        watch.stop.set()
-                    self._push(now + self.abandon_after, watch)
-                elif watch.state == EXPIRED:
-                    logger.warning(
-                        "a step ran %.3gs past its %.3gs deadline and did not stop: its attempt"
-                        " is ended without it",
-                        self.abandon_after,
-                        watch.seconds,
-                    )
-                    watch.state = ABANDONING
-                    return watch
+                abandoning = None
+                while self._due and self._due[0][0] <= now and abandoning is None:
+                    _, _, watch = heapq.heappop(self._due)
+                    if watch.state == ARMED:
+                        watch.state = EXPIRED
+                        if watch.stop is not None:
+                            expired.append(watch.stop)
+                        self._push(now + self.abandon_after, watch)
+                    elif watch.state == EXPIRED:
+                        watch.state = ABANDONING
+                        abandoning = watch
+                wait = self._due[0][0] - now if self._due else None
+            for stop in expired:
+                stop.set()  # wakes the steps that wait on it (sleep, compute, ...)
+            if abandoning is not None:
+                logger.warning(
+                    "a step ran %.3gs past its %.3gs deadline and did not stop: its attempt is"
+                    " ended without it",
+                    self.abandon_after,
+                    abandoning.seconds,
+                )
+                return abandoning
+            self._wake.wait(wait)
 
 
 def _raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
