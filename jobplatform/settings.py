@@ -413,6 +413,9 @@ JOBPLATFORM_BATCH_SPREAD = env.int("JOBPLATFORM_BATCH_SPREAD", default=4)
 # JOBPLATFORM_LOST_AFTER seconds is declared lost by the reaper (in the dispatcher process).
 JOBPLATFORM_HEARTBEAT_INTERVAL = env.float("JOBPLATFORM_HEARTBEAT_INTERVAL", default=5.0)
 JOBPLATFORM_LOST_AFTER = env.float("JOBPLATFORM_LOST_AFTER", default=60.0)
+# Off the main thread (the threads pool) a watchdog enforces step deadlines: a step still running
+# this many seconds past its deadline (stuck in a C call) has its attempt ended without it.
+JOBPLATFORM_STEP_ABANDON_AFTER = env.float("JOBPLATFORM_STEP_ABANDON_AFTER", default=5.0)
 # A QUEUED or RETRYING job whose message has not started it this long after it was due is
 # published again (its message was lost: a restarted Redis, a worker killed with a retry in hand).
 JOBPLATFORM_REDELIVER_AFTER = env.float("JOBPLATFORM_REDELIVER_AFTER", default=300.0)
