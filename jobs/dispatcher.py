@@ -250,7 +250,7 @@ class Publish(Protocol):
     """How the dispatcher publishes what it released (``publish_attempts``; tests wrap it)."""
 
     def __call__(
-        self, released: list[ReleasedJob], *, queued: Mapping[str, int] | None = None
+        self, released: list[ReleasedJob], /, *, queued: Mapping[str, int] | None = None
     ) -> list[ReleasedJob]: ...
 
 
