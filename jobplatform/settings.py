@@ -405,8 +405,10 @@ JOBPLATFORM_ADMISSION_RECOUNT = env.float("JOBPLATFORM_ADMISSION_RECOUNT", defau
 # The Retry-After of a refused submission, in seconds.
 JOBPLATFORM_ADMISSION_RETRY_AFTER = env.int("JOBPLATFORM_ADMISSION_RETRY_AFTER", default=5)
 # Several jobs per message under backlog: a release of n due jobs of one queue and priority goes
-# out as messages of k = min(BATCH_MAX, n // BATCH_SPREAD) jobs (at least 1), run in turn by one
-# pool process. Idle, a release holds one job (k = 1, latency unchanged). BATCH_MAX=1: off.
+# out as messages of k = min(BATCH_MAX, (q + n) // BATCH_SPREAD) jobs (at least 1; q: the queue's
+# jobs already QUEUED), run in turn by one pool process. Idle, a release holds one job (k = 1,
+# latency unchanged). BATCH_MAX=1: off. Under backlog the broker depth holds at least
+# BATCH_MAX x BATCH_SPREAD short jobs (jobs.flow.BrokerDepth).
 JOBPLATFORM_BATCH_MAX = env.int("JOBPLATFORM_BATCH_MAX", default=16)
 JOBPLATFORM_BATCH_SPREAD = env.int("JOBPLATFORM_BATCH_SPREAD", default=4)
 # Workers refresh heartbeat_at of running attempts this often; an attempt silent for
