@@ -6,7 +6,8 @@ scale (list/filter and release rate with 1,000,000 jobs in the table) and worker
 a client's start lag behind another client's flood, against the release without a broker bound,
 and flowcost: throughput with flow control off, at its defaults, and configured but not binding;
 (issue #18) schedules: how soon after a real minute tick 10,000 every-minute schedules have their
-jobs.
+jobs; (issue #17) iobound: jobs of one http step to a slow local server, the platform on the
+threads pool against bare Celery on the same pool.
 Results are printed as a table and written to bench/results/<time>.json.
 """
 
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from bench.baseline import app as baseline_app
@@ -128,9 +130,12 @@ def platform_throughput(
     prepare: Callable[[Stack], None] | None = None,
     *,
     batch_max: int | None = None,
+    steps: list[dict[str, Any]] = NOOP,
+    worker: dict[str, Any] | None = None,
     purge_rows: int = 0,
 ) -> dict[str, Any]:
-    """The platform; with ``batch_max``, messages of up to that many jobs (1: one per message).
+    """The platform; with ``batch_max``, messages of up to that many jobs (1: one per message);
+    ``worker``: start_worker's pool, concurrency and env.
 
     ``purge_rows``: that many finished jobs 40 days old (each with its attempt and two step
     results) are deleted by ``purge_finished --loop`` while the run goes on: retention at full
@@ -143,14 +148,14 @@ def platform_throughput(
         simulate(stack.db, jobs=purge_rows, days=1, ago=40)
         stack.sql("CHECKPOINT")  # the simulated rows written out before the run, as reset() does
     stack.start_dispatcher(env={"JOBPLATFORM_BATCH_MAX": str(batch_max)} if batch_max else None)
-    stack.start_worker()
+    stack.start_worker(**(worker or {}))
     try:
         meter = CpuMeter(stack)
         if purge_rows:
             stack.start("purge", [sys.executable, "manage.py", "purge_finished", "--days", "30",
                                   "--loop"])  # fmt: skip
         began = time.time()
-        submit_bulk(stack, count, extra=extra)
+        submit_bulk(stack, count, steps, extra=extra)
         ended = await_succeeded(stack, count)
         cpu = meter.per_job(count)
         waits = meter.waits_per_job(count)
@@ -172,23 +177,32 @@ def platform_throughput(
             "runq_wait_ms_per_job": waited, "runq_wait_split": waits, **purged}  # fmt: skip
 
 
-def baseline_throughput(stack: Stack, count: int, chunk: int = 1) -> dict[str, Any]:
-    """Bare Celery: one no-op task per message, or with ``chunk`` > 1, Celery's own batching
-    (``noop.chunks``: each message a ``celery.starmap`` of ``chunk`` calls)."""
+def baseline_throughput(
+    stack: Stack,
+    count: int,
+    chunk: int = 1,
+    *,
+    task: str = "baseline.noop",
+    args: tuple[Any, ...] = (),
+    worker: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Bare Celery: one ``task`` (a no-op) per message, or with ``chunk`` > 1, Celery's own
+    batching (``chunks``: each message a ``celery.starmap`` of ``chunk`` calls); ``worker``:
+    start_baseline_worker's pool and concurrency."""
     stack.reset()
-    stack.start_baseline_worker()
-    noop = baseline_app.tasks["baseline.noop"]
+    stack.start_baseline_worker(**(worker or {}))
+    noop = baseline_app.tasks[task]
     try:
         meter = CpuMeter(stack)
         began = time.time()
         with baseline_app.producer_or_acquire() as producer:
             if chunk > 1:
-                noop.chunks([()] * count, chunk).group().apply_async(
+                noop.chunks([args] * count, chunk).group().apply_async(
                     queue="baseline", producer=producer
                 )
             else:
                 for _ in range(count):
-                    noop.apply_async(queue="baseline", producer=producer)
+                    noop.apply_async(args, queue="baseline", producer=producer)
         ended = await_drained(stack)
         cpu = meter.per_job(count)
         waits = meter.waits_per_job(count)
@@ -234,6 +248,92 @@ def throughput(
             result[f"{name}_ratios"] = ratios
             result[f"{name}_cpu_ratio"] = statistics.median(cpu)
             result[f"{name}_cpu_ratios"] = cpu
+    return result
+
+
+class SlowServer:
+    """A local HTTP server (keep-alive, many requests at once) answering each request after
+    ``delay`` seconds: the remote API of the I/O-bound scenario."""
+
+    def __init__(self, delay: float) -> None:
+        body = b'{"ok": true}'
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                time.sleep(delay)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 256  # every worker thread may connect at once
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def iobound(
+    stack: Stack, runs: int, count: int, concurrency: int, batch_max: int, delay: float = 0.1
+) -> dict[str, Any]:
+    """Issue #17's I/O-bound scenario: ``count`` jobs of one http step to a local server that
+    answers after ``delay`` s, the platform's worker on the threads pool (the I/O pool, its
+    deadlines kept by the watchdog) against bare Celery doing the same GET on the same pool and
+    concurrency. Rounds of three runs: the platform with batches of up to ``batch_max`` jobs,
+    with one job per message, and bare Celery; ratios per round, as in ``throughput``."""
+    server = SlowServer(delay)
+    worker = {"pool": "threads", "concurrency": concurrency}
+    # The server is on 127.0.0.1, which the http step refuses by default.
+    platform_worker = worker | {"env": {"JOBPLATFORM_HTTP_ALLOW": "127.0.0.1"}}
+    steps = [{"type": "http", "params": {"url": server.url}}]
+    try:
+        rounds = [
+            {
+                "platform": platform_throughput(
+                    stack, count, batch_max=batch_max, steps=steps, worker=platform_worker
+                ),
+                "platform_k1": platform_throughput(
+                    stack, count, batch_max=1, steps=steps, worker=platform_worker
+                ),
+                "baseline": baseline_throughput(
+                    stack, count, task="baseline.get", args=(server.url,), worker=worker
+                ),
+            }
+            for _ in range(runs)
+        ]
+    finally:
+        server.close()
+    for r in rounds:
+        # The bench process serves every request of both sides: its CPU counts for neither (bare
+        # Celery's publishing, which it also does, goes uncounted with it).
+        bare = r["baseline"]
+        bare["cpu_ms_per_job"] -= bare["cpu_split"].get("bench", 0.0)
+        bare["runq_wait_ms_per_job"] -= bare["runq_wait_split"].get("bench", 0.0)
+    result: dict[str, Any] = {
+        "concurrency": concurrency,
+        "delay_s": delay,
+        "batch_max": batch_max,
+        # What the pool could do at best: every thread always waiting on the server.
+        "ideal_jobs_per_s": concurrency / delay,
+    }
+    for name in rounds[0]:
+        result[name] = medians([r[name] for r in rounds])
+        if name != "baseline":
+            ratios = [r[name]["jobs_per_s"] / r["baseline"]["jobs_per_s"] for r in rounds]
+            result[f"{name}_ratio"] = statistics.median(ratios)
+            result[f"{name}_ratios"] = ratios
     return result
 
 
@@ -839,6 +939,13 @@ def main() -> None:
         default=1,
         help="schedules scenario: dispatchers sweeping at once",
     )
+    parser.add_argument("--io-jobs", type=int, default=2000, help="jobs per I/O-bound run")
+    parser.add_argument(
+        "--io-concurrency",
+        type=int,
+        default=32,
+        help="I/O-bound scenario: threads of the platform's worker and of bare Celery's",
+    )
     parser.add_argument(
         "--only",
         default="throughput,submission,latency,schedule,schedules,scale,memory,fairness,flowcost",
@@ -882,6 +989,10 @@ def main() -> None:
             results["fairness"] = fairness(stack, args.runs, args.fairness_jobs)
         if "flowcost" in only:
             results["flowcost"] = flowcost(stack, args.runs, args.jobs)
+        if "iobound" in only:
+            results["iobound"] = iobound(
+                stack, args.runs, args.io_jobs, args.io_concurrency, args.batch_max
+            )
     finally:
         stack.down()
         # What finished is written even when a later scenario fails (a long run is not lost).
@@ -977,6 +1088,21 @@ def report(results: dict[str, Any]) -> None:
             rows.append((f"throughput, flow control {name} (jobs/s)", c[name]["jobs_per_s"], ""))
         rows.append(("ratio defaults / off, median of rounds", c["default_ratio"], ">= 0.9"))
         rows.append(("ratio configured / off, median of rounds", c["configured_ratio"], ">= 0.9"))
+    if "iobound" in results:
+        io = results["iobound"]
+        at = f"I/O-bound, threads -c {io['concurrency']}"
+        rows += [
+            (f"{at}, platform, batches of <= {io['batch_max']} (jobs/s)",
+             io["platform"]["jobs_per_s"], ""),
+            (f"{at}, platform, 1 job per message (jobs/s)", io["platform_k1"]["jobs_per_s"], ""),
+            (f"{at}, bare Celery (tasks/s)", io["baseline"]["jobs_per_s"], ""),
+            (f"{at}, at best (threads / delay)", io["ideal_jobs_per_s"], ""),
+            (f"{at}, ratio platform batches / bare", io["platform_ratio"], ">= 0.7"),
+            (f"{at}, ratio platform k=1 / bare", io["platform_k1_ratio"], ">= 0.7"),
+            (f"{at}, CPU per job, platform batches (ms)", io["platform"]["cpu_ms_per_job"], ""),
+            (f"{at}, CPU per job, platform k=1 (ms)", io["platform_k1"]["cpu_ms_per_job"], ""),
+            (f"{at}, CPU per task, bare Celery (ms)", io["baseline"]["cpu_ms_per_job"], ""),
+        ]  # fmt: skip
     width = max(len(r[0]) for r in rows)
     print(f"\n{'scenario':<{width}}  {'median':>10}  target")
     for name, value, target in rows:

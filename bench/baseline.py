@@ -26,3 +26,20 @@ app.conf.update(
 @app.task(name="baseline.noop")
 def noop() -> None:
     """Nothing: what the platform adds on top is what the benchmark measures."""
+
+
+_client = None
+
+
+@app.task(name="baseline.get")
+def get(url: str) -> int:
+    """One GET, as the platform's http step makes it (httpx, one pooled client per process,
+    the body read): the I/O-bound scenario's bare side."""
+    global _client
+    if _client is None:
+        import httpx
+
+        _client = httpx.Client(timeout=10)
+    response = _client.get(url)
+    response.raise_for_status()
+    return response.status_code

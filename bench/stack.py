@@ -223,33 +223,38 @@ class Stack:
                 total += own_cpu_seconds(pid)
         return total
 
-    def start_worker(self) -> None:
+    def start_worker(
+        self, *, pool: str = "prefork", concurrency: int = 2, env: dict[str, str] | None = None
+    ) -> None:
         self.start(
             "worker",
-            [sys.executable, "-m", "celery", "-A", "jobplatform", "worker", "--pool", "prefork",
-             "--concurrency", "2", "--queues", "default", "--loglevel", "WARNING",
+            [sys.executable, "-m", "celery", "-A", "jobplatform", "worker", "--pool", pool,
+             "--concurrency", str(concurrency), "--queues", "default", "--loglevel", "WARNING",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            env=env,
         )  # fmt: skip
-        self.await_celery_ready("worker")
+        self.await_celery_ready("worker", pool)
 
-    def start_baseline_worker(self) -> None:
+    def start_baseline_worker(self, *, pool: str = "prefork", concurrency: int = 2) -> None:
         self.start(
             "baseline-worker",
-            [sys.executable, "-m", "celery", "-A", "bench.baseline", "worker", "--pool", "prefork",
-             "--concurrency", "2", "--queues", "baseline", "--loglevel", "WARNING",
+            [sys.executable, "-m", "celery", "-A", "bench.baseline", "worker", "--pool", pool,
+             "--concurrency", str(concurrency), "--queues", "baseline", "--loglevel", "WARNING",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
         )  # fmt: skip
-        self.await_celery_ready("baseline-worker")
+        self.await_celery_ready("baseline-worker", pool)
 
-    def await_celery_ready(self, name: str) -> None:
-        """Until the worker answers a broadcast ping: its consumer is connected and serving."""
+    def await_celery_ready(self, name: str, pool: str = "prefork") -> None:
+        """Until the worker answers a broadcast ping: its consumer is connected and serving
+        (and, on prefork, its two pool processes are up)."""
         broker = self.env["BASELINE_BROKER_URL" if name == "baseline-worker" else "REDIS_URL"]
         app = Celery(broker=broker, set_as_current=False)
         # The same key separator as the workers, or the reply binding cannot be parsed.
         app.conf.broker_transport_options = baseline_app.conf.broker_transport_options
         control = app.control
         deadline = time.monotonic() + 60
-        while not (len(self.pool_pids(name)) >= 2 and control.ping(timeout=0.5)):
+        children = 2 if pool == "prefork" else 0
+        while not (len(self.pool_pids(name)) >= children and control.ping(timeout=0.5)):
             if time.monotonic() > deadline or self.processes[name].poll() is not None:
                 raise RuntimeError(f"{name} did not start: see {self.logs / name}.log")
 

@@ -6,21 +6,16 @@ from celery import Task, shared_task
 from django.conf import settings
 
 from deadletter import services
-from deadletter.webhooks import WebhookDeliveryError
+from jobplatform import webhooks
 
 
 @shared_task(
     name=services.NOTIFY_TASK,
     bind=True,
-    acks_late=True,
     ignore_result=True,
-    # Bounded: 8 retries, 2 s doubling up to 10 min with jitter (about 25 min in all), then the
-    # notification is given up and logged; the dead letter itself is safe in the database.
-    autoretry_for=(WebhookDeliveryError,),
-    retry_backoff=2,
-    retry_backoff_max=600,
-    retry_jitter=True,
-    max_retries=8,
+    # Bounded (webhooks.RETRY_OPTIONS), then the notification is given up and logged; the dead
+    # letter itself is safe in the database.
+    **webhooks.RETRY_OPTIONS,
 )
 def notify_webhook(self: Task[[int], None], dead_letter_id: int) -> None:
     """POST a new dead letter to the configured webhook; retried while the receiver is down."""

@@ -7,27 +7,31 @@ delivery is at least once.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 from typing import TYPE_CHECKING, Any
 
-import httpx
+from jobplatform import webhooks
+from jobplatform.webhooks import (
+    SIGNATURE_HEADER,
+    WebhookDeliveryError,
+    WebhookRejected,
+    encode,
+    sign,
+)
 
 if TYPE_CHECKING:
     from deadletter.models import DeadLetter
 
 EVENT = "dead_letter.created"
-SIGNATURE_HEADER = "X-Jobplatform-Signature"
-TIMEOUT_SECONDS = 10.0
-
-
-class WebhookDeliveryError(Exception):
-    """The receiver could not take the notification now (network error, 5xx, 408, 429): retry."""
-
-
-class WebhookRejected(Exception):
-    """The receiver refused the notification (another 4xx): a retry would be refused too."""
+__all__ = [
+    "EVENT",
+    "SIGNATURE_HEADER",
+    "WebhookDeliveryError",
+    "WebhookRejected",
+    "deliver",
+    "encode",
+    "payload",
+    "sign",
+]
 
 
 def payload(dead: DeadLetter) -> dict[str, Any]:
@@ -60,33 +64,14 @@ def payload(dead: DeadLetter) -> dict[str, Any]:
     }
 
 
-def encode(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-
-
-def sign(raw_body: bytes, secret: str) -> str:
-    """The signature header's value for ``raw_body``."""
-    return "sha256=" + hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
-
-
 def deliver(*, url: str, secret: str, delivery_id: str, body: dict[str, Any]) -> None:
     """POST ``body``, signed. Returns on 2xx; raises WebhookDeliveryError or WebhookRejected."""
-    raw = encode(body)
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "jobplatform-deadletter-webhook",
-        "X-Jobplatform-Event": EVENT,
-        "X-Jobplatform-Delivery": delivery_id,
-        SIGNATURE_HEADER: sign(raw, secret),
-    }
-    try:
-        # The operator configured this URL: unlike the http step it may be a private address.
-        response = httpx.post(url, content=raw, headers=headers, timeout=TIMEOUT_SECONDS)
-    except httpx.TransportError as exc:
-        raise WebhookDeliveryError(f"{type(exc).__name__}: {exc}") from exc
-    status = response.status_code
-    if 200 <= status < 300:
-        return
-    if status >= 500 or status in (408, 429):
-        raise WebhookDeliveryError(f"the receiver answered {status}")
-    raise WebhookRejected(f"the receiver answered {status}")
+    # The operator configured this URL: unlike the http step it may be a private address.
+    webhooks.deliver(
+        url=url,
+        secret=secret,
+        event=EVENT,
+        delivery_id=delivery_id,
+        body=body,
+        user_agent="jobplatform-deadletter-webhook",
+    )

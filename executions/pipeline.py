@@ -7,7 +7,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -25,10 +27,17 @@ from executions.services.outcomes import (
     attempt_succeeded,
 )
 from executions.services.step_results import StepRecord, step_done
-from executions.timeouts import step_deadline
+from executions.timeouts import run_within
 from jobplatform.text import UNSTORABLE, unstorable_paths
 from jobs.services.dependencies import breaker_failure, breaker_success
-from jobs.steps import AttemptError, PermanentStepError, StepContext, StepStopped, get_step
+from jobs.steps import (
+    AttemptError,
+    PermanentStepError,
+    StepContext,
+    StepStopped,
+    StepTimeout,
+    get_step,
+)
 from jobs.steps.http import HOST_FAILURES, step_host
 
 logger = logging.getLogger("jobplatform.executions")
@@ -109,7 +118,9 @@ def run_steps(
         started_at = timezone.now()
         began = time.perf_counter()
         try:
-            output, error = run_step(spec, ctx)
+            output, error = run_step(
+                spec, ctx, abandon=partial(attempt_abandoned, claim, index, spec, started_at)
+            )
         except StepStopped:
             return attempt_cancelled(claim)
         seconds = time.perf_counter() - began
@@ -151,10 +162,46 @@ def report_to_breaker(spec: dict[str, Any], error: AttemptError | None) -> None:
         logger.exception("circuit breaker of %s: could not record the outcome", host)
 
 
-def run_step(spec: dict[str, Any], ctx: StepContext) -> tuple[Any, AttemptError | None]:
+def attempt_abandoned(
+    claim: Claim, index: int, spec: dict[str, Any], started_at: datetime, seconds: float
+) -> None:
+    """End the attempt of a step that ran past its deadline and did not stop (the watchdog
+    calls it, from its own thread): as the step's thread would after a StepTimeout."""
+    error = AttemptError.from_exception(
+        StepTimeout(f"the step ran for more than {seconds:.3g}s and did not stop: abandoned"),
+        step_type=spec["type"],
+        step_index=index,
+    )
+    result = StepRecord(
+        index=index,
+        type=spec["type"],
+        status=StepResult.Status.FAILED,
+        output=None,
+        error=error,
+        started_at=started_at,
+        duration_ms=(timezone.now() - started_at).total_seconds() * 1000,
+    )
+    outcome = attempt_failed(claim, result, error)
+    logger.warning(
+        "job %s attempt %d: step %d abandoned past its deadline: %s",
+        claim.job_id,
+        claim.attempt,
+        index,
+        observe.outcome_label(outcome),
+    )
+
+
+def run_step(
+    spec: dict[str, Any],
+    ctx: StepContext,
+    *,
+    abandon: Callable[[float], None] | None = None,
+) -> tuple[Any, AttemptError | None]:
     """Run one step; return (output, None) or (None, error). Unexpected exceptions are transient.
 
     StepStopped (the job was cancelled while the step ran) propagates: it is not a failure.
+    ``abandon(seconds)`` ends the attempt when the step, off the main thread, does not stop at
+    its deadline (executions/timeouts.py).
     """
     step_type = get_step(spec["type"])
     try:
@@ -162,8 +209,12 @@ def run_step(spec: dict[str, Any], ctx: StepContext) -> tuple[Any, AttemptError 
             raise PermanentStepError(
                 f"step type {spec['type']!r} is no longer registered", code="STEP.UNKNOWN_TYPE"
             )
-        with step_deadline(ctx.timeout):
-            output = step_type.run(spec.get("params", {}), ctx)
+        output = run_within(
+            ctx.timeout,
+            partial(step_type.run, spec.get("params", {}), ctx),
+            stop=ctx.stop,
+            abandon=None if abandon is None else partial(abandon, ctx.timeout),
+        )
         try:
             # allow_nan=False: NaN and infinities are not JSON, and PostgreSQL refuses them.
             dumped = json.dumps(output, ensure_ascii=False, allow_nan=False)

@@ -94,6 +94,8 @@ WITH cutoff(queue, before) AS (
     DELETE FROM deadletter_deadletteraction WHERE dead_letter_id IN (SELECT id FROM dead)
 ), gone_dead AS (
     DELETE FROM deadletter_deadletter WHERE id IN (SELECT id FROM dead)
+), gone_callbacks AS (
+    DELETE FROM jobs_callbackdelivery WHERE job_id IN (SELECT id FROM victims)
 ), firings AS (
     UPDATE jobs_schedulefiring SET job_id = NULL WHERE job_id IN (SELECT id FROM victims)
 )

@@ -409,14 +409,19 @@ JOBPLATFORM_ADMISSION_RECOUNT = env.float("JOBPLATFORM_ADMISSION_RECOUNT", defau
 # The Retry-After of a refused submission, in seconds.
 JOBPLATFORM_ADMISSION_RETRY_AFTER = env.int("JOBPLATFORM_ADMISSION_RETRY_AFTER", default=5)
 # Several jobs per message under backlog: a release of n due jobs of one queue and priority goes
-# out as messages of k = min(BATCH_MAX, n // BATCH_SPREAD) jobs (at least 1), run in turn by one
-# pool process. Idle, a release holds one job (k = 1, latency unchanged). BATCH_MAX=1: off.
+# out as messages of k = min(BATCH_MAX, (q + n) // BATCH_SPREAD) jobs (at least 1; q: the queue's
+# jobs already QUEUED), run in turn by one pool process. Idle, a release holds one job (k = 1,
+# latency unchanged). BATCH_MAX=1: off. Under backlog the broker depth holds at least
+# BATCH_MAX x BATCH_SPREAD short jobs (jobs.flow.BrokerDepth).
 JOBPLATFORM_BATCH_MAX = env.int("JOBPLATFORM_BATCH_MAX", default=16)
 JOBPLATFORM_BATCH_SPREAD = env.int("JOBPLATFORM_BATCH_SPREAD", default=4)
 # Workers refresh heartbeat_at of running attempts this often; an attempt silent for
 # JOBPLATFORM_LOST_AFTER seconds is declared lost by the reaper (in the dispatcher process).
 JOBPLATFORM_HEARTBEAT_INTERVAL = env.float("JOBPLATFORM_HEARTBEAT_INTERVAL", default=5.0)
 JOBPLATFORM_LOST_AFTER = env.float("JOBPLATFORM_LOST_AFTER", default=60.0)
+# Off the main thread (the threads pool) a watchdog enforces step deadlines: a step still running
+# this many seconds past its deadline (stuck in a C call) has its attempt ended without it.
+JOBPLATFORM_STEP_ABANDON_AFTER = env.float("JOBPLATFORM_STEP_ABANDON_AFTER", default=5.0)
 # A QUEUED or RETRYING job whose message has not started it this long after it was due is
 # published again (its message was lost: a restarted Redis, a worker killed with a retry in hand).
 JOBPLATFORM_REDELIVER_AFTER = env.float("JOBPLATFORM_REDELIVER_AFTER", default=300.0)
@@ -458,4 +463,14 @@ JOBPLATFORM_RETENTION_BUDGET = env.float("JOBPLATFORM_RETENTION_BUDGET", default
 JOBPLATFORM_DEADLETTER_WEBHOOK_URL = env("JOBPLATFORM_DEADLETTER_WEBHOOK_URL", default="")
 JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET = env_secret(
     "JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET", default=""
+)
+# Completion callbacks (docs/api.md#completion-callbacks). A job's callback_url is POSTed to once
+# it ends, signed with JOBPLATFORM_CALLBACK_SECRET (the key its owners verify with); without the
+# secret, submissions with a callback_url are refused (400 JOBS.CALLBACKS_DISABLED).
+JOBPLATFORM_CALLBACK_SECRET = env_secret("JOBPLATFORM_CALLBACK_SECRET", default="")
+# The operator's completion webhook: every job's end, signed with its own secret (required when
+# the URL is set), which clients never see. May be a private address, as the dead-letter webhook.
+JOBPLATFORM_COMPLETION_WEBHOOK_URL = env("JOBPLATFORM_COMPLETION_WEBHOOK_URL", default="")
+JOBPLATFORM_COMPLETION_WEBHOOK_SECRET = env_secret(
+    "JOBPLATFORM_COMPLETION_WEBHOOK_SECRET", default=""
 )

@@ -32,7 +32,7 @@ from jobs import (
     dependencies_admin,  # noqa: F401 - registers the rate limit and breaker pages
     services,
 )
-from jobs.models import Job, OwnerQuota, Queue
+from jobs.models import CallbackDelivery, Job, OwnerQuota, Queue
 from jobs.redaction import redact_steps
 from jobs.schedules import admin as schedules_admin  # noqa: F401 - registers the schedule pages
 from jobs.selectors import job_waiting_for, queue_list
@@ -41,6 +41,38 @@ from jobs.services import queues
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
 # Error text is searched among jobs that have one to show: few, reached by job_status_created.
 WITH_ERRORS = (Job.Status.FAILED, Job.Status.RETRYING, Job.Status.CANCELLED)
+
+
+class CallbackDeliveryInline(admin.TabularInline[CallbackDelivery, Job]):
+    """Every attempt to deliver the job's completion callbacks: read-only, as they happened."""
+
+    model = CallbackDelivery
+    extra = 0
+    can_delete = False
+    fields = (
+        "event",
+        "target",
+        "url",
+        "attempt",
+        "state",
+        "status_code",
+        "error",
+        "started_at",
+        "finished_at",
+        "delivery_id",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # Part of the job, as GET /jobs/{id}/callbacks/ is: whoever sees the job sees them (no
+        # permission of their own for the roles to grant).
+        return request.user.has_perm("jobs.view_job")
 
 
 @admin.register(Job)
@@ -59,6 +91,8 @@ class JobAdmin(ServicesOnlyAdmin, admin.ModelAdmin[Job]):
     list_select_related = ["owner"]
     show_full_result_count = False  # a COUNT(*) over every job on each page: not needed
     actions = ["cancel_jobs"]
+    # The attempts are the timeline below; the callbacks' deliveries as they happened.
+    inlines = [CallbackDeliveryInline]
     action_form = NoteActionForm
     fieldsets = [
         (None, {"fields": ["name", "id", "status", "queue", "priority", "owner", "trace_id"]}),

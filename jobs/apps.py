@@ -3,6 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models.signals import post_migrate
 
 
@@ -10,6 +12,15 @@ class JobsConfig(AppConfig):
     name = "jobs"
 
     def ready(self) -> None:
+        if (
+            settings.JOBPLATFORM_COMPLETION_WEBHOOK_URL
+            and not settings.JOBPLATFORM_COMPLETION_WEBHOOK_SECRET
+        ):
+            # Fail at start, not at the first job's end: an unsigned webhook is not an option.
+            raise ImproperlyConfigured(
+                "JOBPLATFORM_COMPLETION_WEBHOOK_URL is set without "
+                "JOBPLATFORM_COMPLETION_WEBHOOK_SECRET, the key its requests are signed with"
+            )
         # Built-in steps and the operator's own step modules register themselves on import.
         from jobs.steps import registry
 

@@ -19,10 +19,10 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from celery import Celery
@@ -59,9 +59,11 @@ def publish_attempts(
     app: Celery = celery_app,
     batch_max: int | None = None,
     spread: int | None = None,
+    queued: Mapping[str, int] | None = None,
 ) -> list[ReleasedJob]:
     """Publish the released jobs, pipelined, as run_job messages or, under backlog, run_jobs
-    messages of several jobs each (:func:`pack`); return the jobs that were published.
+    messages of several jobs each (:func:`pack`; ``queued``: the jobs of each queue already
+    QUEUED before these); return the jobs that were published.
 
     On Redis the messages go in one pipeline (kombu's ``Producer.batch``), not one round trip
     each; RabbitMQ has no such batch, and kombu publishes each at once, waiting for its confirm.
@@ -75,6 +77,7 @@ def publish_attempts(
         released,
         most=batch_max if batch_max is not None else settings.JOBPLATFORM_BATCH_MAX,
         spread=spread if spread is not None else settings.JOBPLATFORM_BATCH_SPREAD,
+        queued=queued,
     )
     try:
         with app.producer_or_acquire() as producer, producer.batch(max_size=len(batches)):
@@ -87,23 +90,33 @@ def publish_attempts(
     return list(released)
 
 
-def pack(released: list[ReleasedJob], *, most: int, spread: int) -> list[list[ReleasedJob]]:
+def pack(
+    released: list[ReleasedJob],
+    *,
+    most: int,
+    spread: int,
+    queued: Mapping[str, int] | None = None,
+) -> list[list[ReleasedJob]]:
     """The released jobs, in release order, as the jobs of each message to publish.
 
     Jobs share a message only with jobs of their queue and priority (the broker orders messages
-    by priority, and the pool process runs a message's jobs in turn, in release order). A
-    release of n such jobs goes out in messages of k = min(``most``, n // ``spread``) jobs, at
-    least one: on an idle platform each release holds a job or a few, which go out one per
-    message as before, so latency is unchanged; under backlog a release holds hundreds, and
-    each message carries ``most``. ``spread`` keeps a release over at least that many messages
-    (at least as many as the pool processes that should share it).
+    by priority, and the pool process runs a message's jobs in turn, in release order). The n
+    such jobs of a release go out in messages of k = min(``most``, (q + n) // ``spread``) jobs,
+    at least one, where q is how many jobs of the queue were QUEUED before them (``queued``:
+    waiting in the broker, or in a message a worker holds): what the queue has in the broker
+    once they are published, spread over at least ``spread`` messages (at least as many as the
+    pool processes that should share it). On an idle platform q is 0 and a release holds a job
+    or a few, which go out one per message as before, so latency is unchanged; under backlog a
+    release holds hundreds, or tops up a broker that holds more, and each message carries
+    ``most``.
     """
+    queued = queued or {}
     groups: dict[tuple[str, int], list[ReleasedJob]] = {}
     for job in released:
         groups.setdefault((job.queue, job.priority), []).append(job)
     batches: list[list[ReleasedJob]] = []
-    for jobs in groups.values():
-        k = max(1, min(most, len(jobs) // max(1, spread)))
+    for (queue, _), jobs in groups.items():
+        k = max(1, min(most, (queued.get(queue, 0) + len(jobs)) // max(1, spread)))
         batches.extend(jobs[i : i + k] for i in range(0, len(jobs), k))
     return batches
 
@@ -233,6 +246,14 @@ class RunJobMessages:
         }
 
 
+class Publish(Protocol):
+    """How the dispatcher publishes what it released (``publish_attempts``; tests wrap it)."""
+
+    def __call__(
+        self, released: list[ReleasedJob], /, *, queued: Mapping[str, int] | None = None
+    ) -> list[ReleasedJob]: ...
+
+
 @dataclass
 class Chore:
     """Periodic work the dispatcher process does between releases (finding lost work, firing
@@ -255,7 +276,7 @@ class Dispatcher:
         *,
         batch_size: int | None = None,
         poll: float | None = None,
-        publish: Callable[[list[ReleasedJob]], list[ReleasedJob]] = publish_attempts,
+        publish: Publish = publish_attempts,
         chores: Sequence[Chore] = (),
         queues: Sequence[str] | None = None,
         held_poll: float | None = None,
@@ -269,6 +290,7 @@ class Dispatcher:
         self.depth = BrokerDepth(
             seconds=settings.JOBPLATFORM_DISPATCH_QUEUED_SECONDS,
             maximum=settings.JOBPLATFORM_DISPATCH_MAX_QUEUED,
+            full=settings.JOBPLATFORM_BATCH_MAX * settings.JOBPLATFORM_BATCH_SPREAD,
         )
         self.publish = publish
         self.queues = list(queues) if queues else None  # None: every queue
@@ -370,7 +392,7 @@ class Dispatcher:
         )
         if not release.jobs:
             return release
-        published = self.publish(release.jobs)
+        published = self.publish(release.jobs, queued=release.queued)
         metrics.RELEASE_BATCH.observe(len(published))
         metrics.PUBLISHED.labels("due").inc(len(published))
         for queue, count in Counter(job.queue for job in published).items():

@@ -44,15 +44,22 @@ class QueueState:
 
 def queue_room(state: QueueState, *, max_queued: int, limit: int) -> int:
     """How many jobs a release may add to the queue: none while paused; never past its in-flight
-    cap (QUEUED + RUNNING), nor past ``max_queued`` messages waiting in the broker (0: no such
-    bound), nor more than ``limit`` at once."""
+    cap (QUEUED + RUNNING), nor past ``max_queued`` jobs waiting in the broker (0: no such
+    bound), nor more than ``limit`` at once.
+
+    The broker is topped up only once workers have taken half of ``max_queued``: a release
+    that refilled the few jobs taken since the last one (a held poll, 50 ms) would publish them
+    in messages of a job or two, and pay a release for each few jobs; half the depth at once
+    goes out in full messages (``jobs.dispatcher.pack``) and costs one release per many jobs.
+    A job released then still starts behind at most ``max_queued`` jobs."""
     if state.paused:
         return 0
     room = limit
     if state.max_in_flight is not None:
         room = min(room, state.max_in_flight - state.queued - state.running)
     if max_queued:
-        room = min(room, max_queued - state.queued)
+        free = max_queued - state.queued
+        room = min(room, free if 2 * free >= max_queued else 0)
     return max(0, room)
 
 
@@ -62,13 +69,17 @@ MIN_QUEUED = 10  # jobs of a queue the broker depth never goes below (a queue ju
 class BrokerDepth:
     """How many jobs of each queue the dispatcher keeps waiting in the broker: about
     ``seconds`` of work at the rate it released the queue's jobs over the last ``window``
-    seconds (in steady state, the rate workers take them), between MIN_QUEUED and ``maximum``.
+    seconds (in steady state, the rate workers take them), between MIN_QUEUED and ``maximum``;
+    and at least ``full`` (enough for a full message for each of the pool processes that share
+    a queue: JOBPLATFORM_BATCH_MAX x JOBPLATFORM_BATCH_SPREAD) while that is at most twice
+    ``seconds`` of work.
 
     A job released now starts behind at most that many of its queue, so the time it waits in
     the broker stays near ``seconds`` however fast or slow the workers are; the backlog beyond
-    waits in PostgreSQL, where fair share and priority decide. Refilled every few tens of
-    milliseconds, a depth of a quarter second keeps the workers busy. ``maximum`` 0: no bound;
-    ``seconds`` 0: always ``maximum``.
+    waits in PostgreSQL, where fair share and priority decide. Without ``full``, short jobs
+    would be caught in a loop: a shallow broker makes small messages, small messages make
+    workers slow (each message costs a hand-off), slow workers make the broker shallower
+    (docs/performance.md). ``maximum`` 0: no bound; ``seconds`` 0: always ``maximum``.
     """
 
     def __init__(
@@ -76,11 +87,13 @@ class BrokerDepth:
         *,
         seconds: float,
         maximum: int,
+        full: int = 0,
         window: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.seconds = seconds
         self.maximum = maximum
+        self.full = full
         self.window = window
         self.clock = clock
         self._released: dict[str, deque[tuple[float, int]]] = defaultdict(deque)
@@ -97,7 +110,10 @@ class BrokerDepth:
         while recent and recent[0][0] < cutoff:
             recent.popleft()
         rate = sum(count for _, count in recent) / self.window
-        return max(MIN_QUEUED, min(self.maximum, math.ceil(rate * self.seconds)))
+        depth = max(
+            math.ceil(rate * self.seconds), min(self.full, math.ceil(rate * 2 * self.seconds))
+        )
+        return max(MIN_QUEUED, min(self.maximum, depth))
 
 
 @dataclass(frozen=True)

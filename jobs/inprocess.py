@@ -52,6 +52,7 @@ def submit(
     concurrency_key: str | None = None,
     max_concurrency: int = JobSpec.max_concurrency,
     rate_limit: str | None = None,
+    callback_url: str = JobSpec.callback_url,
 ) -> Job:
     """Store a PENDING job owned by ``owner`` and answer it; it runs once ``run_at`` (now by
     default) comes. The fields are those of ``POST /api/v1/jobs/``. With ``idempotency_key``, a
@@ -73,6 +74,7 @@ def submit(
         concurrency_key=concurrency_key,
         max_concurrency=max_concurrency,
         rate_limit=rate_limit,
+        callback_url=callback_url,
     )
     # Submitted from a step's code, the job inherits the running job's trace id (bound per task).
     return services.job_submit(

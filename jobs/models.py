@@ -10,11 +10,13 @@ from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
 from jobplatform.tracing import new_trace_id
+from jobs.callbacks.models import CallbackDelivery
 from jobs.schedules.models import Schedule, ScheduleFiring
 
 __all__ = [
     "DUE_AT",
     "BulkSubmission",
+    "CallbackDelivery",
     "CircuitBreaker",
     "Hold",
     "Job",
@@ -131,6 +133,9 @@ class Job(models.Model):
     rate_limit = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     hosts = ArrayField(models.CharField(max_length=300), default=list, blank=True)
     held_by = models.CharField(max_length=300, default="", blank=True)
+    # Called once the job ends (docs/api.md#completion-callbacks); empty: none.
+    # db_default: rows inserted by code that predates the column (a rolling deploy) get it too.
+    callback_url = models.CharField(max_length=2048, default="", db_default="", blank=True)
 
     class Meta:
         ordering = ["-created_at"]

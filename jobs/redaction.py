@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobs.steps import get_step
+from jobs.steps.http import redact_url
 
 REDACTED = "[redacted]"
 
@@ -47,7 +48,13 @@ def redact_steps(steps: Any) -> Any:
 
 
 def redact_template(template: Any) -> Any:
-    """A schedule's job template (a submission without run_at) with its steps redacted."""
-    if isinstance(template, dict) and "steps" in template:
-        return template | {"steps": redact_steps(template["steps"])}
-    return template
+    """A schedule's job template (a submission without run_at) with its steps redacted, and its
+    callback_url shown as a job's is (no userinfo, no secret-looking query values)."""
+    if not isinstance(template, dict):
+        return template
+    redacted = dict(template)
+    if "steps" in template:
+        redacted["steps"] = redact_steps(template["steps"])
+    if template.get("callback_url"):
+        redacted["callback_url"] = redact_url(template["callback_url"])
+    return redacted

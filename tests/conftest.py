@@ -154,11 +154,12 @@ def running_platform(
     env: dict[str, str] | None = None,
     concurrency: int = 2,
     name: str = "test-worker",
+    pool: str = "prefork",
 ) -> Iterator[Platform]:
-    """A real Celery worker (prefork) serving ``queues`` (a comma list) and a real dispatcher
-    releasing their jobs, as subprocesses, with ``env`` (the broker, the pooler, settings...) on
-    top of the test settings; ready when entered, stopped on exit. Logs: ``logs/worker.log``,
-    ``logs/dispatcher.log``."""
+    """A real Celery worker (``pool``: prefork, or threads for the I/O pool) serving ``queues``
+    (a comma list) and a real dispatcher releasing their jobs, as subprocesses, with ``env`` (the
+    broker, the pooler, settings...) on top of the test settings; ready when entered, stopped on
+    exit. Logs: ``logs/worker.log``, ``logs/dispatcher.log``."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -176,7 +177,7 @@ def running_platform(
     with plat.worker_log.open("wb") as wlog, plat.dispatcher_log.open("wb") as dlog:
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "jobplatform", "worker", "--loglevel", "INFO",
-             "--pool", "prefork", "--concurrency", str(concurrency), "--queues", queues,
+             "--pool", pool, "--concurrency", str(concurrency), "--queues", queues,
              "--hostname", hostname, "--without-gossip", "--without-mingle"],
             cwd=REPO, env=env, stdout=wlog, stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -72,3 +73,37 @@ def unstorable(params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
 def vault(params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     """A step with secret params: it proves it got the real values without returning them."""
     return {"password_length": len(params.get("password", ""))}
+
+
+@step(
+    "spin",
+    schema={
+        "type": "object",
+        "properties": {"seconds": {"type": "number", "minimum": 0}},
+        "required": ["seconds"],
+        "additionalProperties": False,
+    },
+)
+def spin(params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Busy pure-Python code that never looks at ``ctx.stop``: only a raise in its thread stops
+    it (SIGALRM on the main thread, the watchdog's on the threads pool)."""
+    end, turns = time.monotonic() + params["seconds"], 0
+    while time.monotonic() < end:
+        turns += 1
+    return {"turns": turns}
+
+
+@step(
+    "stuck",
+    schema={
+        "type": "object",
+        "properties": {"seconds": {"type": "number", "minimum": 0}},
+        "required": ["seconds"],
+        "additionalProperties": False,
+    },
+)
+def stuck(params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
+    """Blocked in one C call (``time.sleep``) that nothing raised in its thread interrupts, then
+    succeeds: a step that will not stop at its deadline, and writes late."""
+    time.sleep(params["seconds"])
+    return {"slept": params["seconds"]}

@@ -11,12 +11,15 @@ from jobplatform.settings import env
 JOBPLATFORM_STEP_MODULES = ["tests.custom_steps"]
 # The tests' HTTP server listens on 127.0.0.1, which production refuses by default.
 JOBPLATFORM_HTTP_ALLOW = ["127.0.0.1"]
+# Jobs may carry a callback_url (tests/jobs/test_callbacks.py): it needs a signing key.
+JOBPLATFORM_CALLBACK_SECRET = env("JOBPLATFORM_CALLBACK_SECRET", default="test-callback-secret")
 # "dispatch-probe" has no worker: the dispatcher tests read what was published to it from Redis.
 # "flow" and "flow-b": served by the flow-control tests' own worker and dispatcher
-# (tests/jobs/test_flow_control.py). "rabbitmq" and "pgbouncer" are the queues of the platforms
+# (tests/jobs/test_flow_control.py). "io": the threads pool's (tests/executions/test_io_pool.py).
+# "rabbitmq" and "pgbouncer" are the queues of the platforms
 # of tests/rabbitmq and tests/pgbouncer.
 JOBPLATFORM_QUEUES = [
-    "default", "dispatch-probe", "chaos", "flow", "flow-b", "rabbitmq", "pgbouncer",
+    "default", "dispatch-probe", "chaos", "flow", "flow-b", "io", "rabbitmq", "pgbouncer",
 ]  # fmt: skip
 
 

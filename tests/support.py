@@ -99,6 +99,8 @@ class HttpTarget:
     - ``/big/<n>/<key>``: 200 with ``n`` bytes of text (``/big-unsized/...``: no Content-Length,
       the body ends when the connection closes)
     - ``/json-nul/<key>``: 200 with JSON holding a NUL character (``"\\u0000"``)
+    - ``/trickle/<n>/<key>``: 200 with ``n`` bytes of text, one every 0.1 s (no read waits long,
+      the whole takes n / 10 s)
     Every request is counted per path; the last request's headers are kept per path.
     """
 
@@ -155,7 +157,7 @@ class HttpTarget:
         elif parts[0] == "redirect-to":
             status = 302
             headers["Location"] = parse_qs(urlsplit(path).query)["location"][0]
-        elif parts[0] in ("big", "big-unsized"):
+        elif parts[0] in ("big", "big-unsized", "trickle"):
             content_type, answer = "text/plain", "x" * int(parts[1])
         elif parts[0] == "json-nul":
             answer = json.dumps({"key": parts[-1], "text": "a\u0000b"})
@@ -173,7 +175,20 @@ class HttpTarget:
         if parts[0] != "big-unsized":
             request.send_header("Content-Length", str(len(raw)))
         request.end_headers()
+        if parts[0] == "trickle":
+            self._trickle(request, int(parts[1]))
+            return
         request.wfile.write(raw)
+
+    @staticmethod
+    def _trickle(request: BaseHTTPRequestHandler, size: int) -> None:
+        for _ in range(size):
+            time.sleep(0.1)
+            try:
+                request.wfile.write(b"x")
+                request.wfile.flush()
+            except OSError:  # the client gave up
+                return
 
     def close(self) -> None:
         for gate in self._gates.values():

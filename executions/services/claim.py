@@ -37,6 +37,7 @@ class Claim:
     queue: str = "default"
     trace_id: str = ""
     due_at: datetime | None = None  # when the attempt was due: run_at, or a retry's time
+    callback: bool = False  # the job has a callback_url (jobs.callbacks), called when it ends
 
     @property
     def budget_attempt(self) -> int:
@@ -63,7 +64,8 @@ def claim_ctes(prefix: str = "") -> str:
               -- When the attempt was due (for the start-lag metric): the retry's time, which this
               -- UPDATE clears, or run_at. A sub-select in the statement reads the row as it was.
               (SELECT coalesce(d.next_attempt_at, d.run_at) FROM jobs_job AS d
-               WHERE d.id = jobs_job.id) AS due_at
+               WHERE d.id = jobs_job.id) AS due_at,
+              callback_url <> '' AS callback
 ), execution AS (
     INSERT INTO executions_execution
         (job_id, attempt, status, worker, delivery_id, started_at, heartbeat_at, will_retry)
@@ -77,7 +79,7 @@ def claim_ctes(prefix: str = "") -> str:
 # What a claim returns, in the order ClaimRequest.claim reads it.
 CLAIM_COLUMNS = """execution.id, steps, input, next_step, step_outputs,
        max_retries, retry_backoff, retry_backoff_max, retry_jitter, timeout, retry_base,
-       queue, trace_id, due_at"""
+       queue, trace_id, due_at, callback"""
 
 # One statement, so one round trip and one commit: the claim of the job and the attempt's row
 # are atomic without a transaction block (the hot path: every attempt pays for it).
@@ -124,6 +126,7 @@ class ClaimRequest:
             queue,
             trace_id,
             due_at,
+            callback,
         ) = row
         return Claim(
             job_id=self.job_id,
@@ -143,6 +146,7 @@ class ClaimRequest:
             queue=queue,
             trace_id=trace_id,
             due_at=due_at,
+            callback=callback,
         )
 
 

@@ -25,6 +25,7 @@ from executions.services.claim import CLAIM_COLUMNS, Claim, ClaimRequest, claim_
 from executions.services.step_results import ATTEMPT_FENCE, INSERT_STEP, StepRecord, fence
 from jobplatform.db import prepared_cursor
 from jobs import lifecycle
+from jobs.callbacks.services import Event, callbacks_publish
 from jobs.lifecycle import sql
 from jobs.retry import next_delay
 from jobs.services import DISPATCH_CHANNEL
@@ -101,18 +102,20 @@ def attempt_succeeded(
             )
             finished, *row = cursor.fetchone() or (0,)
         next_claim = None if row[0] is None else then.claim(row, now)
-        outcome = (
-            RunOutcome(status=Execution.Status.SUCCEEDED)
-            if finished == 1
-            else attempt_cancelled(claim)
-        )
+        if finished == 1:
+            callbacks_publish(job_id=claim.job_id, event=Event.SUCCEEDED, has_url=claim.callback)
+            outcome = RunOutcome(status=Execution.Status.SUCCEEDED)
+        else:
+            outcome = attempt_cancelled(claim)
         return replace(outcome, then_tried=True, then_claim=next_claim)
     with prepared_cursor() as cursor:
         cursor.execute(
             _SUCCEED_SQL if result is not None else _SUCCEED_NO_STEP_SQL, params, prepare=True
         )
-        if cursor.rowcount == 1:
-            return RunOutcome(status=Execution.Status.SUCCEEDED)
+        succeeded = cursor.rowcount == 1
+    if succeeded:
+        callbacks_publish(job_id=claim.job_id, event=Event.SUCCEEDED, has_url=claim.callback)
+        return RunOutcome(status=Execution.Status.SUCCEEDED)
     return attempt_cancelled(claim)
 
 
@@ -205,6 +208,7 @@ UPDATE jobs_job
 SET status = {sql(lifecycle.FAIL.target)}, last_error = %(error)s, finished_at = now(),
     updated_at = now(), version = version + 1
 WHERE id = %(job)s AND {ATTEMPT_FENCE}
+RETURNING callback_url <> ''
 """
 
 
@@ -231,8 +235,12 @@ def job_to_retrying(
 def job_to_failed(
     cursor: CursorWrapper, *, job_id: UUID, attempt: int, error: AttemptError
 ) -> bool:
-    """RUNNING (under ``attempt``) -> FAILED. False if it moved on. The caller dead-letters it."""
+    """RUNNING (under ``attempt``) -> FAILED. False if it moved on. The caller dead-letters it;
+    the completion callbacks are published after the commit."""
     last_error = json.dumps(error.for_attempt(attempt).as_dict())
     cursor.execute(_FAIL_SQL, {"error": last_error, "job": job_id, "attempt": attempt})
-    updated: int = cursor.rowcount
-    return updated == 1
+    row = cursor.fetchone()
+    if row is None:
+        return False
+    callbacks_publish(job_id=job_id, event=Event.FAILED, has_url=row[0])
+    return True

@@ -13,7 +13,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from jobs.models import JobStatus
+from jobs.models import CallbackDelivery, JobStatus
 
 # The codes of a submission's values (jobs.services.job_validate), one job or many.
 SUBMISSION_ERRORS = (
@@ -32,6 +32,9 @@ SUBMISSION_ERRORS = (
     "JOBS.INVALID_CONCURRENCY_KEY",
     "JOBS.INVALID_MAX_CONCURRENCY",
     "JOBS.INVALID_RATE_LIMIT",
+    "JOBS.INVALID_CALLBACK_URL",
+    "JOBS.CALLBACK_URL_REFUSED",
+    "JOBS.CALLBACKS_DISABLED",
 )
 # Admission control (jobs.services.admission): a submission past the owner's or the platform's
 # cap on unfinished jobs, refused whole, with Retry-After.
@@ -103,6 +106,13 @@ class JobSubmissionSchema(Schema):
         min_length=1,
         max_length=300,
         help_text="a rate limit the job counts against, besides its http steps' hosts' limits",
+    )
+    callback_url = serializers.CharField(
+        required=False,
+        allow_null=True,
+        min_length=1,
+        max_length=2048,
+        help_text="http(s) URL POSTed to, signed, once the job ends (not a private address)",
     )
 
 
@@ -262,6 +272,10 @@ class JobDetailSchema(JobSummarySchema):
     hosts = serializers.ListField(
         child=serializers.CharField(), help_text="its http steps' hosts (their limits, breakers)"
     )
+    callback_url = serializers.CharField(
+        allow_null=True,
+        help_text="called once the job ends; userinfo and secret-looking query values redacted",
+    )
     waiting_for = WaitingReasonSchema(
         many=True,
         required=False,
@@ -269,6 +283,25 @@ class JobDetailSchema(JobSummarySchema):
         "Left out of a submission's answer.",
     )
     executions = ExecutionSchema(many=True, help_text="oldest first")
+
+
+class CallbackDeliverySchema(Schema):
+    """One attempt to deliver a completion callback (docs/api.md#completion-callbacks)."""
+
+    delivery_id = serializers.UUIDField(help_text="X-Jobplatform-Delivery: shared by retries")
+    target = serializers.ChoiceField(choices=CallbackDelivery.Target.choices)
+    url = serializers.CharField(help_text="secret-looking query values redacted")
+    event = serializers.ChoiceField(choices=CallbackDelivery.Event.choices)
+    attempt = serializers.IntegerField(help_text="1, then 2, ... for retries of one delivery")
+    state = serializers.ChoiceField(choices=CallbackDelivery.State.choices)
+    status_code = serializers.IntegerField(allow_null=True, help_text="the receiver's answer")
+    error = serializers.CharField(allow_blank=True)
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class CallbackDeliveryListSchema(Schema):
+    results = CallbackDeliverySchema(many=True, help_text="oldest first")
 
 
 class StepTypeSchema(Schema):

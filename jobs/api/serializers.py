@@ -11,10 +11,11 @@ from rest_framework import serializers
 from rest_framework.request import Request
 
 from jobplatform.api.render import api_datetime
-from jobs.models import Job
+from jobs.models import CallbackDelivery, Job
 from jobs.redaction import redact_steps
 from jobs.selectors import JOB_SUMMARY_COLUMNS, QueueView
 from jobs.services import JobSpec
+from jobs.steps.http import redact_url
 
 _NUMBER = (int, float)
 # name -> (accepted JSON types, how to say it). Shapes only: values (ranges, step schemas,
@@ -35,6 +36,7 @@ _FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "concurrency_key": ((str, type(None)), "a string, or null"),
     "max_concurrency": ((int,), "an integer"),
     "rate_limit": ((str, type(None)), "a string, or null"),
+    "callback_url": ((str, type(None)), "an http(s) URL, or null"),
 }
 
 
@@ -62,10 +64,14 @@ def parse_submission(data: Any) -> tuple[JobSpec, str | None]:
         errors["name"] = ["must have 1 to 200 characters"]
     if isinstance(data.get("queue"), str) and len(data["queue"]) > 64:
         errors["queue"] = ["must have at most 64 characters"]
+    if data.get("callback_url") == "":  # as the schema says (minLength 1): null for none
+        errors["callback_url"] = ["must be an http(s) URL, or null"]
     run_at = datetime_field(data, "run_at", errors)
     if errors:
         raise serializers.ValidationError(dict(sorted(errors.items())))
     fields = {k: v for k, v in data.items() if k not in ("run_at", "idempotency_key")}
+    if fields.get("callback_url", "") is None:  # null: no callback, as absent
+        del fields["callback_url"]
     return JobSpec(**fields, run_at=run_at), data.get("idempotency_key")
 
 
@@ -215,7 +221,28 @@ def job_output(job: Job, links: JobLinks) -> dict[str, Any]:
         "max_concurrency": job.max_concurrency,
         "rate_limit": job.rate_limit,
         "hosts": job.hosts,
+        # As deliveries show it: no userinfo, no values of secret-looking query names.
+        "callback_url": redact_url(job.callback_url) if job.callback_url else None,
     }
+
+
+def callback_output(deliveries: list[CallbackDelivery]) -> list[dict[str, Any]]:
+    """A job's callback attempts, as GET /jobs/{id}/callbacks/ shows them."""
+    return [
+        {
+            "delivery_id": str(d.delivery_id),
+            "target": d.target,
+            "url": redact_url(d.url),
+            "event": d.event,
+            "attempt": d.attempt,
+            "state": d.state,
+            "status_code": d.status_code,
+            "error": d.error,
+            "started_at": api_datetime(d.started_at),
+            "finished_at": api_datetime(d.finished_at),
+        }
+        for d in deliveries
+    ]
 
 
 def waiting_for_output(reasons: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -15,6 +15,11 @@ urlpatterns = [
         views.JobExecutionListApi.as_view(),
         name="job-executions",
     ),
+    path(
+        "jobs/<uuid:job_id>/callbacks/",
+        views.JobCallbackListApi.as_view(),
+        name="job-callbacks",
+    ),
     path("steps/", views.StepTypeListApi.as_view(), name="step-list"),
     path("queues/", views.QueueListApi.as_view(), name="queue-list"),
     path("queues/<str:name>/", views.QueueDetailApi.as_view(), name="queue-detail"),

@@ -23,6 +23,7 @@ from jobs.api import schemas
 from jobs.api.filters import JobFilter
 from jobs.api.serializers import (
     JobLinks,
+    callback_output,
     job_location,
     job_output,
     job_summary_row_output,
@@ -33,6 +34,7 @@ from jobs.api.serializers import (
     queue_output,
     waiting_for_output,
 )
+from jobs.callbacks.selectors import callback_list_for_job
 from jobs.models import Job
 from jobs.selectors import (
     job_get_visible,
@@ -268,6 +270,22 @@ class JobExecutionListApi(APIView):
     def get(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
         job = job_get_visible(job_id=job_id, user=request.user)
         return Response({"results": execution_output(execution_list_for_job(job_id=job.id))})
+
+
+class JobCallbackListApi(APIView):
+    """GET: a job's completion callback attempts, oldest first."""
+
+    required_permissions = {"GET": "jobs.view_job"}
+    error_codes = {"GET": JOB_NOT_FOUND}
+
+    @extend_schema(
+        operation_id="jobs_callbacks",
+        summary="A job's completion callback attempts",
+        responses=schemas.CallbackDeliveryListSchema,
+    )
+    def get(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
+        job = job_get_visible(job_id=job_id, user=request.user)
+        return Response({"results": callback_output(callback_list_for_job(job_id=job.id))})
 
 
 class JobStatsApi(APIView):

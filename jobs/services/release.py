@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -85,6 +85,9 @@ class Release:
     more: bool = False  # room is left and a lane had more due jobs than were read: go again now
     waiting: bool = False  # due jobs wait for room (a cap, the broker depth, a key): look soon
     next_due: datetime | None = None  # the earliest due time of a waiting job not due yet
+    # Per served queue, its jobs QUEUED before this release (in the broker, or in a message a
+    # worker holds): the messages of the released jobs are sized by what the broker will hold.
+    queued: dict[str, int] = field(default_factory=dict)
 
 
 def job_release_due(
@@ -126,8 +129,9 @@ def job_release_due(
         waiting = bool(state.parked) or any(
             rooms[name] == 0 and not state.queues[name].paused for name in state.waiting
         )
+        queued = {name: queue.queued for name, queue in state.queues.items()}
         if not open_queues:
-            return Release(jobs=[], waiting=waiting)
+            return Release(jobs=[], waiting=waiting, queued=queued)
         lanes = _lanes(cursor, open_queues)
         due = [lane for lane in lanes if lane.due_at <= now]
         quotas = flow.lane_quotas(due, rooms)
@@ -162,6 +166,7 @@ def job_release_due(
         or bool(plan.parked)
         or any(left[lane.queue] == 0 for lane in quotas if read[lane]),
         next_due=min((lane.due_at for lane in lanes if lane.due_at > now), default=None),
+        queued=queued,
     )
 
 

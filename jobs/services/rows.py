@@ -67,6 +67,7 @@ def job_values(
         "concurrency_key": spec.concurrency_key,
         "max_concurrency": spec.max_concurrency,
         "rate_limit": spec.rate_limit,
+        "callback_url": spec.callback_url,
         "hosts": steps_hosts(spec.steps),
         "idempotency_key": idempotency_key,
         "request_fingerprint": fingerprint,

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from jobplatform.errors import InvalidInput
+from jobs.callbacks.services import callback_url_validate
 from jobs.steps import get_step, registered_steps
 
 
@@ -34,6 +35,8 @@ class JobSpec:
     max_concurrency: int = 1
     # A named rate limit the job counts against, besides those of its http steps' hosts.
     rate_limit: str | None = None
+    # POSTed to, signed, once the job ends (jobs.callbacks); empty: no callback.
+    callback_url: str = ""
 
 
 def job_validate(*, spec: JobSpec, valid_steps: set[str] | None = None) -> None:
@@ -80,6 +83,8 @@ def job_validate(*, spec: JobSpec, valid_steps: set[str] | None = None) -> None:
             "JOBS.INVALID_RATE_LIMIT",
             f"rate_limit must name a limit in 1 to {MAX_RATE_LIMIT_NAME} characters",
         )
+    if spec.callback_url:
+        callback_url_validate(spec.callback_url)
 
 
 MAX_CONCURRENCY_KEY = 200  # characters (Job.concurrency_key)

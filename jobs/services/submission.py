@@ -167,7 +167,12 @@ def _stored(owner: User, values: dict[str, Any]) -> Job:
 
 # Fields added after fingerprints were first stored, left out while they keep their defaults,
 # so that a submission repeated across the upgrade still matches its stored fingerprint.
-_LATER_FIELDS = {"concurrency_key": None, "max_concurrency": 1, "rate_limit": None}
+_LATER_FIELDS = {
+    "concurrency_key": None,
+    "max_concurrency": 1,
+    "rate_limit": None,
+    "callback_url": "",
+}
 
 
 def _fingerprint(spec: JobSpec) -> str:

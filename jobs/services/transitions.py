@@ -17,6 +17,7 @@ from django.utils import timezone
 from jobplatform.errors import Conflict, InvalidInput, NotFound
 from jobplatform.models import AuditEvent
 from jobs import lifecycle
+from jobs.callbacks.services import Event, callbacks_publish
 from jobs.lifecycle import sql, sql_in
 from jobs.models import Job
 from jobs.services.common import notify_dispatchers
@@ -52,21 +53,21 @@ WITH cancelled AS (
     SET status = {sql(lifecycle.CANCEL.target)}, finished_at = now(), updated_at = now(),
         next_attempt_at = NULL, hold = '', version = version + 1
     WHERE id = ANY(%(ids)s) AND status IN {sql_in(lifecycle.CANCEL.sources)}
-    RETURNING id
+    RETURNING id, callback_url <> '' AS has_url
 ), audited AS (
     INSERT INTO jobplatform_auditevent (created_at, action, actor_id, actor_name, subject, details)
     SELECT now(), %(action)s, %(actor)s, %(actor_name)s, %(subject)s || id::text,
         jsonb_build_object('note', %(note)s::text)
     FROM cancelled
 )
-SELECT id FROM cancelled
+SELECT id, has_url FROM cancelled
 """
 
 
 def jobs_cancel(*, job_ids: list[UUID], actor: User | None, note: str = "") -> list[UUID]:
     """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED for each of ``job_ids`` that has not finished,
     each with its audit row; returns those it cancelled, in one statement. Finished jobs are left
-    as they are."""
+    as they are. The completion callbacks of those it cancelled are published after the commit."""
     if not job_ids:
         return []
     params = {
@@ -79,7 +80,10 @@ def jobs_cancel(*, job_ids: list[UUID], actor: User | None, note: str = "") -> l
     }
     with connection.cursor() as cursor:
         cursor.execute(_CANCEL_SQL, params)
-        return [row[0] for row in cursor.fetchall()]
+        rows = cursor.fetchall()
+    for job_id, has_url in rows:
+        callbacks_publish(job_id=job_id, event=Event.CANCELLED, has_url=has_url)
+    return [job_id for job_id, _ in rows]
 
 
 def job_audit_subject(job_id: UUID) -> str:

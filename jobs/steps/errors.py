@@ -30,7 +30,8 @@ class PermanentStepError(StepError):
 class StepTimeout(TransientStepError):
     """The step outlived its own timeout or what was left of the job's per-attempt timeout."""
 
-    def __init__(self, message: str) -> None:
+    # The default message: the watchdog raises the class in the step's thread, without one.
+    def __init__(self, message: str = "the step ran past its deadline") -> None:
         super().__init__(message, code="STEP.TIMEOUT")
 
 

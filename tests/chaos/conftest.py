@@ -212,7 +212,8 @@ class Chaos:
         log = (self.logs / f"{worker}.log").read_text(errors="replace")
         started = {
             task: [uuid.UUID(job.split(":")[0]) for job in jobs.split()]
-            for task, jobs in re.findall(r"batch (\S+): \d+ jobs: ([^\n]*)", log)
+            # A JSON line or a text one: the list ends where the "id:attempt"s do.
+            for task, jobs in re.findall(r"batch ([\w-]+): \d+ jobs: ([0-9a-f:\- ]*)", log)
         }
         return {task: jobs for task, jobs in started.items() if f"[{task}] succeeded" not in log}
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from jobplatform_client import (
     ApiError,
+    CallbackDelivery,
     Client,
     Execution,
     Job,
@@ -18,6 +19,7 @@ from jobplatform_client import (
 
 from jobs.models import Job as JobRow
 from tests.client.conftest import FAST_RETRIES
+from tests.deadletter.support import WebhookReceiver
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -50,6 +52,29 @@ def test_a_job_submitted_through_the_client_is_followed_to_success(platform, jp)
     ]
     assert execution.steps[0].output == {"message": "from the client", "level": "info"}
     assert jp.jobs.wait(job.id) == final
+
+
+def test_a_job_with_a_callback_url_shows_its_delivered_callback(platform, jp):
+    receiver = WebhookReceiver()
+    try:
+        url = f"{receiver.url}/client"
+        job = jp.jobs.submit(name="client-callback", steps=[LOG], callback_url=url)
+        assert job.callback_url == url
+        assert jp.jobs.wait(job.id).status == "succeeded"
+        [delivery] = wait_for(
+            lambda: [d for d in jp.jobs.callbacks(job.id) if d.finished_at], what="the callback"
+        )
+        assert isinstance(delivery, CallbackDelivery)
+        assert (delivery.event, delivery.state, delivery.status_code, delivery.attempt) == (
+            "job.succeeded",
+            "delivered",
+            200,
+            1,
+        )
+        [request] = receiver.at("/client")
+        assert request.headers["X-Jobplatform-Delivery"] == delivery.delivery_id
+    finally:
+        receiver.close()
 
 
 def test_a_failing_job_ends_failed_and_its_dead_letter_is_retried_and_dismissed(platform, jp):

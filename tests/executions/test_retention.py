@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from io import StringIO
 from typing import Any
@@ -14,6 +15,7 @@ from deadletter.models import DeadLetter, DeadLetterAction
 from executions.models import Execution, StepResult
 from executions.retention import RetentionPolicy, job_purge_finished
 from jobplatform.models import AuditEvent
+from jobs.callbacks.models import CallbackDelivery
 from jobs.models import Job, ScheduleFiring
 from jobs.services import jobs_cancel
 from tests.deadletter.factories import DeadLetterFactory
@@ -46,6 +48,10 @@ def exists(job: Job) -> bool:
 def test_old_finished_jobs_go_with_their_attempts_steps_and_dead_letters_not_the_audit_trail():
     old = [finished(40, status=s) for s in (Job.Status.SUCCEEDED, Job.Status.CANCELLED)]
     failed = finished(40, status=Job.Status.FAILED)
+    CallbackDelivery.objects.create(
+        job=failed, delivery_id=uuid.uuid4(), target="job", url="https://example.com/",
+        event="job.failed", attempt=1, state="delivered",
+    )  # fmt: skip
     closed = DeadLetterFactory(job=failed, state="dismissed", resolved_at=timezone.now())
     DeadLetterAction.objects.create(dead_letter=closed, kind="dismiss")
     recent = finished(10)
@@ -60,6 +66,7 @@ def test_old_finished_jobs_go_with_their_attempts_steps_and_dead_letters_not_the
     assert Execution.objects.filter(job__in=[*old, failed]).count() == 0
     assert StepResult.objects.count() == 1  # the recent job's
     assert not DeadLetter.objects.exists() and not DeadLetterAction.objects.exists()
+    assert not CallbackDelivery.objects.exists()
     # The audit trail outlives the job: who cancelled what is kept after the rows are gone.
     assert AuditEvent.objects.filter(subject=f"job {cancelled.id}").count() == 1
     assert job_purge_finished(policy=RetentionPolicy(days=30)) == 0

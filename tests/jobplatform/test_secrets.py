@@ -49,6 +49,8 @@ def test_the_settings_read_every_secret_from_files(tmp_path):
         "DATABASE_PASSWORD": "db pass/with:odd@chars",
         "REDIS_PASSWORD": "redis:pw",
         "JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET": "hook-secret",
+        "JOBPLATFORM_CALLBACK_SECRET": "callback-secret",
+        "JOBPLATFORM_COMPLETION_WEBHOOK_SECRET": "completion-secret",
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(files))}
     for name, value in files.items():
@@ -62,12 +64,13 @@ def test_the_settings_read_every_secret_from_files(tmp_path):
     code = (
         "from django.conf import settings as s; import json; print(json.dumps(["
         "s.SECRET_KEY, s.DATABASES['default']['PASSWORD'], s.CELERY_BROKER_URL,"
-        " s.JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET]))"
+        " s.JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET, s.JOBPLATFORM_CALLBACK_SECRET,"
+        " s.JOBPLATFORM_COMPLETION_WEBHOOK_SECRET]))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == (
         f'["{"k" * 60}", "db pass/with:odd@chars", "redis://:redis%3Apw@redis.internal:6379/0",'
-        ' "hook-secret"]'
+        ' "hook-secret", "callback-secret", "completion-secret"]'
     )

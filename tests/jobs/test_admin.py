@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -8,7 +9,7 @@ from django.utils import timezone
 from executions.models import Execution
 from jobplatform.models import AuditEvent
 from jobplatform.roles import Role
-from jobs.models import Job, OwnerQuota, Queue
+from jobs.models import CallbackDelivery, Job, OwnerQuota, Queue
 from tests.factories import UserFactory, with_role
 from tests.jobs.factories import JobFactory
 
@@ -106,3 +107,29 @@ def test_operators_give_an_owner_a_weight_and_a_cap(operator, user):
     assert response.status_code == 302, response.content
     quota = OwnerQuota.objects.get(owner=user)
     assert (quota.weight, quota.max_unfinished) == (3, 10)
+
+
+def test_a_jobs_page_shows_its_callback_deliveries_read_only(operator):
+    job = JobFactory(status=Job.Status.SUCCEEDED, callback_url="https://hooks.example.com/done")
+    CallbackDelivery.objects.create(
+        job=job,
+        delivery_id=uuid.uuid4(),
+        target="job",
+        url=job.callback_url,
+        event="job.succeeded",
+        attempt=1,
+        state="retrying",
+        status_code=503,
+        error="the receiver answered 503",
+    )
+    page = operator.get(f"/admin/jobs/job/{job.id}/change/")
+    assert page.status_code == 200
+    assert b"the receiver answered 503" in page.content
+    # Read-only: shown, with no form field for its rows and no row to add or delete.
+    [inline] = [
+        f for f in page.context_data["inline_admin_formsets"] if f.opts.model is CallbackDelivery
+    ]
+    assert inline.has_view_permission
+    assert not (inline.has_add_permission or inline.has_change_permission)
+    assert not inline.has_delete_permission
+    assert b"callback_deliveries-0-state" not in page.content

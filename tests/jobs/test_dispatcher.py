@@ -10,6 +10,7 @@ import logging.config
 import socket
 import subprocess
 import threading
+from collections import Counter
 from datetime import timedelta
 from functools import partial
 from uuid import uuid4
@@ -127,8 +128,8 @@ def test_two_dispatchers_never_release_a_job_twice(user, broker, unbounded_broke
     stop = threading.Event()
 
     def run(name: str) -> None:
-        def publish(jobs):
-            sent = publish_attempts(jobs)
+        def publish(jobs, **options):
+            sent = publish_attempts(jobs, **options)
             released[name] += len(sent)
             return sent
 
@@ -320,6 +321,19 @@ def test_a_backlog_goes_out_in_batches_that_grow_with_it_up_to_the_cap():
     assert [len(b) for b in pack(released(9), most=16, spread=4)] == [2, 2, 2, 2, 1]
 
 
+def test_a_top_up_goes_out_in_messages_sized_by_what_the_broker_holds():
+    """Jobs released onto a broker that holds others of their queue share messages as if they
+    had been released with them: a top-up of a few jobs is one message, not a few of one job."""
+    assert [len(b) for b in pack(released(12), most=16, spread=4, queued={PROBE_QUEUE: 52})] == [12]
+    assert [len(b) for b in pack(released(40), most=16, spread=4, queued={PROBE_QUEUE: 24})] == [
+        16,
+        16,
+        8,
+    ]
+    jobs = released(2)  # an idle queue elsewhere: one job per message, as before
+    assert pack(jobs, most=16, spread=4, queued={"other": 500}) == [[job] for job in jobs]
+
+
 def test_a_batch_holds_jobs_of_one_queue_and_priority():
     urgent, other, normal = released(8, priority=9), released(8, queue="x"), released(7)
     mixed = [urgent[0], other[0], *normal, *urgent[1:], *other[1:]]
@@ -385,6 +399,45 @@ def test_each_job_of_a_batch_runs_once_however_often_its_message_is_delivered(
     assert Job.objects.filter(status=Job.Status.SUCCEEDED, attempts=1).count() == count
     deliveries = Execution.objects.values_list("delivery_id", flat=True)
     assert sorted(deliveries) == sorted(id for id in messages for _ in range(10))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_backlog_of_short_jobs_reaches_the_broker_in_full_messages_as_workers_take_it(
+    user, broker
+):
+    """The flowcost bench's regression: with the broker depth at a quarter second of work and
+    each release's messages sized by that release alone, workers that took a few jobs between
+    two passes got them back one or two per message, and ran at half their speed. Now the
+    depth holds a full message for each of BATCH_SPREAD pool processes, the broker is topped up
+    once half of it was taken, and a top-up's messages are sized by what the broker holds."""
+    most, spread = settings.JOBPLATFORM_BATCH_MAX, settings.JOBPLATFORM_BATCH_SPREAD
+    full = most * spread
+    JobFactory.create_batch(3 * full, owner=user, queue=PROBE_QUEUE)
+    dispatcher = Dispatcher(queues=[PROBE_QUEUE])
+    # Short jobs: workers took 3 x full jobs in the last second, so full messages for every
+    # pool process are less than half a second of their work.
+    dispatcher.depth.released(PROBE_QUEUE, 3 * full)
+    seen: set[str] = set()
+
+    def new_messages() -> list[int]:
+        """The number of jobs of each message published since the last call."""
+        sizes = Counter(m["headers"]["id"] for _, m, _ in probe_messages(broker))
+        fresh = sorted((n for id, n in sizes.items() if id not in seen), reverse=True)
+        seen.update(sizes)
+        return fresh
+
+    def workers_take(n: int) -> None:
+        queued = Job.objects.filter(queue=PROBE_QUEUE, status=Job.Status.QUEUED)
+        taken = list(queued.order_by("created_at").values_list("id", flat=True)[:n])
+        Job.objects.filter(id__in=taken).update(status=Job.Status.SUCCEEDED)
+
+    assert dispatcher.dispatch_once() == full
+    assert new_messages() == [most] * spread
+    workers_take(10)
+    assert dispatcher.dispatch_once() == 0  # a few taken: not worth a release yet
+    workers_take(full // 2 - 10)
+    assert dispatcher.dispatch_once() == full // 2
+    assert new_messages() == [most] * (spread // 2)
 
 
 def json_lines(logger_name: str, run) -> list[dict]:

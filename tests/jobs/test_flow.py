@@ -58,7 +58,10 @@ def job(
         (QueueState("q", paused=True), 0, 500, 0),
         (QueueState("q", max_in_flight=10, queued=3, running=4), 0, 500, 3),
         (QueueState("q", max_in_flight=10, queued=3, running=9), 0, 500, 0),  # over: none
-        (QueueState("q", queued=60, running=500), 100, 500, 40),  # only QUEUED fill the broker
+        (QueueState("q", queued=50, running=500), 100, 500, 50),  # only QUEUED fill the broker
+        # The broker is topped up once half its depth was taken, not a few jobs at a time.
+        (QueueState("q", queued=51), 100, 500, 0),
+        (QueueState("q", queued=0), 1, 500, 1),
         (QueueState("q", max_in_flight=50, queued=60), 100, 500, 0),
         (QueueState("q", max_in_flight=1000, queued=10, running=10), 100, 50, 50),
     ],
@@ -219,6 +222,27 @@ def test_the_broker_depth_follows_the_rate_the_queue_is_taken():
         now[0] += 0.05
         depth.released("q", 2000)
     assert depth.depth("q") == 1000  # never past the maximum
+
+
+@pytest.mark.parametrize(
+    ("rate", "depth"),
+    [
+        (0, MIN_QUEUED),  # idle
+        (20, MIN_QUEUED),  # slow jobs: full messages would be seconds of work; a quarter second
+        (100, 50),  # full messages would be more than half a second of work: as much as that
+        (200, 64),  # short jobs: full messages for four pool processes, not a quarter second
+        (400, 100),  # a quarter second is more than that
+    ],
+)
+def test_the_broker_depth_holds_full_messages_of_short_jobs(rate, depth):
+    """The depth of a queue whose jobs are short is at least a message of BATCH_MAX jobs for
+    each of BATCH_SPREAD pool processes (here 16 x 4), while that is at most twice ``seconds``
+    of work: a shallower broker would make small messages, which make workers slower, which
+    make the broker shallower still."""
+    now = [0.0]
+    broker = BrokerDepth(seconds=0.25, maximum=1000, full=64, clock=lambda: now[0])
+    broker.released("q", rate)
+    assert broker.depth("q") == depth
 
 
 @pytest.mark.parametrize(("seconds", "maximum", "expected"), [(0, 1000, 1000), (0.25, 0, 0)])

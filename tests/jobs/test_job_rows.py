@@ -45,6 +45,7 @@ SPECS = [
         concurrency_key="customer:42",
         max_concurrency=2,
         rate_limit="partner-api",
+        callback_url="https://hooks.example.com/done?run=1",
     ),
 ]
 

@@ -28,6 +28,7 @@ from jobplatform_client.errors import ApiError, TransportError, WaitTimeout
 from jobplatform_client.models import (
     BulkOutcome,
     BulkSubmission,
+    CallbackDelivery,
     DeadLetter,
     DeadLetterGroup,
     Execution,
@@ -311,6 +312,7 @@ class Jobs:
         timeout: int | None = None,
         run_at: datetime | str | None = None,
         idempotency_key: str | None = None,
+        callback_url: str | None = None,
         **fields: Any,
     ) -> Job:
         """Submit a job; the answer is the job as stored (``pending``).
@@ -333,6 +335,7 @@ class Jobs:
             retry_jitter=retry_jitter,
             timeout=timeout,
             run_at=run_at,
+            callback_url=callback_url,
         )
         return self.submit_body({**body, **fields}, idempotency_key=idempotency_key)
 
@@ -415,6 +418,11 @@ class Jobs:
         """A job's attempts, oldest first, each with its step results."""
         data = self._client.request("GET", f"jobs/{job_id}/executions/")
         return tuple(Execution.from_api(e) for e in data.get("results", ()))
+
+    def callbacks(self, job_id: str) -> tuple[CallbackDelivery, ...]:
+        """A job's completion callback attempts, oldest first."""
+        data = self._client.request("GET", f"jobs/{job_id}/callbacks/")
+        return tuple(CallbackDelivery.from_api(d) for d in data.get("results", ()))
 
     def stats(self, **filters: Any) -> dict[str, Any]:
         """The visible jobs (narrowed by the list's ``filters``) counted by status and queue,

@@ -120,6 +120,33 @@ class Execution:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CallbackDelivery:
+    """One attempt to deliver a job's completion callback: ``pending``, ``delivered``,
+    ``retrying`` (another attempt follows) or ``failed`` (none follows)."""
+
+    delivery_id: str
+    event: str
+    attempt: int
+    state: str
+    target: str | None = None
+    url: str | None = None
+    status_code: int | None = None
+    error: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> CallbackDelivery:
+        return _build(
+            cls,
+            data,
+            error=str(data.get("error") or ""),
+            **_datetimes(data, "started_at", "finished_at"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Job:
     """A job. In a list (a summary) the fields from ``steps`` on are ``None``; the detail, and
     every answer of submit, cancel and wait, has them all, ``executions`` oldest first."""
@@ -153,6 +180,7 @@ class Job:
     trace_id: str | None = None
     updated_at: datetime | None = None
     queued_at: datetime | None = None
+    callback_url: str | None = None  # POSTed to, signed, once the job ends
     executions: tuple[Execution, ...] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 

@@ -71,6 +71,11 @@ class JobTemplateSchema(Schema):
     )
     max_concurrency = serializers.IntegerField(required=False)
     rate_limit = serializers.CharField(required=False, allow_null=True)
+    callback_url = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="empty: none; absent from templates stored before it",
+    )
 
 
 class FireTimeSchema(Schema):
