@@ -5,7 +5,7 @@
 #
 # Two stages: the builder turns requirements.txt into wheels (with a compiler, should a package
 # ever need one); the final image installs those wheels only, and has no compiler, no build
-# tools and none of the dev tools of requirements-dev.txt (pytest, ruff, mypy, honcho...).
+# tools and none of the dev tools of requirements-dev.txt (pytest, ruff, mypy, supervisor...).
 # Both stages use the same pinned Python, so the wheels fit.
 
 FROM python:3.11.13-slim-bookworm AS builder
@@ -51,6 +51,7 @@ COPY jobplatform/ jobplatform/
 COPY jobs/ jobs/
 COPY executions/ executions/
 COPY deadletter/ deadletter/
+COPY console/ console/
 
 # collectstatic needs the settings to load, so it gets throwaway values that exist only for this
 # step (not ENV: no later layer or container sees them); the URLs are never connected to.

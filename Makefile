@@ -1,7 +1,8 @@
 # jobplatform development tasks (GNU make).
 #
 #   make run      virtualenv + PostgreSQL/Redis, migrate, demo operator, then every process
-#                 (web, dispatcher, worker, beat, flower) under honcho. Ctrl-C stops them all.
+#                 (web, dispatcher, worker, beat, flower) under supervisord, which restarts any
+#                 that dies. Ctrl-C stops them all.
 #   make test     ruff check, ruff format --check, mypy (pyproject.toml: strict on the apps and client/),
 #                 mkdocs build --strict (the docs site, built into $(RUN_DIR)/site), pytest
 #                 (PYTEST_ARGS="-k foo -x" passes through)
@@ -51,8 +52,9 @@ $(STAMP): requirements.txt requirements-dev.txt client/pyproject.toml
 services:
 	scripts/services.sh start
 
-# honcho stops every process it started on Ctrl-C; PostgreSQL and Redis keep running for the
-# next run (`make stop` stops them).
+# The Procfile's processes run under supervisord (jobplatform/supervise.py): one that dies is
+# restarted and logged; Ctrl-C stops them all. PostgreSQL and Redis keep running for the next
+# run (`make stop` stops them).
 run: venv services
 	@$(APP_ENV)
 	export PYTHONUNBUFFERED=1
@@ -87,8 +89,7 @@ run: venv services
 	  Metrics "http://127.0.0.1:$$web_port/metrics  (header 'Authorization: Bearer $$JOBPLATFORM_METRICS_TOKEN'; health: /healthz, /readyz)" \
 	  Flower "http://127.0.0.1:$${FLOWER_PORT:-5555}/  ($$flower_login)"
 	echo
-	# -e /dev/null: honcho would otherwise load .env, which is meant for docker compose.
-	exec honcho start -f Procfile -e /dev/null
+	exec python -m jobplatform.supervise Procfile
 
 stop:
 	scripts/services.sh stop

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from bench.baseline import app as baseline_app
+from bench.retention import simulate
 from bench.stack import REPO, WEB_PORT, Stack, own_runq_wait, rss_kib
 
 NOOP = [{"type": "sleep", "params": {"seconds": 0}}]
@@ -109,6 +111,8 @@ def await_succeeded(stack: Stack, count: int, timeout: float = 1800, poll: float
         [(done, failed, last)] = stack.sql(
             "SELECT count(*) FILTER (WHERE status = 'succeeded'),"
             " count(*) FILTER (WHERE status = 'failed'), max(finished_at) FROM jobs_job"
+            # Not the old finished rows --purge-rows simulates (40 days old): this run's only.
+            " WHERE created_at > now() - interval '1 day'"
         )
         if failed:
             raise RuntimeError(f"{failed} benchmark jobs failed")
@@ -128,30 +132,49 @@ def platform_throughput(
     batch_max: int | None = None,
     steps: list[dict[str, Any]] = NOOP,
     worker: dict[str, Any] | None = None,
+    purge_rows: int = 0,
 ) -> dict[str, Any]:
     """The platform; with ``batch_max``, messages of up to that many jobs (1: one per message);
-    ``worker``: start_worker's pool, concurrency and env."""
+    ``worker``: start_worker's pool, concurrency and env.
+
+    ``purge_rows``: that many finished jobs 40 days old (each with its attempt and two step
+    results) are deleted by ``purge_finished --loop`` while the run goes on: retention at full
+    speed beside the hot path, its CPU counted in the platform's."""
     stack.reset()
     if prepare:
         prepare(stack)
+    purged: dict[str, float] = {}
+    if purge_rows:
+        simulate(stack.db, jobs=purge_rows, days=1, ago=40)
+        stack.sql("CHECKPOINT")  # the simulated rows written out before the run, as reset() does
     stack.start_dispatcher(env={"JOBPLATFORM_BATCH_MAX": str(batch_max)} if batch_max else None)
     stack.start_worker(**(worker or {}))
     try:
         meter = CpuMeter(stack)
+        if purge_rows:
+            stack.start("purge", [sys.executable, "manage.py", "purge_finished", "--days", "30",
+                                  "--loop"])  # fmt: skip
         began = time.time()
         submit_bulk(stack, count, steps, extra=extra)
         ended = await_succeeded(stack, count)
         cpu = meter.per_job(count)
         waits = meter.waits_per_job(count)
     finally:
+        stack.stop("purge")
         stack.stop("worker")
         stack.stop("dispatcher")
+    if purge_rows:
+        left = stack.sql(
+            "SELECT count(*) FROM jobs_job WHERE created_at < now() - interval '30 days'"
+        )
+        purged = {"purged_jobs": purge_rows - left[0][0],
+                  "purged_jobs_per_s": (purge_rows - left[0][0]) / (ended - began)}  # fmt: skip
     # The bench process is the client here (bulk requests, polling): not the platform's cost.
     total = sum(ms for name, ms in cpu.items() if name != "bench")
     waited = sum(ms for name, ms in waits.items() if name != "bench")
     return {"jobs_per_s": count / (ended - began), "seconds": ended - began,
             "cpu_ms_per_job": total, "cpu_split": cpu,
-            "runq_wait_ms_per_job": waited, "runq_wait_split": waits}  # fmt: skip
+            "runq_wait_ms_per_job": waited, "runq_wait_split": waits, **purged}  # fmt: skip
 
 
 def baseline_throughput(
@@ -192,10 +215,13 @@ def baseline_throughput(
             "runq_wait_ms_per_job": sum(waits.values()), "runq_wait_split": waits}  # fmt: skip
 
 
-def throughput(stack: Stack, runs: int, count: int, batch_max: int) -> dict[str, Any]:
+def throughput(
+    stack: Stack, runs: int, count: int, batch_max: int, purge_rows: int = 0
+) -> dict[str, Any]:
     """Rounds of four runs: the platform with batches of up to ``batch_max`` jobs, the platform
     with one job per message, bare Celery, and bare Celery with ``chunks`` of ``batch_max``.
     Each ratio is the median of the rounds' ratios to the bare Celery run of the same round.
+    ``purge_rows``: the batched platform runs beside a retention purge (platform_throughput).
 
     The machine's speed drifts within minutes (bare Celery gave 391-617 tasks/s in one run of
     three), so each run is compared with the baseline run of its own round, not with a block of
@@ -203,7 +229,9 @@ def throughput(stack: Stack, runs: int, count: int, batch_max: int) -> dict[str,
     """
     rounds = [
         {
-            "platform": platform_throughput(stack, count, batch_max=batch_max),
+            "platform": platform_throughput(
+                stack, count, batch_max=batch_max, purge_rows=purge_rows
+            ),
             "platform_k1": platform_throughput(stack, count, batch_max=1),
             "baseline": baseline_throughput(stack, count),
             "baseline_chunks": baseline_throughput(stack, count, chunk=batch_max),
@@ -874,6 +902,10 @@ def flowcost(stack: Stack, runs: int, count: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--purge-rows", type=int, default=0,
+        help="throughput: old finished jobs the retention purge deletes during each platform run",
+    )  # fmt: skip
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per throughput run")
     parser.add_argument(
         "--batch-max",
@@ -927,7 +959,9 @@ def main() -> None:
     stack.start_web()
     try:
         if "throughput" in only:
-            results["throughput"] = throughput(stack, args.runs, args.jobs, args.batch_max)
+            results["throughput"] = throughput(
+                stack, args.runs, args.jobs, args.batch_max, args.purge_rows
+            )
         if "submission" in only:
             results["submission"] = {
                 "single": median_of(args.runs, lambda: single_submissions(stack, 2000)),

@@ -1,26 +1,31 @@
+"""Dead letters in the admin: read, grouped by fingerprint, retried (with changes) or dismissed.
+
+Every change goes through the services, which write the audit trail; no entry is deleted here
+(retention purges closed ones), since a FAILED job without its open entry could be neither
+retried nor cancelled.
+"""
+
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
-from deadletter import services
+from deadletter import selectors, services
 from deadletter.models import DeadLetter, DeadLetterAction
 from jobplatform.access import owned_by_visible
+from jobplatform.admin_tools import NoteActionForm, ServicesOnlyAdmin, pre
 from jobplatform.auth import AuthenticatedHttpRequest
-
-
-class NoteActionForm(ActionForm):
-    """The action bar gets a note field: why the selection is retried or dismissed."""
-
-    note = forms.CharField(required=False, max_length=2000, label="Note")
+from jobplatform.errors import DomainError
 
 
 class ActionInline(admin.TabularInline[DeadLetterAction, DeadLetter]):
@@ -36,13 +41,35 @@ class ActionInline(admin.TabularInline[DeadLetterAction, DeadLetter]):
         return False
 
 
-def _pre(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, indent=2, sort_keys=True)
-    return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
+class RetryForm(forms.Form):
+    """A retry with changes, as ``POST /dead-letters/{id}/retry/`` takes it; blank keeps."""
+
+    note = forms.CharField(
+        required=False, max_length=2000, widget=forms.TextInput(attrs={"size": 60})
+    )
+    max_retries = forms.IntegerField(required=False, help_text="blank: keep the job's own")
+    from_step = forms.IntegerField(
+        required=False, min_value=0, help_text="blank: resume at the step that failed"
+    )
+    input = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 12, "cols": 80}),
+        help_text="the job's input as JSON; left as shown, it is kept",
+    )
+
+    def overrides(self, *, current_input: Any) -> services.RetryOverrides:
+        data = self.cleaned_data
+        new_input = data.get("input")
+        changed = "input" in self.changed_data and new_input is not None
+        return services.RetryOverrides(
+            max_retries=data.get("max_retries"),
+            input=new_input if changed and new_input != current_input else None,
+            from_step=data.get("from_step"),
+        )
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin[DeadLetter]):
+class DeadLetterAdmin(ServicesOnlyAdmin, admin.ModelAdmin[DeadLetter]):
     list_display = [
         "id",
         "created_at",
@@ -62,8 +89,23 @@ class DeadLetterAdmin(admin.ModelAdmin[DeadLetter]):
     actions = ["retry_selected", "dismiss_selected"]
     action_form = NoteActionForm
     inlines = [ActionInline]
+    show_full_result_count = False
     fieldsets = [
-        (None, {"fields": ["job_link", "state", "reason", "attempts", "worker", "created_at"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "job_link",
+                    "state",
+                    "reason",
+                    "attempts",
+                    "worker",
+                    "created_at",
+                    "retry_link",
+                    "sequence",
+                ]
+            },
+        ),
         (
             "Error",
             {
@@ -85,6 +127,8 @@ class DeadLetterAdmin(admin.ModelAdmin[DeadLetter]):
     # Operators change entries through the actions (the services), never by editing the row.
     readonly_fields = [
         "job_link",
+        "retry_link",
+        "sequence",
         "state",
         "reason",
         "attempts",
@@ -107,8 +151,36 @@ class DeadLetterAdmin(admin.ModelAdmin[DeadLetter]):
         "notified_at",
     ]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("groups/", view(self.groups_view), name="deadletter_deadletter_groups"),
+            path("<int:dead_letter_id>/retry/", view(self.retry_view),
+                 name="deadletter_deadletter_retry"),
+            *super().get_urls(),
+        ]  # fmt: skip
+
+    @admin.display(description="retry")
+    def retry_link(self, dead: DeadLetter) -> str:
+        if dead.state not in services.RETRYABLE:
+            return "-"  # the page refuses a role that may not retry (403)
+        url = reverse("admin:deadletter_deadletter_retry", args=[dead.id])
+        return format_html('<a class="button" href="{}">Retry, with changes…</a>', url)
+
+    @admin.display(description="this job's dead letters")
+    def sequence(self, dead: DeadLetter) -> str:
+        """Every entry of the job, oldest first: a retried entry leads to the next failure."""
+        entries = dead.job.dead_letters.order_by("id").values_list("id", "state", "created_at")
+        parts = []
+        for entry_id, state, created in entries:
+            label = f"#{entry_id} {state} ({created:%Y-%m-%d %H:%M:%S} UTC)"
+            if entry_id == dead.id:
+                parts.append(format_html("<strong>{}</strong>", label))
+            else:
+                url = reverse("admin:deadletter_deadletter_change", args=[entry_id])
+                rel = "next" if entry_id > dead.id else "prev"
+                parts.append(format_html('<a href="{}" rel="{}">{}</a>', url, rel, label))
+        return SafeString(" → ".join(parts))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[DeadLetter]:
         # The admin shows what the API would: the user's own, their teams', or (admin role) all.
@@ -129,20 +201,20 @@ class DeadLetterAdmin(admin.ModelAdmin[DeadLetter]):
         return message if len(message) <= 100 else message[:99] + "…"
 
     @admin.display(description="traceback")
-    def traceback(self, dead: DeadLetter) -> str:
-        return _pre(dead.error.get("traceback") or "(none)")
+    def traceback(self, dead: DeadLetter) -> SafeString:
+        return pre(dead.error.get("traceback") or "(none)")
 
     @admin.display(description="steps")
-    def steps_snapshot(self, dead: DeadLetter) -> str:
-        return _pre(dead.steps)
+    def steps_snapshot(self, dead: DeadLetter) -> SafeString:
+        return pre(dead.steps)
 
     @admin.display(description="input")
-    def input_snapshot(self, dead: DeadLetter) -> str:
-        return _pre(dead.input)
+    def input_snapshot(self, dead: DeadLetter) -> SafeString:
+        return pre(dead.input)
 
     @admin.display(description="retry policy")
-    def policy(self, dead: DeadLetter) -> str:
-        return _pre(dead.retry_policy)
+    def policy(self, dead: DeadLetter) -> SafeString:
+        return pre(dead.retry_policy)
 
     @admin.action(description="Retry the selected dead letters", permissions=["change"])
     def retry_selected(
@@ -169,3 +241,79 @@ class DeadLetterAdmin(admin.ModelAdmin[DeadLetter]):
             f"Dismissed {outcome.done} dead letter(s); skipped {outcome.skipped}.",
             messages.SUCCESS,
         )
+
+    def groups_view(self, request: AuthenticatedHttpRequest) -> HttpResponse:
+        """Open entries grouped by fingerprint; each group retried or dismissed as one."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        visible = self.get_queryset(request)
+        can_act = self.has_change_permission(request)
+        if request.method == "POST":
+            if not can_act:  # a viewer sees the groups; retrying and dismissing is an operator's
+                raise PermissionDenied
+            fingerprint = request.POST.get("fingerprint", "")
+            selection = visible.filter(fingerprint=fingerprint, state=DeadLetter.State.OPEN)
+            note = request.POST.get("note", "")
+            if request.POST.get("action") == "retry":
+                outcome = services.dead_letter_retry_bulk(
+                    selection=selection, actor=request.user, note=note
+                )
+                verb = "Retried"
+            else:
+                outcome = services.dead_letter_dismiss_bulk(
+                    selection=selection, actor=request.user, note=note
+                )
+                verb = "Dismissed"
+            self.message_user(
+                request,
+                f"{verb} {outcome.done} dead letter(s) of group {fingerprint}; "
+                f"skipped {outcome.skipped}.",
+                messages.SUCCESS,
+            )
+            return HttpResponseRedirect(request.path)
+        groups = selectors.dead_letter_groups(entries=visible.filter(state=DeadLetter.State.OPEN))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Open dead letters by fingerprint",
+            "opts": self.model._meta,
+            "groups": groups,
+            "can_act": can_act,
+        }
+        return TemplateResponse(request, "deadletter/groups.html", context)
+
+    def retry_view(self, request: AuthenticatedHttpRequest, dead_letter_id: int) -> HttpResponse:
+        """Retry one entry with a new input, max_retries or from_step, through the service."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        dead = get_object_or_404(self.get_queryset(request), id=dead_letter_id)
+        job = dead.job
+        initial = {"input": job.input}
+        form = RetryForm(request.POST or None, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.dead_letter_retry(
+                    dead_letter_id=dead.id,
+                    actor=request.user,
+                    note=form.cleaned_data["note"],
+                    overrides=form.overrides(current_input=job.input),
+                )
+            except DomainError as error:
+                form.add_error(None, f"{error.code}: {error.message}")
+            else:
+                self.message_user(
+                    request, f"Retried dead letter {dead.id}: the job is pending.", messages.SUCCESS
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:deadletter_deadletter_change", args=[dead.id])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Retry dead letter {dead.id}",
+            "opts": self.model._meta,
+            "dead": dead,
+            "job": job,
+            "form": form,
+            "max_from_step": job.next_step,
+            "steps": [(i, step.get("type")) for i, step in enumerate(job.steps)],
+        }
+        return TemplateResponse(request, "deadletter/retry.html", context)

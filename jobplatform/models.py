@@ -84,6 +84,7 @@ class AuditEvent(models.Model):
         TEAM_CHANGED = "team.members_changed", "team members changed"
         BULK_RETRY = "dead_letters.bulk_retry", "dead letters retried in bulk"
         BULK_DISMISS = "dead_letters.bulk_dismiss", "dead letters dismissed in bulk"
+        JOB_CANCELLED = "job.cancelled", "job cancelled"
         # Flow control, by operators and admins (the breakers' own transitions are logged only).
         QUEUE_PAUSED = "queue.paused", "queue paused"
         QUEUE_RESUMED = "queue.resumed", "queue resumed"
@@ -110,7 +111,11 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["action", "-created_at"], name="audit_action_created")]
+        indexes = [
+            models.Index(fields=["action", "-created_at"], name="audit_action_created"),
+            # A job's page reads its trail by subject ("job <uuid>").
+            models.Index(fields=["subject", "created_at"], name="audit_subject_created"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.action} {self.subject}"

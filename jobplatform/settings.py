@@ -27,6 +27,8 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 
 INSTALLED_APPS = [
+    # First: its templates extend the admin's index and job list with the operator's summary.
+    "console",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -132,6 +134,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# The admin's dates to the second, zone named (jobplatform/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["jobplatform.formats"]
 USE_I18N = True
 USE_TZ = True
 
@@ -439,6 +443,21 @@ JOBPLATFORM_IDEMPOTENCY_TTL_HOURS = env.float("JOBPLATFORM_IDEMPOTENCY_TTL_HOURS
 # Dead letters: closed (retried or dismissed) entries are purged this many days after they were
 # closed, by the beat task deadletter.purge; open entries are never purged automatically.
 JOBPLATFORM_DEADLETTER_RETENTION_DAYS = env.int("JOBPLATFORM_DEADLETTER_RETENTION_DAYS", default=30)
+# Retention of finished jobs (docs/operations.md#retention-of-finished-jobs): a job that finished
+# (succeeded, failed, cancelled) more than this many days ago is deleted with its attempts, step
+# results and closed dead letters (the audit trail is kept); 0 keeps jobs forever. Never a job
+# with an open dead letter, nor a schedule's latest job. Per queue: "reports=90,bulk=2" (0 there
+# keeps that queue's).
+JOBPLATFORM_JOB_RETENTION_DAYS = env.float("JOBPLATFORM_JOB_RETENTION_DAYS", default=30.0)
+JOBPLATFORM_JOB_RETENTION_BY_QUEUE = {
+    queue: float(days)
+    for queue, days in env.dict("JOBPLATFORM_JOB_RETENTION_BY_QUEUE", default={}).items()
+}
+# The dispatcher's retention chore: every INTERVAL seconds it deletes batches of BATCH jobs (one
+# short transaction each) until none is left or BUDGET seconds are spent; releases wait meanwhile.
+JOBPLATFORM_RETENTION_INTERVAL = env.float("JOBPLATFORM_RETENTION_INTERVAL", default=10.0)
+JOBPLATFORM_RETENTION_BATCH = env.int("JOBPLATFORM_RETENTION_BATCH", default=500)
+JOBPLATFORM_RETENTION_BUDGET = env.float("JOBPLATFORM_RETENTION_BUDGET", default=0.5)
 # When set, every new dead letter is POSTed there as JSON, signed with HMAC-SHA256 of the raw body
 # under the secret (header X-Jobplatform-Signature: sha256=<hex>). The secret is then required.
 JOBPLATFORM_DEADLETTER_WEBHOOK_URL = env("JOBPLATFORM_DEADLETTER_WEBHOOK_URL", default="")

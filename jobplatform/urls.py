@@ -5,9 +5,13 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from console.views import workers
+
 urlpatterns = [
     # A browser that opens the server lands on the API's interactive documentation.
     path("", RedirectView.as_view(pattern_name="api-docs", permanent=False)),
+    # Before the admin's own URLs, whose catch-all would answer it with a 404.
+    path("admin/workers/", admin.site.admin_view(workers), name="console-workers"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

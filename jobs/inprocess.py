@@ -112,8 +112,9 @@ def get(*, job_id: UUID, user: User | None = None) -> Job:
 def cancel(*, job_id: UUID, user: User | None = None) -> Job:
     """Cancel a job that has not finished (a cancelled one: a no-op) and answer it. Raises
     Conflict ``JOBS.NOT_CANCELLABLE`` once it succeeded or failed. A running attempt stops at
-    its next heartbeat or step boundary."""
+    its next heartbeat or step boundary. The audit trail records the cancel (``job.cancelled``)
+    as ``user``'s, or the platform's without one."""
     job = get(job_id=job_id, user=user)
-    services.job_cancel(job_id=job.id)
+    services.job_cancel(job_id=job.id, actor=user)
     job.refresh_from_db()
     return job

@@ -193,7 +193,8 @@ class Job(models.Model):
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
             # GET /jobs/?name=: without it the filter walked job_created (60 ms at 1M jobs).
             models.Index(fields=["name", "-created_at"], name="job_name_created"),
-            # GET /jobs/?trace_id=: one job (or a few) among all, found without a scan.
+            # GET /jobs/?trace_id= and the admin's search: from a log line's trace id to the job
+            # (one or a few among all) without a scan.
             models.Index(fields=["trace_id"], name="job_trace_id"),
             # GET /jobs/?schedule= and a schedule's recent jobs.
             models.Index(

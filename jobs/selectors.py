@@ -21,9 +21,11 @@ from jobplatform.access import owned_by_visible
 from jobplatform.db import prepared_cursor
 from jobplatform.errors import NotFound
 from jobs import lifecycle, ratelimit
-from jobs.lifecycle import sql_in
+from jobs.lifecycle import sql, sql_in
 from jobs.models import CircuitBreaker, Hold, Job, JobStatus, OwnerQuota, Queue, RateLimit
 from jobs.services.release import DUE, queue_states
+
+S = Job.Status
 
 
 def job_list(*, user: User) -> QuerySet[Job]:
@@ -353,6 +355,80 @@ def breaker_list(*, hosts: list[str] | None = None) -> list[BreakerView]:
 
 def breaker_get(*, host: str) -> BreakerView:
     return breaker_list(hosts=[host.lower()])[0]
+
+
+@dataclass(frozen=True)
+class QueueSummary:
+    """One queue at a glance: what waits, what runs, how the last hour went."""
+
+    queue: str
+    due: int  # PENDING and due: waiting for the dispatcher (or its flow control)
+    scheduled: int  # PENDING with run_at in the future
+    queued: int  # released to the broker, not claimed yet
+    running: int
+    retrying: int
+    oldest_due_at: datetime | None  # the earliest due time among due, queued and retrying jobs
+    succeeded_last_hour: int
+    failed_last_hour: int
+    cancelled_last_hour: int
+
+    @property
+    def depth(self) -> int:
+        """Jobs due and not running: what a worker could start now."""
+        return self.due + self.queued + self.retrying
+
+    @property
+    def failure_rate(self) -> float | None:
+        """Failed / (succeeded + failed) over the last hour; None when nothing finished."""
+        finished = self.succeeded_last_hour + self.failed_last_hour
+        return self.failed_last_hour / finished if finished else None
+
+
+# Unfinished jobs: few, and each state is reached through job_status_created or a partial index.
+_ACTIVE_SQL = f"""
+SELECT queue,
+       count(*) FILTER (WHERE status = {sql(S.PENDING)} AND run_at <= %(now)s),
+       count(*) FILTER (WHERE status = {sql(S.PENDING)} AND run_at > %(now)s),
+       count(*) FILTER (WHERE status = {sql(S.QUEUED)}),
+       count(*) FILTER (WHERE status = {sql(S.RUNNING)}),
+       count(*) FILTER (WHERE status = {sql(S.RETRYING)}),
+       min(CASE WHEN status IN {sql_in([S.PENDING, S.QUEUED])} AND run_at <= %(now)s THEN run_at
+                WHEN status = {sql(S.RETRYING)} AND next_attempt_at <= %(now)s
+                THEN next_attempt_at END)
+FROM jobs_job
+WHERE status IN {sql_in(lifecycle.ACTIVE)}
+GROUP BY queue
+"""
+
+# Finished in the last hour. Bounded by created_at so that job_status_created serves it (there
+# is no index on finished_at, which every finish would pay for): a job that took more than an
+# hour from submission to its end is not counted.
+_LAST_HOUR_SQL = f"""
+SELECT queue,
+       count(*) FILTER (WHERE status = {sql(S.SUCCEEDED)}),
+       count(*) FILTER (WHERE status = {sql(S.FAILED)}),
+       count(*) FILTER (WHERE status = {sql(S.CANCELLED)})
+FROM jobs_job
+WHERE status IN {sql_in(lifecycle.TERMINAL)} AND created_at >= %(since)s - interval '1 hour'
+  AND finished_at >= %(since)s
+GROUP BY queue
+"""
+
+
+def job_queue_summary(*, now: datetime | None = None) -> list[QueueSummary]:
+    """Every queue with unfinished jobs or jobs finished in the last hour, by name (two queries)."""
+    now = now or timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(_ACTIVE_SQL, {"now": now})
+        active = {row[0]: row[1:] for row in cursor.fetchall()}
+        cursor.execute(_LAST_HOUR_SQL, {"since": now - timedelta(hours=1)})
+        finished = {row[0]: row[1:] for row in cursor.fetchall()}
+    return [
+        QueueSummary(
+            queue, *active.get(queue, (0, 0, 0, 0, 0, None)), *finished.get(queue, (0, 0, 0))
+        )
+        for queue in sorted(active.keys() | finished.keys())
+    ]
 
 
 STATS_WINDOW = timedelta(hours=1)

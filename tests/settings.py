@@ -83,3 +83,5 @@ REST_FRAMEWORK = {
     **REST_FRAMEWORK,  # noqa: F405
     "DEFAULT_THROTTLE_RATES": {"anon": None, "user": None, "api_key": None},
 }
+# The session dispatcher's retention chore runs often enough for a test to see it act.
+JOBPLATFORM_RETENTION_INTERVAL = 0.5

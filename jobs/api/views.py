@@ -250,7 +250,8 @@ class JobCancelApi(APIView):
     )
     def post(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
         job = job_get_visible(job_id=job_id, user=request.user)
-        services.job_cancel(job_id=job.id)  # Conflict if it finished otherwise
+        # Conflict if it finished otherwise; audited as the caller's action.
+        services.job_cancel(job_id=job.id, actor=request.user)
         job = job_get_visible(job_id=job_id, user=request.user)
         return Response(job_detail(request, job))
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 
 from jobplatform.access import owned_by_visible
 from jobplatform.errors import Conflict
@@ -70,6 +70,8 @@ class ScheduleAdmin(admin.ModelAdmin[Schedule]):
 
     @admin.display(description="next runs")
     def next_runs(self, schedule: Schedule) -> str:
+        if not schedule.enabled:  # it fires nothing until resumed: no run time to show
+            return format_html('<span class="paused">paused</span> {}', schedule.pause_note)
         ticks = schedule_next_fire_times(schedule=schedule, count=5)
         if not ticks:
             return "none"

@@ -464,7 +464,11 @@ class _Batch:
         )
         # After the insert: a job made just now (for a buffered tick) may be one cancel_previous
         # ends, as the firing that makes it and then the next one did before the sweep.
-        cancelled = set(jobs_cancel(job_ids=self.cancel)) if self.cancel else set()
+        # The platform acts (no actor): the audit note names the policy, the firing the tick.
+        note = "a schedule's overlap policy cancel_previous"
+        cancelled = (
+            set(jobs_cancel(job_ids=self.cancel, actor=None, note=note)) if self.cancel else set()
+        )
         recorded: list[tuple[UUID, datetime, str, UUID | None]] = []
         ended: list[str | None] = []
         for schedule_id, tick, outcome, _, cancels in self.firings:

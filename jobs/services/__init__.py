@@ -27,7 +27,13 @@ from jobs.services.rows import (
 )
 from jobs.services.spec import JobSpec, job_validate
 from jobs.services.submission import BulkSubmitted, Submission, job_submit, job_submit_many
-from jobs.services.transitions import job_cancel, job_reschedule, job_retry, jobs_cancel
+from jobs.services.transitions import (
+    job_audit_subject,
+    job_cancel,
+    job_reschedule,
+    job_retry,
+    jobs_cancel,
+)
 
 __all__ = [
     "DISPATCH_CHANNEL",
@@ -38,6 +44,7 @@ __all__ = [
     "Release",
     "ReleasedJob",
     "Submission",
+    "job_audit_subject",
     "job_cancel",
     "job_insert",
     "job_insert_ticks",

@@ -8,29 +8,35 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from jobplatform.errors import Conflict, InvalidInput, NotFound
+from jobplatform.models import AuditEvent
 from jobs import lifecycle
 from jobs.callbacks.services import Event, callbacks_publish
 from jobs.lifecycle import sql, sql_in
 from jobs.models import Job
 from jobs.services.common import notify_dispatchers
 
+AUDIT_SUBJECT = "job "
 
-def job_cancel(*, job_id: UUID) -> bool:
-    """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED.
 
-    True if this call cancelled the job, False if it was already cancelled (idempotent); raises
-    Conflict JOBS.NOT_CANCELLABLE if it had finished otherwise, NotFound if there is no such job.
-    A queued message that arrives later finds nothing to claim. A running attempt learns it from
-    its next heartbeat (long built-in steps stop at once) or at its next step boundary at the
-    latest, and ends CANCELLED.
+def job_cancel(*, job_id: UUID, actor: User | None, note: str = "") -> bool:
+    """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED, with a ``job.cancelled`` row in the audit
+    trail (``AuditEvent``, subject ``job <id>``) by ``actor`` (None: the platform) in the same
+    statement.
+
+    True if this call cancelled the job, False if it was already cancelled (idempotent: no second
+    audit row); raises Conflict JOBS.NOT_CANCELLABLE if it had finished otherwise, NotFound if
+    there is no such job. A queued message that arrives later finds nothing to claim. A running
+    attempt learns it from its next heartbeat (long built-in steps stop at once) or at its next
+    step boundary at the latest, and ends CANCELLED.
     """
-    if jobs_cancel(job_ids=[job_id]):
+    if jobs_cancel(job_ids=[job_id], actor=actor, note=note):
         return True
     status = _status(job_id)
     if status == lifecycle.CANCEL.target:
@@ -40,27 +46,49 @@ def job_cancel(*, job_id: UUID) -> bool:
     )
 
 
+# The transition and its audit rows in one statement: one commit, nothing to roll back by hand.
 _CANCEL_SQL = f"""
-UPDATE jobs_job
-SET status = {sql(lifecycle.CANCEL.target)}, finished_at = now(), updated_at = now(),
-    next_attempt_at = NULL, hold = '', version = version + 1
-WHERE id = ANY(%(ids)s) AND status IN {sql_in(lifecycle.CANCEL.sources)}
-RETURNING id, callback_url <> ''
+WITH cancelled AS (
+    UPDATE jobs_job
+    SET status = {sql(lifecycle.CANCEL.target)}, finished_at = now(), updated_at = now(),
+        next_attempt_at = NULL, hold = '', version = version + 1
+    WHERE id = ANY(%(ids)s) AND status IN {sql_in(lifecycle.CANCEL.sources)}
+    RETURNING id, callback_url <> '' AS has_url
+), audited AS (
+    INSERT INTO jobplatform_auditevent (created_at, action, actor_id, actor_name, subject, details)
+    SELECT now(), %(action)s, %(actor)s, %(actor_name)s, %(subject)s || id::text,
+        jsonb_build_object('note', %(note)s::text)
+    FROM cancelled
+)
+SELECT id, has_url FROM cancelled
 """
 
 
-def jobs_cancel(*, job_ids: list[UUID]) -> list[UUID]:
-    """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED for each of ``job_ids`` that has not finished;
-    returns those it cancelled, in one UPDATE. Finished jobs are left as they are. The completion
-    callbacks of those it cancelled are published after the commit."""
+def jobs_cancel(*, job_ids: list[UUID], actor: User | None, note: str = "") -> list[UUID]:
+    """PENDING|QUEUED|RETRYING|RUNNING -> CANCELLED for each of ``job_ids`` that has not finished,
+    each with its audit row; returns those it cancelled, in one statement. Finished jobs are left
+    as they are. The completion callbacks of those it cancelled are published after the commit."""
     if not job_ids:
         return []
+    params = {
+        "ids": list(job_ids),
+        "action": AuditEvent.Action.JOB_CANCELLED,
+        "actor": actor.pk if actor is not None else None,
+        "actor_name": actor.get_username() if actor is not None else "",
+        "note": note,
+        "subject": AUDIT_SUBJECT,
+    }
     with connection.cursor() as cursor:
-        cursor.execute(_CANCEL_SQL, {"ids": list(job_ids)})
+        cursor.execute(_CANCEL_SQL, params)
         rows = cursor.fetchall()
     for job_id, has_url in rows:
         callbacks_publish(job_id=job_id, event=Event.CANCELLED, has_url=has_url)
     return [job_id for job_id, _ in rows]
+
+
+def job_audit_subject(job_id: UUID) -> str:
+    """The ``AuditEvent.subject`` of the actions taken on a job."""
+    return f"{AUDIT_SUBJECT}{job_id}"
 
 
 def _status(job_id: UUID) -> str:

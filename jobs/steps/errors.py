@@ -78,6 +78,18 @@ class AttemptError:
             attempt=attempt,
         )
 
+    @classmethod
+    def orphaned(cls, *, silent: float, attempt: int) -> AttemptError:
+        """The job was RUNNING with no running attempt (its Execution row was closed or deleted
+        outside the platform): treated as a lost attempt."""
+        return cls(
+            type="AttemptLost",
+            code="EXECUTION.LOST",
+            message=f"the job was running with no live attempt for {silent:.0f}s",
+            permanent=False,
+            attempt=attempt,
+        )
+
     def for_attempt(self, attempt: int) -> AttemptError:
         return replace(self, attempt=attempt)
 

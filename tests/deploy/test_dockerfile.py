@@ -18,7 +18,7 @@ PARSER = DockerfileParser(path=str(REPO / "Dockerfile"))
 INSTRUCTIONS = PARSER.structure
 LAST_FROM = [i for i in INSTRUCTIONS if i["instruction"] == "FROM"][-1]["startline"]
 FINAL = [i for i in INSTRUCTIONS if i["startline"] >= LAST_FROM]
-DEV_TOOLS = {"honcho", "pytest", "pytest-django", "ruff", "mypy", "factory_boy", "hypothesis"}
+DEV_TOOLS = {"supervisor", "pytest", "pytest-django", "ruff", "mypy", "factory_boy", "hypothesis"}
 
 
 def final(instruction: str) -> list[str]:

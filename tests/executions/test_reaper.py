@@ -89,10 +89,57 @@ def test_a_job_lost_too_many_times_fails_with_a_dead_letter(broker, user):
     assert published(broker) == []
 
 
+def orphan(job: Job, *, attempt: int, claimed_ago: float) -> None:
+    """Forge a RUNNING job whose attempt's Execution row is gone (deleted by hand)."""
+    Job.objects.filter(id=job.id).update(
+        status=Job.Status.RUNNING,
+        attempts=attempt,
+        updated_at=timezone.now() - timedelta(seconds=claimed_ago),
+    )
+
+
+def test_a_running_job_with_no_live_attempt_goes_back_on_the_retry_path(broker, user):
+    job = JobFactory(owner=user, queue=PROBE, max_retries=3, retry_backoff=0, retry_jitter=False)
+    orphan(job, attempt=1, claimed_ago=60)
+    just_claimed = JobFactory(owner=user, queue=PROBE)
+    orphan(just_claimed, attempt=1, claimed_ago=1)  # within the window: a claim may be under way
+    long_running = JobFactory(owner=user, queue=PROBE)
+    alive = running(long_running, attempt=1, silent_for=0)
+    Job.objects.filter(id=long_running.id).update(updated_at=timezone.now() - timedelta(hours=1))
+
+    assert execution_reap_lost(lost_after=30) == 1
+    job.refresh_from_db()
+    assert job.status == Job.Status.RETRYING
+    assert job.last_error["code"] == "EXECUTION.LOST"
+    assert "no live attempt" in job.last_error["message"]
+    assert published(broker) == []  # the next attempt is the dispatcher's to release, when due
+    assert Dispatcher(queues=[PROBE]).dispatch_once() == 1
+    assert [(j, a) for j, a, _ in published(broker)] == [(str(job.id), 2)]
+    just_claimed.refresh_from_db()
+    alive.refresh_from_db()
+    assert just_claimed.status == Job.Status.RUNNING
+    assert alive.status == Execution.Status.RUNNING
+    assert Job.objects.get(id=long_running.id).status == Job.Status.RUNNING
+    assert execution_reap_lost(lost_after=30) == 0
+
+
+def test_a_running_job_with_no_live_attempt_and_no_retry_left_fails_with_a_dead_letter(
+    broker, user
+):
+    job = JobFactory(owner=user, queue=PROBE, max_retries=0)
+    orphan(job, attempt=1, claimed_ago=60)
+    assert execution_reap_lost(lost_after=30) == 1
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    dead = DeadLetter.objects.get(job=job)
+    assert (dead.reason, dead.state) == (DeadLetter.Reason.LOST, DeadLetter.State.OPEN)
+    assert published(broker) == []
+
+
 def test_a_cancelled_job_with_a_lost_attempt_stays_cancelled(broker, user):
     job = JobFactory(owner=user, queue=PROBE)
     execution = running(job, attempt=1, silent_for=60)
-    assert job_cancel(job_id=job.id)
+    assert job_cancel(job_id=job.id, actor=None)
     assert execution_reap_lost(lost_after=30) == 1
     job.refresh_from_db()
     execution.refresh_from_db()
@@ -144,7 +191,7 @@ def test_heartbeats_refresh_running_attempts_and_signal_cancellation(user):
     assert Execution.objects.get(id=execution.id).heartbeat_at > before
     assert not stop.is_set()
 
-    job_cancel(job_id=job.id)
+    job_cancel(job_id=job.id, actor=None)
     heartbeat.beat_once()
     assert stop.is_set()
 

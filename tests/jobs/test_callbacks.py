@@ -137,8 +137,8 @@ def test_a_cancel_publishes_one_delivery_after_commit_and_a_second_cancel_none(
 ):
     job = JobFactory(callback_url="https://hooks.example.com/x", run_at=timezone.now())
     with django_capture_on_commit_callbacks() as published:
-        assert job_cancel(job_id=job.id) is True
-        assert job_cancel(job_id=job.id) is False  # the repeated end matches no row
+        assert job_cancel(job_id=job.id, actor=None) is True
+        assert job_cancel(job_id=job.id, actor=None) is False  # the repeated end matches no row
     [send] = published
     assert send.func.__name__ == "send_task" and send.args == (DELIVER_TASK,)
     delivery_id, job_id, event, target = send.keywords["args"]
@@ -150,7 +150,7 @@ def test_a_cancel_publishes_one_delivery_after_commit_and_a_second_cancel_none(
 def test_no_callback_url_and_no_webhook_publish_nothing(django_capture_on_commit_callbacks):
     job = JobFactory()
     with django_capture_on_commit_callbacks() as published:
-        job_cancel(job_id=job.id)
+        job_cancel(job_id=job.id, actor=None)
     assert published == []
 
 
@@ -160,7 +160,7 @@ def test_the_operator_webhook_gets_every_end(settings, django_capture_on_commit_
     settings.JOBPLATFORM_COMPLETION_WEBHOOK_SECRET = "ops-secret"
     job = JobFactory()  # no callback_url of its own
     with django_capture_on_commit_callbacks() as published:
-        job_cancel(job_id=job.id)
+        job_cancel(job_id=job.id, actor=None)
     [send] = published
     assert send.keywords["args"][2:] == ["job.cancelled", "operator"]
 

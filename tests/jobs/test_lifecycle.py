@@ -110,7 +110,7 @@ def _fail(job: Job) -> bool:
 
 def _cancel(job: Job) -> bool:
     try:
-        job_cancel(job_id=job.id)
+        job_cancel(job_id=job.id, actor=None)
     except Conflict:
         return False
     return job.status != Job.Status.CANCELLED  # cancelling a cancelled job changes nothing

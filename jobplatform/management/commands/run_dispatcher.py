@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from executions.reaper import execution_reap_lost
+from executions.retention import RetentionPolicy, job_purge_finished
 from jobplatform import metrics
 from jobplatform.liveness import ProcessIdentity, process_beat, process_forget_silent
 from jobs.dispatcher import Chore, Dispatcher
@@ -20,8 +21,8 @@ logger = logging.getLogger("jobplatform.dispatcher")
 class Command(BaseCommand):
     help = (
         "Release due jobs from PostgreSQL into the broker, fire the schedules whose tick has "
-        "come, publish again jobs whose message was lost, and reap attempts whose worker died; "
-        "until SIGTERM or Ctrl-C."
+        "come, publish again jobs whose message was lost, reap attempts whose worker died and "
+        "delete old finished jobs; until SIGTERM or Ctrl-C."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -47,6 +48,17 @@ class Command(BaseCommand):
             settings.JOBPLATFORM_REAPER_INTERVAL,
             lambda: execution_reap_lost(lost_after=settings.JOBPLATFORM_LOST_AFTER, queues=queues),
         )
+        # Retention too: it deletes from every app's tables (executions/retention.py).
+        retention = Chore(
+            "retention",
+            settings.JOBPLATFORM_RETENTION_INTERVAL,
+            lambda: job_purge_finished(
+                policy=RetentionPolicy.from_settings(),
+                batch_size=settings.JOBPLATFORM_RETENTION_BATCH,
+                budget=settings.JOBPLATFORM_RETENTION_BUDGET,
+                queues=queues,
+            ),
+        )
         # Beating from the loop: a dispatcher whose loop is stuck stops looking alive.
         me = ProcessIdentity.here("dispatcher", details=json.dumps({"queues": queues or ["*"]}))
         liveness = Chore(
@@ -56,7 +68,7 @@ class Command(BaseCommand):
         dispatcher = Dispatcher(
             batch_size=options["batch_size"],
             poll=options["poll"],
-            chores=[reaper, liveness, forget],
+            chores=[reaper, retention, liveness, forget],
             queues=queues,
             schedules=not options["without_schedules"],
         )
