@@ -37,6 +37,7 @@ from jobs.redaction import redact_steps
 from jobs.schedules import admin as schedules_admin  # noqa: F401 - registers the schedule pages
 from jobs.selectors import job_waiting_for, queue_list
 from jobs.services import queues
+from jobs.steps.http import redact_url
 
 TRACE_ID = re.compile(r"[0-9a-f]{32}")
 # Error text is searched among jobs that have one to show: few, reached by job_status_created.
@@ -52,7 +53,7 @@ class CallbackDeliveryInline(admin.TabularInline[CallbackDelivery, Job]):
     fields = (
         "event",
         "target",
-        "url",
+        "shown_url",
         "attempt",
         "state",
         "status_code",
@@ -62,6 +63,10 @@ class CallbackDeliveryInline(admin.TabularInline[CallbackDelivery, Job]):
         "delivery_id",
     )
     readonly_fields = fields
+
+    @admin.display(description="URL")
+    def shown_url(self, delivery: CallbackDelivery) -> str:
+        return redact_url(delivery.url)  # as the API shows it
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -138,6 +143,7 @@ class JobAdmin(ServicesOnlyAdmin, admin.ModelAdmin[Job]):
                     "concurrency_key",
                     "max_concurrency",
                     "rate_limit",
+                    "callback",
                     "schedule",
                     "scheduled_for",
                     "idempotency_key",
@@ -150,7 +156,8 @@ class JobAdmin(ServicesOnlyAdmin, admin.ModelAdmin[Job]):
         "queued_at", "started_at", "finished_at", "next_attempt_at", "updated_at", "waiting_for",
         "hold", "held_by", "concurrency_key", "max_concurrency", "rate_limit", "dead_letter",
         "timeline", "audit_trail", "pipeline", "job_input", "result_value", "error", "attempts",
-        "next_step", "retry_policy", "timeout", "schedule", "scheduled_for", "idempotency_key",
+        "next_step", "retry_policy", "timeout", "callback", "schedule", "scheduled_for",
+        "idempotency_key",
     ]  # fmt: skip
 
     def get_search_results(
@@ -178,6 +185,11 @@ class JobAdmin(ServicesOnlyAdmin, admin.ModelAdmin[Job]):
     @admin.display(description="steps")
     def pipeline(self, job: Job) -> SafeString:
         return pre(redact_steps(job.steps))  # secret params never shown (jobs.redaction)
+
+    @admin.display(description="callback URL")
+    def callback(self, job: Job) -> str:
+        # As the API shows it: no userinfo, secret-looking query values redacted.
+        return redact_url(job.callback_url) if job.callback_url else "(none)"
 
     @admin.display(description="input")
     def job_input(self, job: Job) -> SafeString:

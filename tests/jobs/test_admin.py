@@ -110,7 +110,8 @@ def test_operators_give_an_owner_a_weight_and_a_cap(operator, user):
 
 
 def test_a_jobs_page_shows_its_callback_deliveries_read_only(operator):
-    job = JobFactory(status=Job.Status.SUCCEEDED, callback_url="https://hooks.example.com/done")
+    secret_url = "https://me:pw@hooks.example.com/done?token=s3cr3t&id=7"
+    job = JobFactory(status=Job.Status.SUCCEEDED, callback_url=secret_url)
     CallbackDelivery.objects.create(
         job=job,
         delivery_id=uuid.uuid4(),
@@ -133,3 +134,6 @@ def test_a_jobs_page_shows_its_callback_deliveries_read_only(operator):
     assert not (inline.has_add_permission or inline.has_change_permission)
     assert not inline.has_delete_permission
     assert b"callback_deliveries-0-state" not in page.content
+    # The URL, on the job and on its deliveries, as the API shows it: no secret in the page.
+    assert b"https://hooks.example.com/done?token=redacted&amp;id=7" in page.content
+    assert b"s3cr3t" not in page.content and b"me:pw" not in page.content
