@@ -479,9 +479,10 @@ SCHEDULE_TEMPLATE = {
 SCHEDULES_SQL = """
 INSERT INTO jobs_schedule (id, owner_id, name, cron, timezone, job_template, overlap, misfire,
     misfire_window, misfire_cap, enabled, jitter, pause_note, next_fire_at, version, created_at,
-    updated_at)
+    updated_at, job_hosts)
 SELECT gen_random_uuid(), %(owner)s, 'bench-' || i, '* * * * *', 'UTC', %(template)s::jsonb,
-    'allow', 'run_once', 3600, 10, true, 0, '', %(first)s, 0, now(), now()
+    'allow', 'run_once', 3600, 10, true, 0, '', %(first)s, 0, now(), now(),
+    '{}'  -- the template has no http step (services.schedule_create computes it)
 FROM generate_series(1, %(n)s) AS i
 """
 
