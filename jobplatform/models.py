@@ -158,3 +158,25 @@ class ProcessHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} {self.name}"
+
+
+class OutboxMessage(models.Model):
+    """A Celery message written in the transaction of the change it announces, published once
+    that transaction commits and deleted once published (``jobplatform.outbox``).
+
+    A row older than ``JOBPLATFORM_OUTBOX_REPUBLISH_AFTER`` seconds is a message whose publish
+    never happened (its process died between the commit and the publish, or the broker refused
+    it): a dispatcher publishes it then. Its consumer must take a second copy calmly (the
+    completion callbacks and the dead-letter webhook carry their delivery's id).
+    """
+
+    task = models.CharField(max_length=200)
+    args = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["created_at"], name="outbox_created")]
+
+    def __str__(self) -> str:
+        return f"{self.task} {self.args}"

@@ -426,6 +426,10 @@ JOBPLATFORM_STEP_ABANDON_AFTER = env.float("JOBPLATFORM_STEP_ABANDON_AFTER", def
 # published again (its message was lost: a restarted Redis, a worker killed with a retry in hand).
 JOBPLATFORM_REDELIVER_AFTER = env.float("JOBPLATFORM_REDELIVER_AFTER", default=300.0)
 JOBPLATFORM_REAPER_INTERVAL = env.float("JOBPLATFORM_REAPER_INTERVAL", default=5.0)
+# A message written to the outbox (completion callbacks, the dead-letter webhook) that is still
+# unpublished this many seconds later (its process died after the commit, or the broker refused
+# it) is published by a dispatcher (jobplatform.outbox).
+JOBPLATFORM_OUTBOX_REPUBLISH_AFTER = env.float("JOBPLATFORM_OUTBOX_REPUBLISH_AFTER", default=30.0)
 # The dispatcher asks the broker this often whether it restarted or lost its data (Redis run_id,
 # uptime, a marker key); if so it publishes again at once every job whose message was on it.
 JOBPLATFORM_BROKER_CHECK_INTERVAL = env.float("JOBPLATFORM_BROKER_CHECK_INTERVAL", default=2.0)

@@ -34,6 +34,7 @@ from django.utils import timezone
 from jobplatform import brokers, metrics
 from jobplatform.celery import app as celery_app
 from jobplatform.db import direct_connect
+from jobplatform.outbox import outbox_flush
 from jobs import services
 from jobs.broker import BrokerWatch
 from jobs.flow import BrokerDepth
@@ -299,6 +300,7 @@ class Dispatcher:
         self._unpublished: list[ReleasedJob] = []  # marked as republished, not yet published
         self.chores = [
             Chore("release-lost", settings.JOBPLATFORM_REAPER_INTERVAL, self.release_lost),
+            Chore("outbox", settings.JOBPLATFORM_REAPER_INTERVAL, self.flush_outbox),
             Chore(
                 "broker-watch", settings.JOBPLATFORM_BROKER_CHECK_INTERVAL, self.recover_broker_loss
             ),
@@ -319,6 +321,10 @@ class Dispatcher:
                 ),
             )
         self._listener: psycopg.Connection | None = None
+
+    def flush_outbox(self) -> int:
+        """Publish the messages (callbacks, webhooks) whose publish after commit never happened."""
+        return outbox_flush(older_than=settings.JOBPLATFORM_OUTBOX_REPUBLISH_AFTER)
 
     def release_lost(self) -> int:
         """Publish again the QUEUED jobs whose message never started them."""

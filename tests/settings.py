@@ -68,6 +68,8 @@ DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_
 JOBPLATFORM_HEARTBEAT_INTERVAL = 0.2
 JOBPLATFORM_LOST_AFTER = 2.0
 JOBPLATFORM_REAPER_INTERVAL = 0.5
+# An outbox message whose publish after commit never happened goes out a second later.
+JOBPLATFORM_OUTBOX_REPUBLISH_AFTER = 1.0
 # The chaos suite's broker cases run their processes with production's (TEST_REDELIVER_AFTER=300):
 # the broker watch (Redis), or no lost message at all (RabbitMQ), must bring the jobs back.
 JOBPLATFORM_REDELIVER_AFTER = env.float("TEST_REDELIVER_AFTER", default=4.0)

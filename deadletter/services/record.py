@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from functools import partial
 from uuid import UUID
 
 from django.conf import settings
@@ -14,7 +13,7 @@ from deadletter import webhooks
 from deadletter.fingerprints import fingerprint, normalise_message
 from deadletter.models import DeadLetter
 from jobplatform import metrics
-from jobplatform.celery import app as celery_app
+from jobplatform.outbox import outbox_publish
 from jobs.models import Job
 from jobs.redaction import redact_steps
 from jobs.steps import AttemptError
@@ -73,14 +72,11 @@ def dead_letter_record(
     # Counted once the failure commits: a rolled-back one never happened.
     transaction.on_commit(metrics.DEAD_LETTERS.labels(job["queue"], reason).inc)
     if settings.JOBPLATFORM_DEADLETTER_WEBHOOK_URL:
-        # After commit: a rolled-back failure is never announced, and the worker does not wait for
-        # the receiver. robust: a broker error here is logged, it does not fail the job's task.
-        transaction.on_commit(partial(_publish_notification, dead.id), robust=True)
+        # Through the outbox, after commit: a rolled-back failure is never announced, the worker
+        # does not wait for the receiver, and a broker error here is logged (the message is
+        # published later by a dispatcher), it does not fail the job's task.
+        outbox_publish(task=NOTIFY_TASK, args=[dead.id])
     return dead
-
-
-def _publish_notification(dead_letter_id: int) -> None:
-    celery_app.send_task(NOTIFY_TASK, args=[dead_letter_id])
 
 
 def dead_letter_notify(*, dead_letter_id: int) -> bool:

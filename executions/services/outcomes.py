@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +26,7 @@ from executions.services.claim import CLAIM_COLUMNS, Claim, ClaimRequest, claim_
 from executions.services.step_results import ATTEMPT_FENCE, INSERT_STEP, StepRecord, fence
 from jobplatform.db import prepared_cursor
 from jobs import lifecycle
-from jobs.callbacks.services import Event, callbacks_publish
+from jobs.callbacks.services import Event, callbacks_publish, callbacks_wanted
 from jobs.lifecycle import sql
 from jobs.retry import next_delay
 from jobs.services import DISPATCH_CHANNEL
@@ -95,26 +96,35 @@ def attempt_succeeded(
     }
     if result is not None:
         params |= result.params(claim)
+    # One statement in autocommit, the hot path; a job that sends callbacks when it ends needs
+    # a transaction, which their outbox rows join.
+    ending = transaction.atomic() if callbacks_wanted(has_url=claim.callback) else nullcontext()
     if then is not None and result is not None:
-        with prepared_cursor() as cursor:
-            cursor.execute(
-                _SUCCEED_THEN_CLAIM_SQL, params | then.params(now, "next_"), prepare=True
-            )
-            finished, *row = cursor.fetchone() or (0,)
+        with ending:
+            with prepared_cursor() as cursor:
+                cursor.execute(
+                    _SUCCEED_THEN_CLAIM_SQL, params | then.params(now, "next_"), prepare=True
+                )
+                finished, *row = cursor.fetchone() or (0,)
+            if finished == 1:
+                callbacks_publish(
+                    job_id=claim.job_id, event=Event.SUCCEEDED, has_url=claim.callback
+                )
         next_claim = None if row[0] is None else then.claim(row, now)
         if finished == 1:
-            callbacks_publish(job_id=claim.job_id, event=Event.SUCCEEDED, has_url=claim.callback)
             outcome = RunOutcome(status=Execution.Status.SUCCEEDED)
         else:
             outcome = attempt_cancelled(claim)
         return replace(outcome, then_tried=True, then_claim=next_claim)
-    with prepared_cursor() as cursor:
-        cursor.execute(
-            _SUCCEED_SQL if result is not None else _SUCCEED_NO_STEP_SQL, params, prepare=True
-        )
-        succeeded = cursor.rowcount == 1
+    with ending:
+        with prepared_cursor() as cursor:
+            cursor.execute(
+                _SUCCEED_SQL if result is not None else _SUCCEED_NO_STEP_SQL, params, prepare=True
+            )
+            succeeded = cursor.rowcount == 1
+        if succeeded:
+            callbacks_publish(job_id=claim.job_id, event=Event.SUCCEEDED, has_url=claim.callback)
     if succeeded:
-        callbacks_publish(job_id=claim.job_id, event=Event.SUCCEEDED, has_url=claim.callback)
         return RunOutcome(status=Execution.Status.SUCCEEDED)
     return attempt_cancelled(claim)
 

@@ -3,9 +3,11 @@
 - **Submission** (:func:`callback_url_validate`): an http(s) URL whose host is not a literal
   private address (the http step's policy, ``JOBPLATFORM_HTTP_ALLOW``), and a signing key set.
 - **The end** (:func:`callbacks_publish`): the service whose conditional UPDATE ended the job
-  (succeed, fail, cancel) calls it when its row count says it did. One message per target is
-  published after that commit, each with a new delivery id: a repeated terminal event (a second
-  worker, a redelivered message, a second cancel) matches no row, so it publishes nothing.
+  (succeed, fail, cancel) calls it, in that UPDATE's transaction, when its row count says it
+  did. One message per target, each with a new delivery id, is written to the outbox there and
+  published after the commit (``jobplatform.outbox``: a process that dies in between leaves the
+  row, which a dispatcher publishes): a repeated terminal event (a second worker, a redelivered
+  message, a second cancel) matches no row, so it publishes nothing.
 - **Delivery** (:func:`callback_deliver`, run by the task ``jobs.deliver_callback``): each HTTP
   attempt is a row, written before the POST and completed after it. The task retries with
   capped exponential backoff and jitter, off the worker's path; 2xx ends it, a 4xx or a refused
@@ -16,18 +18,17 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from functools import partial
 from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
 from jobplatform import webhooks
-from jobplatform.celery import app as celery_app
 from jobplatform.errors import InvalidInput
+from jobplatform.outbox import outbox_publish
 from jobs.callbacks.models import CallbackDelivery
 from jobs.models import Job
 from jobs.steps.errors import PermanentStepError, TransientStepError
@@ -90,15 +91,23 @@ def callbacks_publish(*, job_id: UUID, event: str, has_url: bool) -> None:
     """The job just ended with ``event``: after the commit of that transition, publish one
     delivery to its callback_url (``has_url``) and one to the operator's webhook, if set.
 
-    Call it only when the transition's UPDATE matched the row. robust: a broker error is
-    logged; it does not fail the transition's caller (the worker's task, a cancel request).
+    Call it in the transaction of the transition, and only when its UPDATE matched the row
+    (:func:`callbacks_wanted` says whether to open one). The messages go through the outbox: a
+    broker error is logged, does not fail the transition's caller (the worker's task, a cancel
+    request), and a dispatcher publishes them later.
     """
     targets = [Target.JOB] if has_url else []
     if settings.JOBPLATFORM_COMPLETION_WEBHOOK_URL:
         targets.append(Target.OPERATOR)
     for target in targets:
         args = [str(uuid4()), str(job_id), event, target.value]
-        transaction.on_commit(partial(celery_app.send_task, DELIVER_TASK, args=args), robust=True)
+        outbox_publish(task=DELIVER_TASK, args=args)
+
+
+def callbacks_wanted(*, has_url: bool) -> bool:
+    """Whether a job (``has_url``: it has a callback_url) sends anything when it ends: then its
+    ending UPDATE runs in a transaction that the outbox's rows join."""
+    return has_url or bool(settings.JOBPLATFORM_COMPLETION_WEBHOOK_URL)
 
 
 def callback_deliver(

@@ -78,11 +78,11 @@ def jobs_cancel(*, job_ids: list[UUID], actor: User | None, note: str = "") -> l
         "note": note,
         "subject": AUDIT_SUBJECT,
     }
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:  # the callbacks' outbox joins it
         cursor.execute(_CANCEL_SQL, params)
         rows = cursor.fetchall()
-    for job_id, has_url in rows:
-        callbacks_publish(job_id=job_id, event=Event.CANCELLED, has_url=has_url)
+        for job_id, has_url in rows:
+            callbacks_publish(job_id=job_id, event=Event.CANCELLED, has_url=has_url)
     return [job_id for job_id, _ in rows]
 
 

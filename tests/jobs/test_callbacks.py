@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from executions.models import Execution
 from executions.reaper import execution_reap_lost
+from jobplatform.models import OutboxMessage
 from jobplatform.webhooks import WebhookDeliveryError
 from jobs.callbacks.models import CallbackDelivery
 from jobs.callbacks.services import DELIVER_TASK, callback_deliver
@@ -140,8 +141,10 @@ def test_a_cancel_publishes_one_delivery_after_commit_and_a_second_cancel_none(
         assert job_cancel(job_id=job.id, actor=None) is True
         assert job_cancel(job_id=job.id, actor=None) is False  # the repeated end matches no row
     [send] = published
-    assert send.func.__name__ == "send_task" and send.args == (DELIVER_TASK,)
-    delivery_id, job_id, event, target = send.keywords["args"]
+    [message] = OutboxMessage.objects.all()  # written with the cancel, sent after its commit
+    assert send.func.__name__ == "_send" and send.args == (message.id, DELIVER_TASK, message.args)
+    assert message.task == DELIVER_TASK
+    delivery_id, job_id, event, target = message.args
     assert uuid.UUID(delivery_id).version == 4  # a new id for each end: X-Jobplatform-Delivery
     assert (job_id, event, target) == (str(job.id), "job.cancelled", "job")
 
@@ -151,7 +154,7 @@ def test_no_callback_url_and_no_webhook_publish_nothing(django_capture_on_commit
     job = JobFactory()
     with django_capture_on_commit_callbacks() as published:
         job_cancel(job_id=job.id, actor=None)
-    assert published == []
+    assert published == [] and not OutboxMessage.objects.exists()
 
 
 @pytest.mark.django_db
@@ -159,10 +162,10 @@ def test_the_operator_webhook_gets_every_end(settings, django_capture_on_commit_
     settings.JOBPLATFORM_COMPLETION_WEBHOOK_URL = "http://127.0.0.1:9/ops"
     settings.JOBPLATFORM_COMPLETION_WEBHOOK_SECRET = "ops-secret"
     job = JobFactory()  # no callback_url of its own
-    with django_capture_on_commit_callbacks() as published:
+    with django_capture_on_commit_callbacks():
         job_cancel(job_id=job.id, actor=None)
-    [send] = published
-    assert send.keywords["args"][2:] == ["job.cancelled", "operator"]
+    [message] = OutboxMessage.objects.all()
+    assert message.args[2:] == ["job.cancelled", "operator"]
 
 
 @pytest.mark.django_db
@@ -173,10 +176,10 @@ def test_a_job_the_reaper_fails_publishes_its_failed_callback(django_capture_on_
     Execution.objects.create(
         job=job, attempt=1, worker="w@dead", started_at=beat, heartbeat_at=beat
     )
-    with django_capture_on_commit_callbacks() as published:
+    with django_capture_on_commit_callbacks():
         assert execution_reap_lost(lost_after=30) == 1
-    [send] = [c for c in published if getattr(c, "args", None) == (DELIVER_TASK,)]
-    assert send.keywords["args"][1:] == [str(job.id), "job.failed", "job"]
+    [message] = OutboxMessage.objects.filter(task=DELIVER_TASK)
+    assert message.args[1:] == [str(job.id), "job.failed", "job"]
 
 
 # --- delivery, one attempt at a time (the task's body) ----------------------------------------

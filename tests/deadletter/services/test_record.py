@@ -6,6 +6,7 @@ import pytest
 
 from deadletter.models import DeadLetter
 from deadletter.services import NOTIFY_TASK, dead_letter_record
+from jobplatform.models import OutboxMessage
 from jobs.steps import AttemptError
 from tests.deadletter.factories import FailedJobFactory, _error
 
@@ -83,7 +84,7 @@ def test_the_webhook_is_published_only_after_the_commit(
     settings.JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET = "s3cret"
     sent = []
     monkeypatch.setattr(
-        "deadletter.services.record.celery_app.send_task",
+        "jobplatform.outbox.celery_app.send_task",
         lambda name, args: sent.append((name, args)),
     )
     job = FailedJobFactory(owner=user)
@@ -92,14 +93,19 @@ def test_the_webhook_is_published_only_after_the_commit(
             job_id=job.id, reason="exhausted", error=AttemptError(**_error("a")), attempts=1
         )
         assert sent == []  # nothing inside the transaction
+        # ...but the message is written with the entry, for a dispatcher to publish if the
+        # process dies before it does (jobplatform.outbox)
+        [message] = OutboxMessage.objects.all()
+        assert (message.task, message.args) == (NOTIFY_TASK, [dead.id])
     assert callbacks  # the publication (and the metric) wait for the commit
     assert sent == [(NOTIFY_TASK, [dead.id])]
+    assert not OutboxMessage.objects.exists()  # published: its row is gone
 
 
 def test_no_webhook_no_publication(user, django_capture_on_commit_callbacks, monkeypatch):
     sent = []
     monkeypatch.setattr(
-        "deadletter.services.record.celery_app.send_task",
+        "jobplatform.outbox.celery_app.send_task",
         lambda name, args: sent.append((name, args)),
     )
     job = FailedJobFactory(owner=user)
@@ -107,4 +113,4 @@ def test_no_webhook_no_publication(user, django_capture_on_commit_callbacks, mon
         dead_letter_record(
             job_id=job.id, reason="exhausted", error=AttemptError(**_error("a")), attempts=1
         )
-    assert sent == []
+    assert sent == [] and not OutboxMessage.objects.exists()
