@@ -32,6 +32,7 @@ RESOURCES = {
     "jobs": "job-list",
     "jobs_bulk": "job-bulk",
     "job_stats": "job-stats",
+    "callback_key": "callback-key",
     "steps": "step-list",
     "queues": "queue-list",
     "limits": "limits",

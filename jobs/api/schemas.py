@@ -304,6 +304,15 @@ class CallbackDeliveryListSchema(Schema):
     results = CallbackDeliverySchema(many=True, help_text="oldest first")
 
 
+class CallbackKeySchema(Schema):
+    key = serializers.CharField(
+        help_text="the HMAC key (use its text as the key's bytes, UTF-8): yours alone, derived "
+        "from the platform's secret, so it changes when the operator rotates that"
+    )
+    algorithm = serializers.ChoiceField(choices=["hmac-sha256"])
+    header = serializers.CharField(help_text="the header that carries sha256=<hex digest>")
+
+
 class StepTypeSchema(Schema):
     name = serializers.CharField()
     description = serializers.CharField()

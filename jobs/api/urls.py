@@ -20,6 +20,7 @@ urlpatterns = [
         views.JobCallbackListApi.as_view(),
         name="job-callbacks",
     ),
+    path("callbacks/key/", views.CallbackKeyApi.as_view(), name="callback-key"),
     path("steps/", views.StepTypeListApi.as_view(), name="step-list"),
     path("queues/", views.QueueListApi.as_view(), name="queue-list"),
     path("queues/<str:name>/", views.QueueDetailApi.as_view(), name="queue-detail"),

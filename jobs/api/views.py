@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -16,7 +17,7 @@ from executions.selectors import execution_list_for_job
 from jobplatform import logs
 from jobplatform.api.pagination import CreatedCursorPagination
 from jobplatform.auth import AuthenticatedRequest
-from jobplatform.errors import InvalidInput
+from jobplatform.errors import InvalidInput, NotFound
 from jobplatform.tracing import current_trace_id
 from jobs import services
 from jobs.api import schemas
@@ -35,6 +36,7 @@ from jobs.api.serializers import (
     waiting_for_output,
 )
 from jobs.callbacks.selectors import callback_list_for_job
+from jobs.callbacks.services import callback_key
 from jobs.models import Job
 from jobs.selectors import (
     job_get_visible,
@@ -286,6 +288,33 @@ class JobCallbackListApi(APIView):
     def get(self, request: AuthenticatedRequest, job_id: UUID) -> Response:
         job = job_get_visible(job_id=job_id, user=request.user)
         return Response({"results": callback_output(callback_list_for_job(job_id=job.id))})
+
+
+class CallbackKeyApi(APIView):
+    """GET: the key the caller's jobs' completion callbacks are signed with (HMAC-SHA256 of the
+    raw body, in ``X-Jobplatform-Signature``). Each owner has a key of its own."""
+
+    required_permissions = {"GET": "jobs.add_job"}  # who submits jobs, so receives callbacks
+    error_codes = {"GET": {404: ["JOBS.CALLBACKS_DISABLED"]}}
+
+    @extend_schema(
+        operation_id="callbacks_key",
+        summary="The key that signs your jobs' completion callbacks",
+        responses=schemas.CallbackKeySchema,
+    )
+    def get(self, request: AuthenticatedRequest) -> Response:
+        if not settings.JOBPLATFORM_CALLBACK_SECRET:
+            raise NotFound(
+                "JOBS.CALLBACKS_DISABLED",
+                "this platform sends no callbacks: its operator set no JOBPLATFORM_CALLBACK_SECRET",
+            )
+        return Response(
+            {
+                "key": callback_key(owner_id=request.user.pk),
+                "algorithm": "hmac-sha256",
+                "header": "X-Jobplatform-Signature",
+            }
+        )
 
 
 class JobStatsApi(APIView):

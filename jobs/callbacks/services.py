@@ -2,6 +2,8 @@
 
 - **Submission** (:func:`callback_url_validate`): an http(s) URL whose host is not a literal
   private address (the http step's policy, ``JOBPLATFORM_HTTP_ALLOW``), and a signing key set.
+- **Signing** (:func:`callback_key`): each owner's callbacks are signed with a key of the
+  owner's own, derived from ``JOBPLATFORM_CALLBACK_SECRET``; the operator's webhook with its own.
 - **The end** (:func:`callbacks_publish`): the service whose conditional UPDATE ended the job
   (succeed, fail, cancel) calls it, in that UPDATE's transaction, when its row count says it
   did. One message per target, each with a new delivery id, is written to the outbox there and
@@ -16,6 +18,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import logging
 from typing import Any
@@ -43,6 +47,7 @@ from jobs.steps.http import (
 logger = logging.getLogger("jobplatform.callbacks")
 
 DELIVER_TASK = "jobs.deliver_callback"
+KEY_CONTEXT = "jobplatform/callback-key/v1/"  # what an owner's key is derived for
 MAX_URL_LENGTH = 2048
 Event = CallbackDelivery.Event
 Target = CallbackDelivery.Target
@@ -85,6 +90,18 @@ def callback_url_validate(url: str) -> None:
             f"callback_url points to {address} ({reason}), which this platform does not call",
             {"address": str(address), "reason": reason},
         )
+
+
+def callback_key(*, owner_id: int) -> str:
+    """The key that signs the callbacks of ``owner_id``'s jobs (``GET /api/v1/callbacks/key/``).
+
+    Derived, not stored: HMAC-SHA256 of the owner's id under JOBPLATFORM_CALLBACK_SECRET, so
+    rotating the secret rotates every owner's key. Each owner verifies with a key of its own: a
+    client cannot sign a callback that another client's receiver would accept, which one key
+    shared by every client would allow.
+    """
+    secret = settings.JOBPLATFORM_CALLBACK_SECRET.encode()
+    return hmac.new(secret, f"{KEY_CONTEXT}{owner_id}".encode(), hashlib.sha256).hexdigest()
 
 
 def callbacks_publish(*, job_id: UUID, event: str, has_url: bool) -> None:
@@ -132,7 +149,8 @@ def callback_deliver(
         secret = settings.JOBPLATFORM_COMPLETION_WEBHOOK_SECRET
         post = webhooks.plain_post  # the operator's own URL: may be private, as configured
     else:
-        url, secret, post = job.callback_url, settings.JOBPLATFORM_CALLBACK_SECRET, guarded_post
+        url, post = job.callback_url, guarded_post
+        secret = callback_key(owner_id=job.owner_id) if settings.JOBPLATFORM_CALLBACK_SECRET else ""
     if not url or not secret:
         return None
     if State.PENDING in earlier:

@@ -15,6 +15,7 @@ from jobplatform_client import (
     Job,
     StepResult,
     WaitTimeout,
+    verify_callback,
 )
 
 from jobs.models import Job as JobRow
@@ -73,6 +74,12 @@ def test_a_job_with_a_callback_url_shows_its_delivered_callback(platform, jp):
         )
         [request] = receiver.at("/client")
         assert request.headers["X-Jobplatform-Delivery"] == delivery.delivery_id
+        # The receiver checks it with the client's own key.
+        signature = request.headers["X-Jobplatform-Signature"]
+        key = jp.jobs.callback_key()
+        assert verify_callback(request.body, signature, key)
+        assert not verify_callback(request.body + b" ", signature, key)
+        assert not verify_callback(request.body, None, key)
     finally:
         receiver.close()
 

@@ -16,13 +16,16 @@ from django.utils import timezone
 from executions.models import Execution
 from executions.reaper import execution_reap_lost
 from jobplatform.models import OutboxMessage
+from jobplatform.roles import Role
 from jobplatform.webhooks import WebhookDeliveryError
 from jobs.callbacks.models import CallbackDelivery
-from jobs.callbacks.services import DELIVER_TASK, callback_deliver
+from jobs.callbacks.services import DELIVER_TASK, callback_deliver, callback_key
 from jobs.models import Job
 from jobs.services import job_cancel
 from jobs.tasks import deliver_callback
+from tests.conftest import client_for
 from tests.deadletter.support import WebhookReceiver
+from tests.factories import UserFactory, with_role
 from tests.jobs.factories import JobFactory
 from tests.support import wait_for
 
@@ -129,6 +132,43 @@ def test_a_completion_webhook_without_a_secret_is_refused_at_start(settings):
         apps.get_app_config("jobs").ready()
 
 
+# --- each owner's signing key ---------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_each_owner_gets_a_key_of_its_own(api, user, viewer):
+    response = api.get("/api/v1/callbacks/key/")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body == {
+        "key": callback_key(owner_id=user.pk),
+        "algorithm": "hmac-sha256",
+        "header": "X-Jobplatform-Signature",
+    }
+    assert len(body["key"]) == 64 and body["key"] != SECRET
+    other = with_role(UserFactory(), Role.OPERATOR)
+    assert client_for(other).get("/api/v1/callbacks/key/").json()["key"] != body["key"]
+    # A viewer submits no jobs, so receives no callbacks.
+    refused = client_for(viewer).get("/api/v1/callbacks/key/")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "AUTH.PERMISSION_DENIED"
+
+
+@pytest.mark.django_db
+def test_rotating_the_secret_rotates_every_key(api, settings):
+    before = api.get("/api/v1/callbacks/key/").json()["key"]
+    settings.JOBPLATFORM_CALLBACK_SECRET = "rotated"
+    assert api.get("/api/v1/callbacks/key/").json()["key"] != before
+
+
+@pytest.mark.django_db
+def test_no_key_without_callbacks(api, settings):
+    settings.JOBPLATFORM_CALLBACK_SECRET = ""
+    response = api.get("/api/v1/callbacks/key/")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "JOBS.CALLBACKS_DISABLED"
+
+
 # --- publishing: once per end, after the commit ---------------------------------------------
 
 
@@ -199,8 +239,10 @@ def test_a_delivery_is_signed_json_recorded_and_not_repeated(receiver, path):
     )
     assert row is not None and (row.state, row.status_code, row.attempt) == ("delivered", 200, 1)
     [request] = receiver.at(path)
-    assert request.signature_is_valid(SECRET)
-    assert not request.signature_is_valid("another secret")
+    assert request.signature_is_valid(callback_key(owner_id=job.owner_id))
+    # Signed with the owner's key, not the platform's secret nor another owner's key.
+    assert not request.signature_is_valid(SECRET)
+    assert not request.signature_is_valid(callback_key(owner_id=job.owner_id + 1))
     assert request.headers["X-Jobplatform-Event"] == "job.succeeded"
     assert request.headers["X-Jobplatform-Delivery"] == str(delivery_id)
     body = request.json()
@@ -230,7 +272,8 @@ def test_a_receiver_that_cannot_take_it_now_is_retried_and_each_attempt_recorded
     rows = CallbackDelivery.objects.filter(job=job).values_list("attempt", "state", "status_code")
     assert list(rows) == [(1, "retrying", 500), (2, "delivered", 200)]
     first, second = receiver.at(path)
-    assert first.body == second.body and second.signature_is_valid(SECRET)
+    assert first.body == second.body
+    assert second.signature_is_valid(callback_key(owner_id=job.owner_id))
 
 
 @pytest.mark.django_db
@@ -287,7 +330,8 @@ def test_the_operator_webhook_is_signed_with_its_own_secret(receiver, path, sett
     )
     assert row is not None and row.state == "delivered"
     [request] = receiver.at(path)
-    assert request.signature_is_valid("ops-secret") and not request.signature_is_valid(SECRET)
+    assert request.signature_is_valid("ops-secret")
+    assert not request.signature_is_valid(callback_key(owner_id=job.owner_id))
     assert request.json()["job"]["error"] == {"code": "STEP.FAILED", "message": "boom"}
 
 
@@ -322,7 +366,8 @@ def test_a_succeeded_job_calls_back_once_signed(platform, api, receiver, path):
     assert row["event"] == "job.succeeded" and row["state"] == "delivered"
     assert row["status_code"] == 200 and row["attempt"] == 1 and row["target"] == "job"
     [request] = receiver.at(path)
-    assert request.signature_is_valid(SECRET)
+    key = api.get("/api/v1/callbacks/key/").json()["key"]  # how a client learns its key
+    assert request.signature_is_valid(key)
     assert request.headers["X-Jobplatform-Delivery"] == row["delivery_id"]
     body = request.json()
     assert body["job"]["id"] == job_id and body["job"]["status"] == "succeeded"
@@ -367,7 +412,8 @@ def test_a_receiver_answering_500_then_200_gets_a_retried_delivery(platform, api
     assert (second["attempt"], second["state"], second["status_code"]) == (2, "delivered", 200)
     assert first["delivery_id"] == second["delivery_id"]
     one, two = receiver.at(path)
-    assert one.body == two.body and two.signature_is_valid(SECRET)
+    key = api.get("/api/v1/callbacks/key/").json()["key"]
+    assert one.body == two.body and two.signature_is_valid(key)
     assert one.headers["X-Jobplatform-Delivery"] == two.headers["X-Jobplatform-Delivery"]
 
 

@@ -40,6 +40,7 @@ from jobplatform_client.models import (
     StepType,
 )
 from jobplatform_client.retry import RetryPolicy
+from jobplatform_client.signing import verify_callback
 
 __all__ = [
     "TERMINAL",
@@ -69,4 +70,5 @@ __all__ = [
     "TransportError",
     "WaitTimeout",
     "__version__",
+    "verify_callback",
 ]

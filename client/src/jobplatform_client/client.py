@@ -424,6 +424,11 @@ class Jobs:
         data = self._client.request("GET", f"jobs/{job_id}/callbacks/")
         return tuple(CallbackDelivery.from_api(d) for d in data.get("results", ()))
 
+    def callback_key(self) -> str:
+        """The key your jobs' completion callbacks are signed with (:func:`verify_callback`)."""
+        data = self._client.request("GET", "callbacks/key/")
+        return str(data["key"])
+
     def stats(self, **filters: Any) -> dict[str, Any]:
         """The visible jobs (narrowed by the list's ``filters``) counted by status and queue,
         the oldest due job's wait, and the last hour's throughput and failure rate."""
