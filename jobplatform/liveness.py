@@ -16,12 +16,14 @@ import logging
 import os
 import socket
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from jobplatform.models import ProcessHeartbeat
@@ -135,6 +137,30 @@ def process_list(*, role: str | None = None, hostname: str | None = None) -> lis
             )
         )
     return statuses
+
+
+def worker_slots() -> dict[str, int]:
+    """Per queue, the pool slots (processes or threads) of the live workers that consume it:
+    the sum of their ``concurrency``, as each worker's row says (``jobplatform.celery``). A
+    queue no live worker consumes, or whose workers' rows say nothing usable, is absent.
+
+    One query on the small liveness table; the dispatcher reads it every few seconds
+    (``jobs.flow.PoolSlots``) to size its messages and broker depth. A worker that stopped
+    counts until its row falls silent (``SILENT_INTERVALS`` intervals)."""
+    rows = ProcessHeartbeat.objects.filter(
+        role=ProcessHeartbeat.Role.WORKER, beat_at__gte=Now() - silent_after()
+    ).values_list("details", flat=True)
+    slots: Counter[str] = Counter()
+    for details in rows:
+        if not isinstance(details, dict):
+            continue
+        concurrency, queues = details.get("concurrency"), details.get("queues")
+        if type(concurrency) is not int or concurrency < 1 or not isinstance(queues, list):
+            continue
+        for queue in queues:
+            if isinstance(queue, str):
+                slots[queue] += concurrency
+    return dict(slots)
 
 
 class BeatThread:

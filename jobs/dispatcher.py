@@ -34,10 +34,11 @@ from django.utils import timezone
 from jobplatform import brokers, metrics
 from jobplatform.celery import app as celery_app
 from jobplatform.db import direct_connect
+from jobplatform.liveness import worker_slots
 from jobplatform.outbox import outbox_flush
 from jobs import services
 from jobs.broker import BrokerWatch
-from jobs.flow import BrokerDepth
+from jobs.flow import BrokerDepth, PoolSlots
 from jobs.schedules.firing import schedules_fire_due
 from jobs.schedules.selectors import schedule_next_fire_at
 from jobs.schedules.services import SCHEDULES_CHANNEL
@@ -61,10 +62,12 @@ def publish_attempts(
     batch_max: int | None = None,
     spread: int | None = None,
     queued: Mapping[str, int] | None = None,
+    slots: Mapping[str, int] | None = None,
 ) -> list[ReleasedJob]:
     """Publish the released jobs, pipelined, as run_job messages or, under backlog, run_jobs
     messages of several jobs each (:func:`pack`; ``queued``: the jobs of each queue already
-    QUEUED before these); return the jobs that were published.
+    QUEUED before these; ``slots``: the pool slots of the live workers of each queue); return
+    the jobs that were published.
 
     On Redis the messages go in one pipeline (kombu's ``Producer.batch``), not one round trip
     each; RabbitMQ has no such batch, and kombu publishes each at once, waiting for its confirm.
@@ -79,6 +82,7 @@ def publish_attempts(
         most=batch_max if batch_max is not None else settings.JOBPLATFORM_BATCH_MAX,
         spread=spread if spread is not None else settings.JOBPLATFORM_BATCH_SPREAD,
         queued=queued,
+        slots=slots,
     )
     try:
         with app.producer_or_acquire() as producer, producer.batch(max_size=len(batches)):
@@ -97,27 +101,32 @@ def pack(
     most: int,
     spread: int,
     queued: Mapping[str, int] | None = None,
+    slots: Mapping[str, int] | None = None,
 ) -> list[list[ReleasedJob]]:
     """The released jobs, in release order, as the jobs of each message to publish.
 
     Jobs share a message only with jobs of their queue and priority (the broker orders messages
     by priority, and the pool process runs a message's jobs in turn, in release order). The n
-    such jobs of a release go out in messages of k = min(``most``, (q + n) // ``spread``) jobs,
-    at least one, where q is how many jobs of the queue were QUEUED before them (``queued``:
-    waiting in the broker, or in a message a worker holds): what the queue has in the broker
-    once they are published, spread over at least ``spread`` messages (at least as many as the
-    pool processes that should share it). On an idle platform q is 0 and a release holds a job
+    such jobs of a release go out in messages of k = min(``most``, (q + n) // s) jobs, at least
+    one, where q is how many jobs of the queue were QUEUED before them (``queued``: waiting in
+    the broker, or in a message a worker holds): what the queue has in the broker once they are
+    published, spread over at least s messages, s being the pool slots of the queue's live
+    workers (``slots``: processes, or a threads pool's threads, each of which runs one message
+    at a time) and at least ``spread``. On an idle platform q is 0 and a release holds a job
     or a few, which go out one per message as before, so latency is unchanged; under backlog a
     release holds hundreds, or tops up a broker that holds more, and each message carries
-    ``most``.
+    ``most`` — unless the queue has more slots than that would keep busy: 32 threads get 32
+    messages, not four of 16 jobs run one after the other.
     """
     queued = queued or {}
+    slots = slots or {}
     groups: dict[tuple[str, int], list[ReleasedJob]] = {}
     for job in released:
         groups.setdefault((job.queue, job.priority), []).append(job)
     batches: list[list[ReleasedJob]] = []
     for (queue, _), jobs in groups.items():
-        k = max(1, min(most, (queued.get(queue, 0) + len(jobs)) // max(1, spread)))
+        spread_q = max(1, spread, slots.get(queue, 0))
+        k = max(1, min(most, (queued.get(queue, 0) + len(jobs)) // spread_q))
         batches.extend(jobs[i : i + k] for i in range(0, len(jobs), k))
     return batches
 
@@ -251,7 +260,12 @@ class Publish(Protocol):
     """How the dispatcher publishes what it released (``publish_attempts``; tests wrap it)."""
 
     def __call__(
-        self, released: list[ReleasedJob], /, *, queued: Mapping[str, int] | None = None
+        self,
+        released: list[ReleasedJob],
+        /,
+        *,
+        queued: Mapping[str, int] | None = None,
+        slots: Mapping[str, int] | None = None,
     ) -> list[ReleasedJob]: ...
 
 
@@ -293,6 +307,9 @@ class Dispatcher:
             maximum=settings.JOBPLATFORM_DISPATCH_MAX_QUEUED,
             full=settings.JOBPLATFORM_BATCH_MAX * settings.JOBPLATFORM_BATCH_SPREAD,
         )
+        # The pool slots of each queue's live workers, from their liveness rows (which change
+        # every liveness interval), read twice per interval: what messages are spread over.
+        self.slots = PoolSlots(worker_slots, every=settings.JOBPLATFORM_LIVENESS_INTERVAL / 2)
         self.publish = publish
         self.queues = list(queues) if queues else None  # None: every queue
         self.broker = BrokerWatch(str(celery_app.conf.broker_url))
@@ -391,14 +408,15 @@ class Dispatcher:
         """Release what is due within its limits, publish it after the release commits, and
         say what to do next; ``jobs`` are the jobs published."""
         served = self.queues or settings.JOBPLATFORM_QUEUES
+        slots = self.slots.of(served)
         release = services.job_release_due(
             limit=self.batch_size,
             queues=served,
-            max_queued={queue: self.depth.depth(queue) for queue in served},
+            max_queued={queue: self.depth.depth(queue, slots=slots[queue]) for queue in served},
         )
         if not release.jobs:
             return release
-        published = self.publish(release.jobs, queued=release.queued)
+        published = self.publish(release.jobs, queued=release.queued, slots=slots)
         metrics.RELEASE_BATCH.observe(len(published))
         metrics.PUBLISHED.labels("due").inc(len(published))
         for queue, count in Counter(job.queue for job in published).items():

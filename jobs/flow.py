@@ -13,6 +13,7 @@ measure of how many jobs of a queue to keep in the broker.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import defaultdict, deque
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 from uuid import UUID
+
+logger = logging.getLogger("jobplatform.dispatcher")
 
 NEW = "new"  # a job that never ran (attempts = 0)
 RETRY = "retry"  # a job that ran before: a retry, or a manual retry of a failed job
@@ -69,10 +72,13 @@ MIN_QUEUED = 10  # jobs of a queue the broker depth never goes below (a queue ju
 class BrokerDepth:
     """How many jobs of each queue the dispatcher keeps waiting in the broker: about
     ``seconds`` of work at the rate it released the queue's jobs over the last ``window``
-    seconds (in steady state, the rate workers take them), between MIN_QUEUED and ``maximum``;
-    and at least ``full`` (enough for a full message for each of the pool processes that share
-    a queue: JOBPLATFORM_BATCH_MAX x JOBPLATFORM_BATCH_SPREAD) while that is at most twice
-    ``seconds`` of work.
+    seconds (in steady state, the rate workers take them), between a floor and ``maximum``;
+    and at least ``full`` while that is at most twice ``seconds`` of work.
+
+    ``full`` is enough for a full message for each of the pool processes that share a queue
+    (JOBPLATFORM_BATCH_MAX x JOBPLATFORM_BATCH_SPREAD), or, when the queue's live workers have
+    more pool slots than that covers (a threads pool, ``slots``), two jobs per slot. The floor
+    is MIN_QUEUED, or one job per slot: a message for every slot as the queue wakes.
 
     A job released now starts behind at most that many of its queue, so the time it waits in
     the broker stays near ``seconds`` however fast or slow the workers are; the backlog beyond
@@ -102,7 +108,8 @@ class BrokerDepth:
         if count:
             self._released[queue].append((self.clock(), count))
 
-    def depth(self, queue: str) -> int:
+    def depth(self, queue: str, *, slots: int = 0) -> int:
+        """``slots``: the pool slots of the live workers consuming the queue (0: unknown)."""
         if not self.maximum or not self.seconds:
             return self.maximum
         recent = self._released[queue]
@@ -110,10 +117,38 @@ class BrokerDepth:
         while recent and recent[0][0] < cutoff:
             recent.popleft()
         rate = sum(count for _, count in recent) / self.window
-        depth = max(
-            math.ceil(rate * self.seconds), min(self.full, math.ceil(rate * 2 * self.seconds))
-        )
-        return max(MIN_QUEUED, min(self.maximum, depth))
+        full = max(self.full, 2 * slots)
+        depth = max(math.ceil(rate * self.seconds), min(full, math.ceil(rate * 2 * self.seconds)))
+        return max(MIN_QUEUED, min(self.maximum, max(slots, depth)))
+
+
+class PoolSlots:
+    """Per queue, the pool slots (processes or threads) of the live workers that consume it, as
+    ``read`` returns them (``jobplatform.liveness.worker_slots``), read again at most every
+    ``every`` seconds: the dispatcher asks at every release, the liveness rows change every
+    few seconds. 0 for a queue no live worker says it consumes."""
+
+    def __init__(
+        self,
+        read: Callable[[], Mapping[str, int]],
+        *,
+        every: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.read = read
+        self.every = every
+        self.clock = clock
+        self._slots: Mapping[str, int] = {}
+        self._read_at: float | None = None
+
+    def of(self, queues: Iterable[str]) -> dict[str, int]:
+        now = self.clock()
+        if self._read_at is None or now - self._read_at >= self.every:
+            slots = dict(self.read())
+            if slots != self._slots:
+                logger.info("pool slots of the live workers, per queue: %s", slots)
+            self._slots, self._read_at = slots, now
+        return {queue: self._slots.get(queue, 0) for queue in queues}
 
 
 @dataclass(frozen=True)

@@ -3,31 +3,36 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import Platform, running_platform
-from tests.support import HttpTarget
+from tests.support import HttpTarget, wait_for
 from tests.support import await_finished as finished
 from tests.support import submit_job as submit
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+THREADS = 8  # more than JOBPLATFORM_BATCH_SPREAD (4), which spreads messages without slots
 
 
 @pytest.fixture(scope="module")
 def io_platform(
     django_db_setup: Any, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Platform]:
-    """A dispatcher and a worker of four threads (``--pool threads``) for the queue "io"."""
+    """A dispatcher and a worker of THREADS threads (``--pool threads``) for the queue "io"; the
+    broker depth not bounded by the rate (QUEUED_SECONDS=0), so that a bulk submission is one
+    release."""
     with running_platform(
         tmp_path_factory.mktemp("io"),
         queues="io",
-        concurrency=4,
+        concurrency=THREADS,
         name="io-worker",
         pool="threads",
-        env={"JOBPLATFORM_STEP_ABANDON_AFTER": "0.5"},
+        env={"JOBPLATFORM_STEP_ABANDON_AFTER": "0.5", "JOBPLATFORM_DISPATCH_QUEUED_SECONDS": "0"},
     ) as plat:
         yield plat
 
@@ -124,3 +129,27 @@ def test_a_step_that_will_not_stop_is_abandoned_and_its_late_write_is_fenced(io_
     after = finished(api, job_id)
     assert after["status"] == "failed"
     assert after["executions"] == job["executions"]
+
+
+def test_a_backlog_goes_out_in_at_least_a_message_per_thread_of_the_threads_pool(io_platform, api):
+    """The worker's liveness row says it runs THREADS threads on "io"; the dispatcher spreads a
+    backlog's jobs over that many messages (jobs.dispatcher.pack), each thread running one
+    message's jobs in turn. Spread over BATCH_SPREAD (4) messages of 8 instead, as before, half
+    the threads would have had nothing to do. A message's jobs share its delivery id."""
+    wait_for(
+        lambda: f"'io': {THREADS}" in io_platform.dispatcher_log.read_text(),
+        what="the dispatcher to know the worker's threads",
+    )
+    count = 4 * THREADS
+    jobs = [
+        {"name": "spread", "queue": "io", "steps": [{"type": "sleep", "params": {"seconds": 0}}]}
+        for _ in range(count)
+    ]
+    response = api.post("/api/v1/jobs/bulk/", {"jobs": jobs}, format="json")
+    assert response.status_code == 201, response.content
+    ids = response.json()["ids"]
+    done = [finished(api, job_id) for job_id in ids]
+    assert {job["status"] for job in done} == {"succeeded"}
+    deliveries = Counter(job["executions"][0]["delivery_id"] for job in done)
+    # One release of the 32 jobs: k = 32 // THREADS, not 32 // 4 = 8.
+    assert sorted(deliveries.values()) == [count // THREADS] * THREADS

@@ -334,6 +334,33 @@ def test_a_top_up_goes_out_in_messages_sized_by_what_the_broker_holds():
     assert pack(jobs, most=16, spread=4, queued={"other": 500}) == [[job] for job in jobs]
 
 
+def test_a_backlog_is_spread_over_at_least_as_many_messages_as_the_queue_has_pool_slots():
+    """A threads pool of 32 runs one message per thread, each message's jobs one after the
+    other: 64 jobs go out as 32 messages of 2, not as four of 16 that keep four threads busy."""
+    sizes = [len(b) for b in pack(released(64), most=16, spread=4, slots={PROBE_QUEUE: 32})]
+    assert sizes == [2] * 32
+    # A top-up onto a broker that holds 48: messages sized by the 80 spread over 32 slots.
+    top_up = pack(
+        released(32), most=16, spread=4, queued={PROBE_QUEUE: 48}, slots={PROBE_QUEUE: 32}
+    )
+    assert [len(b) for b in top_up] == [2] * 16
+    assert [len(b) for b in pack(released(20), most=16, spread=4, slots={PROBE_QUEUE: 32})] == [
+        1
+    ] * 20  # fewer jobs than slots: one each
+    # Never beyond the cap, however many jobs each slot would get.
+    assert [len(b) for b in pack(released(800), most=16, spread=4, slots={PROBE_QUEUE: 32})] == [
+        16
+    ] * 50
+
+
+def test_pool_slots_fewer_than_the_spread_keep_full_messages():
+    """Prefork -c 2 (issue #13's case): BATCH_SPREAD still sizes the messages, which stay full;
+    slots of another queue, or none known, change nothing."""
+    for slots in ({PROBE_QUEUE: 2}, {"other": 32}, {}, None):
+        sizes = [len(b) for b in pack(released(64), most=16, spread=4, slots=slots)]
+        assert sizes == [16] * 4
+
+
 def test_a_batch_holds_jobs_of_one_queue_and_priority():
     urgent, other, normal = released(8, priority=9), released(8, queue="x"), released(7)
     mixed = [urgent[0], other[0], *normal, *urgent[1:], *other[1:]]

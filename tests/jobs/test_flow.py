@@ -16,6 +16,7 @@ from jobs.flow import (
     Candidate,
     ConcurrencyKeyGate,
     Lane,
+    PoolSlots,
     QueueState,
     lane_quotas,
     plan_release,
@@ -243,6 +244,50 @@ def test_the_broker_depth_holds_full_messages_of_short_jobs(rate, depth):
     broker = BrokerDepth(seconds=0.25, maximum=1000, full=64, clock=lambda: now[0])
     broker.released("q", rate)
     assert broker.depth("q") == depth
+
+
+@pytest.mark.parametrize(
+    ("rate", "slots", "depth"),
+    [
+        (0, 2, MIN_QUEUED),  # prefork -c 2: as without slots (the table above)
+        (200, 2, 64),
+        (400, 2, 100),
+        (0, 32, 32),  # 32 threads, the queue idle: a job for every thread as it wakes
+        (20, 32, 32),  # slow jobs: still one per thread, not a quarter second's 5
+        (200, 32, 64),  # BATCH_MAX x SPREAD covers two jobs per thread
+        (200, 50, 100),  # 50 threads: two jobs each, while that is at most half a second
+        (100, 50, 50),  # ... and no more than half a second of work beyond one per thread
+        (400, 50, 100),
+        (2000, 32, 500),  # a quarter second of fast jobs is deeper than any floor
+        (0, 3000, 1000),  # never past the maximum
+    ],
+)
+def test_the_broker_depth_covers_the_pool_slots_of_the_queues_live_workers(rate, slots, depth):
+    """With the pool slots of the queue's live workers known (a threads pool of 32), the depth
+    holds at least a job per slot, and two per slot while that is at most twice ``seconds`` of
+    work, so that the messages (spread over the slots by ``pack``) keep every thread busy."""
+    now = [0.0]
+    broker = BrokerDepth(seconds=0.25, maximum=1000, full=64, clock=lambda: now[0])
+    broker.released("q", rate)
+    assert broker.depth("q", slots=slots) == depth
+
+
+def test_pool_slots_are_read_at_most_every_few_seconds():
+    now = [0.0]
+    reads = []
+
+    def read() -> dict[str, int]:
+        reads.append(now[0])
+        return {"io": 32, "default": 2} if now[0] < 10 else {"default": 2}
+
+    slots = PoolSlots(read, every=5.0, clock=lambda: now[0])
+    assert slots.of(["io", "default", "idle"]) == {"io": 32, "default": 2, "idle": 0}
+    now[0] = 4.9
+    assert slots.of(["io"]) == {"io": 32}
+    assert reads == [0.0]  # one read serves every release in between
+    now[0] = 10.0
+    assert slots.of(["io", "default"]) == {"io": 0, "default": 2}  # the io worker fell silent
+    assert reads == [0.0, 10.0]
 
 
 @pytest.mark.parametrize(("seconds", "maximum", "expected"), [(0, 1000, 1000), (0.25, 0, 0)])
