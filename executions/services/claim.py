@@ -14,6 +14,7 @@ from django.utils import timezone
 from executions.models import Execution
 from jobplatform.db import prepared_cursor
 from jobs import lifecycle
+from jobs.breaker import CLOSED as BREAKER_CLOSED
 from jobs.lifecycle import sql, sql_in
 from jobs.retry import RetryPolicy
 
@@ -38,6 +39,9 @@ class Claim:
     trace_id: str = ""
     due_at: datetime | None = None  # when the attempt was due: run_at, or a retry's time
     callback: bool = False  # the job has a callback_url (jobs.callbacks), called when it ends
+    # At the claim, a host of the job's http steps had a circuit breaker that was not closed:
+    # only then may a success close one (executions.pipeline.report_to_breaker).
+    breakers: bool = False
 
     @property
     def budget_attempt(self) -> int:
@@ -65,7 +69,12 @@ def claim_ctes(prefix: str = "") -> str:
               -- UPDATE clears, or run_at. A sub-select in the statement reads the row as it was.
               (SELECT coalesce(d.next_attempt_at, d.run_at) FROM jobs_job AS d
                WHERE d.id = jobs_job.id) AS due_at,
-              callback_url <> '' AS callback
+              callback_url <> '' AS callback,
+              -- A host of the job with a breaker not closed (one probe of the primary key per
+              -- host; none for a job without http steps): whether its successes report.
+              EXISTS (SELECT FROM jobs_circuitbreaker AS b
+                      WHERE b.host = ANY (jobs_job.hosts) AND b.state <> {sql(BREAKER_CLOSED)})
+                  AS breakers
 ), execution AS (
     INSERT INTO executions_execution
         (job_id, attempt, status, worker, delivery_id, started_at, heartbeat_at, will_retry)
@@ -79,7 +88,7 @@ def claim_ctes(prefix: str = "") -> str:
 # What a claim returns, in the order ClaimRequest.claim reads it.
 CLAIM_COLUMNS = """execution.id, steps, input, next_step, step_outputs,
        max_retries, retry_backoff, retry_backoff_max, retry_jitter, timeout, retry_base,
-       queue, trace_id, due_at, callback"""
+       queue, trace_id, due_at, callback, breakers"""
 
 # One statement, so one round trip and one commit: the claim of the job and the attempt's row
 # are atomic without a transaction block (the hot path: every attempt pays for it).
@@ -127,6 +136,7 @@ class ClaimRequest:
             trace_id,
             due_at,
             callback,
+            breakers,
         ) = row
         return Claim(
             job_id=self.job_id,
@@ -147,6 +157,7 @@ class ClaimRequest:
             trace_id=trace_id,
             due_at=due_at,
             callback=callback,
+            breakers=breakers,
         )
 
 
