@@ -327,19 +327,21 @@ def _send(
     client: httpx.Client, request: httpx.Request, policy: AddressPolicy, timeout: float
 ) -> httpx.Response:
     address = checked_address(request.url, policy)
-    shown = redact_url(str(request.url))
     try:
         with BACKEND.pinned(request.url.host, address):
             return client.send(request, stream=True)
     except httpx.TimeoutException as exc:
         raise TransientStepError(
-            f"timed out after {timeout}s: {shown}", code="STEP.HTTP_TIMEOUT"
+            f"timed out after {timeout}s: {redact_url(str(request.url))}", code="STEP.HTTP_TIMEOUT"
         ) from exc
     except httpx.UnsupportedProtocol as exc:
-        raise PermanentStepError(f"{exc}: {shown}", code="STEP.HTTP_BAD_URL") from exc
+        raise PermanentStepError(
+            f"{exc}: {redact_url(str(request.url))}", code="STEP.HTTP_BAD_URL"
+        ) from exc
     except (httpx.TransportError, httpx.InvalidURL) as exc:
         raise TransientStepError(
-            f"{type(exc).__name__} for {shown}: {exc}", code="STEP.HTTP_CONNECT"
+            f"{type(exc).__name__} for {redact_url(str(request.url))}: {exc}",
+            code="STEP.HTTP_CONNECT",
         ) from exc
 
 
@@ -364,18 +366,21 @@ def _outcome(
 def _read_capped(response: httpx.Response, url: httpx.URL) -> bytes:
     limit = settings.JOBPLATFORM_HTTP_MAX_RESPONSE_BYTES
     declared = response.headers.get("content-length", "")
-    too_large = PermanentStepError(
-        f"{redact_url(str(url))}: the response body exceeds {limit} bytes",
-        code="STEP.HTTP_RESPONSE_TOO_LARGE",
-    )
+
+    def too_large() -> PermanentStepError:  # made only when raised: redacting costs a URL parse
+        return PermanentStepError(
+            f"{redact_url(str(url))}: the response body exceeds {limit} bytes",
+            code="STEP.HTTP_RESPONSE_TOO_LARGE",
+        )
+
     if declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise too_large()
     chunks, size = [], 0
     try:
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > limit:
-                raise too_large
+                raise too_large()
             chunks.append(chunk)
     except httpx.TimeoutException as exc:
         raise TransientStepError(
