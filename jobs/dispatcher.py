@@ -352,10 +352,15 @@ class Dispatcher:
         )
         if not lost:
             return 0
-        published = self.publish(lost)
+        published = self.publish(lost, slots=self.slots_of(lost))
         metrics.PUBLISHED.labels("lost").inc(len(published))
         logger.warning("published %d of %d jobs whose message was lost", len(published), len(lost))
         return len(published)
+
+    def slots_of(self, jobs: list[ReleasedJob]) -> dict[str, int]:
+        """The pool slots of the queues of ``jobs``: republished jobs are spread like released
+        ones."""
+        return self.slots.of(dict.fromkeys(job.queue for job in jobs))
 
     def seconds_until_next_tick(self) -> float | None:
         """Seconds until the earliest schedule tick, None if no schedule will fire."""
@@ -376,7 +381,7 @@ class Dispatcher:
                 limit=self.batch_size,
                 queues=self.queues,
             )
-            published = self.publish(lost)
+            published = self.publish(lost, slots=self.slots_of(lost))
             total += len(published)
             if len(published) < len(lost):
                 # The broker went again. The jobs are marked as published: keep them, and try
