@@ -111,7 +111,9 @@ def breaker_failure(*, host: str) -> CircuitBreaker:
 
 # Only a half-open breaker changes on a success: one statement on the primary key, in autocommit
 # (no transaction block to open and commit), which changes nothing for a host that is closed or
-# never failed: the whole cost of breakers to a successful http step.
+# never failed. The worker calls it only when a breaker of the job's hosts was not closed at the
+# claim (executions.pipeline.report_to_breaker), so a successful http step whose hosts' breakers
+# are closed costs none of it.
 def breaker_success(*, host: str) -> bool:
     """A request to ``host`` succeeded: a half-open breaker closes. True if it closed."""
     changed = CircuitBreaker.objects.filter(
