@@ -7,13 +7,16 @@ it cheap.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections import Counter
 from datetime import timedelta
 
+import psycopg
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.utils import timezone
+from psycopg import pq
 
 from jobs.models import Hold, Job, OwnerQuota, Queue
 from jobs.services import job_release_due
@@ -268,6 +271,53 @@ def test_two_dispatchers_releasing_at_once_never_exceed_a_cap(user):
         for thread in threads:
             thread.join(timeout=10)
     assert max(seen) == 5
+
+
+def round_trips(action) -> tuple[object, int]:
+    """``action()``'s result, and how many times the client sent PostgreSQL something and
+    waited for its answer, read from libpq's trace of the connection (F: a message the client
+    sent, B: one it received)."""
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            result = action()
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        sides = [line.split("\t", 1)[0] for line in trace.read().splitlines()]
+    turns = [side for i, side in enumerate(sides) if side in "FB" and sides[i - 1 : i] != [side]]
+    return result, "".join(turns).count("FB")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_release_of_one_job_is_three_round_trips(user):
+    """The release's statements are pipelined: BEGIN, the locks, the lanes and the state go
+    together, then the candidates, then the mark with COMMIT (seven round trips unpipelined,
+    each on the path from a submission to its start)."""
+    release()  # the connection's statements prepared
+    [job] = waiting(user, 1)
+    done, trips = round_trips(release)
+    assert [j.id for j in done.jobs] == [job.id]
+    assert trips == 3
+    assert statuses([job]) == [Job.Status.QUEUED]  # committed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_release_that_cannot_lock_gives_way_and_the_next_one_releases(user):
+    """A release waits at most its lock_timeout for its table locks (a TRUNCATE or an ALTER
+    holding one would otherwise deadlock with it); the failed one's transaction is ended, so
+    the dispatcher's next release on the same connection works."""
+    [job] = waiting(user, 1)
+    with psycopg.connect(**connection.get_connection_params()) as other:
+        other.execute("LOCK TABLE jobs_queue IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(OperationalError, match="lock timeout"):
+            release()
+        other.rollback()
+    assert statuses([job]) == [Job.Status.PENDING]
+    assert [j.id for j in release().jobs] == [job.id]
 
 
 def explain(sql: str, params: dict) -> str:
