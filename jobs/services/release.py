@@ -16,9 +16,11 @@ concurrency key here, the circuit breaker and the rate limit in ``jobs.services.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +28,7 @@ from uuid import UUID
 
 import psycopg
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -48,10 +50,15 @@ RELEASE_LOCK = zlib.crc32(b"jobplatform.release")
 # waiting at most 200 ms for them: a TRUNCATE or an ALTER TABLE that takes these tables one by
 # one, in its own order, would otherwise deadlock with a release that asks for one of them
 # later. The release gives way instead, and the dispatcher tries again.
-_BEGIN_RELEASE_SQL = f"""
-SELECT pg_advisory_xact_lock({RELEASE_LOCK}), set_config('lock_timeout', '200ms', true);
-LOCK TABLE jobs_job, jobs_queue, jobs_ownerquota IN ROW SHARE MODE
-"""
+# Its prepared statements run on generic plans: PostgreSQL kept planning them anew at every
+# execution (custom plans), which cost it more than running them (the state: 1.9 ms to plan, 0.5
+# to run), on the path from a submission to its start. Each reads through its partial index
+# whatever its parameters (tests/jobs/test_release.py checks the generic plans too).
+_BEGIN_RELEASE_SQL = (
+    f"SELECT pg_advisory_xact_lock({RELEASE_LOCK}), set_config('lock_timeout', '200ms', true),"
+    " set_config('plan_cache_mode', 'force_generic_plan', true)",
+    "LOCK TABLE jobs_job, jobs_queue, jobs_ownerquota IN ROW SHARE MODE",
+)
 
 WAITING = sql_in(lifecycle.RELEASE.sources)
 IN_FLIGHT = sql_in(lifecycle.IN_FLIGHT)
@@ -63,6 +70,36 @@ NOT_PARKED = "''"  # Hold.NONE
 # Jobs of a full key parked per release besides those the plan refused: enough to clear a lane
 # of them quickly, bounded so that one release stays short.
 PARK_BATCH = 1000
+
+
+@contextmanager
+def _release_transaction(cursor: Cursor) -> Iterator[None]:
+    """The release's transaction, pipelined (psycopg's pipeline mode): a statement whose result
+    is not needed yet goes out with the next one that is. BEGIN, the locks, the lanes and the
+    state are one round trip, the candidates a second, the mark and COMMIT a third: an idle
+    release of one job takes three round trips instead of seven, each on the path from a
+    submission to its start (docs/performance.md). BEGIN and COMMIT are sent here, as
+    statements of the pipeline, because a transaction psycopg opens itself waits for its BEGIN
+    to come back.
+
+    Within a caller's transaction (a test's), the release is a savepoint in it, unpipelined.
+    """
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            yield
+        return
+    try:
+        with cursor.connection.pipeline():
+            cursor.execute("BEGIN")
+            yield
+            cursor.execute("COMMIT")
+    except BaseException:
+        # An error leaves the transaction aborted (or its connection broken, which the
+        # dispatcher replaces): end it, so the connection is usable again.
+        if cursor.connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                cursor.connection.execute("ROLLBACK")
+        raise
 
 
 @dataclass(frozen=True)
@@ -107,52 +144,66 @@ def job_release_due(
     """
     now = now or timezone.now()  # the application's clock, the one that wrote run_at
     served = list(dict.fromkeys(queues or settings.JOBPLATFORM_QUEUES))
-    with transaction.atomic(), prepared_cursor() as cursor:
-        # Two statements in one round trip: no parameters, so no prepared statement.
-        cursor.execute(_BEGIN_RELEASE_SQL)
-        state = release_state(cursor, served)
-        for reason in state.parked:
-            UNPARKERS[reason].unpark(cursor, now)
-        depth = settings.JOBPLATFORM_DISPATCH_MAX_QUEUED
-        room_left = {  # what the queue's own bounds allow, the batch size aside
-            name: flow.queue_room(
-                queue,
-                max_queued=max_queued.get(name, depth) if max_queued is not None else depth,
-                limit=sys.maxsize,
+    with (
+        prepared_cursor() as cursor,
+        psycopg.Cursor(cursor.connection) as lanes_cursor,
+        psycopg.Cursor(cursor.connection) as mark_cursor,
+    ):
+        with _release_transaction(cursor):
+            for statement in _BEGIN_RELEASE_SQL:
+                cursor.execute(statement)
+            # The lanes of every served queue, asked for before the state says which have
+            # room, so that they come back with it: a queue without room costs its lanes'
+            # probes, not a round trip more for the others.
+            read_lanes(lanes_cursor, served)
+            state = release_state(cursor, served)
+            for reason in state.parked:
+                UNPARKERS[reason].unpark(cursor, now)
+            lanes_from = lanes_cursor
+            if state.parked:  # the unparked jobs are back in their lanes: read them again
+                read_lanes(cursor, served)
+                lanes_from = cursor
+            depth = settings.JOBPLATFORM_DISPATCH_MAX_QUEUED
+            room_left = {  # what the queue's own bounds allow, the batch size aside
+                name: flow.queue_room(
+                    queue,
+                    max_queued=max_queued.get(name, depth) if max_queued is not None else depth,
+                    limit=sys.maxsize,
+                )
+                for name, queue in state.queues.items()
+            }
+            rooms = {name: min(limit, room) for name, room in room_left.items()}
+            open_queues = [name for name in served if rooms[name] > 0 and name in state.waiting]
+            # Jobs parked, or due jobs in a queue without room, wait for room that finishing
+            # jobs free without telling the dispatcher: it looks again soon.
+            waiting = bool(state.parked) or any(
+                rooms[name] == 0 and not state.queues[name].paused for name in state.waiting
             )
-            for name, queue in state.queues.items()
-        }
-        rooms = {name: min(limit, room) for name, room in room_left.items()}
-        open_queues = [name for name in served if rooms[name] > 0 and name in state.waiting]
-        # Jobs parked, or due jobs in a queue without room, wait for room that finishing jobs
-        # free without telling the dispatcher: it looks again soon.
-        waiting = bool(state.parked) or any(
-            rooms[name] == 0 and not state.queues[name].paused for name in state.waiting
-        )
-        queued = {name: queue.queued for name, queue in state.queues.items()}
-        if not open_queues:
-            return Release(jobs=[], waiting=waiting, queued=queued)
-        lanes = _lanes(cursor, open_queues)
-        due = [lane for lane in lanes if lane.due_at <= now]
-        quotas = flow.lane_quotas(due, rooms)
-        read = _candidates(cursor, quotas, now)
-        candidates = [job for jobs in read.values() for job in jobs]
-        gates = [make(cursor, candidates, now) for make in GATES]
-        plan = flow.plan_release(
-            candidates=candidates,
-            rooms=rooms,
-            in_flight=state.in_flight,
-            weights={lane.owner_id: lane.weight for lane in due},
-            gates=gates,
-        )
-        released = _mark_released(cursor, plan.release)
-        for gate in gates:
-            refused = plan.parked.get(gate.reason)
-            if refused:
-                PARKERS[gate.reason](cursor, refused, now, gate)
-            settle = getattr(gate, "settle", None)
-            if settle is not None:
-                settle(cursor, now)
+            queued = {name: queue.queued for name, queue in state.queues.items()}
+            if not open_queues:
+                return Release(jobs=[], waiting=waiting, queued=queued)
+            lanes = [lane for lane in lanes_read(lanes_from) if lane.queue in open_queues]
+            due = [lane for lane in lanes if lane.due_at <= now]
+            quotas = flow.lane_quotas(due, rooms)
+            read = _candidates(cursor, quotas, now)
+            candidates = [job for jobs in read.values() for job in jobs]
+            gates = [make(cursor, candidates, now) for make in GATES]
+            plan = flow.plan_release(
+                candidates=candidates,
+                rooms=rooms,
+                in_flight=state.in_flight,
+                weights={lane.owner_id: lane.weight for lane in due},
+                gates=gates,
+            )
+            _mark_released(mark_cursor, plan.release)  # read once committed
+            for gate in gates:
+                refused = plan.parked.get(gate.reason)
+                if refused:
+                    PARKERS[gate.reason](cursor, refused, now, gate)
+                settle = getattr(gate, "settle", None)
+                if settle is not None:
+                    settle(cursor, now)
+        released = _marked(mark_cursor, plan.release)
     left = dict(room_left)
     for job in plan.release:
         left[job.queue] -= 1
@@ -307,8 +358,13 @@ WHERE l.hold = {NOT_PARKED}
 """
 
 
-def _lanes(cursor: Cursor, queues: Sequence[str]) -> list[flow.Lane]:
+def read_lanes(cursor: Cursor, queues: Sequence[str]) -> None:
+    """Ask for the lanes of ``queues``; :func:`lanes_read` reads them (in a pipeline, the
+    statement goes out with the next one whose result is needed)."""
     cursor.execute(_LANES_SQL, {"queues": list(queues)}, prepare=True)
+
+
+def lanes_read(cursor: Cursor) -> list[flow.Lane]:
     return [
         flow.Lane(
             queue=queue, owner_id=owner, priority=priority, status=status, due_at=due, weight=w
@@ -392,10 +448,15 @@ RETURNING id, attempts, trace_id
 """
 
 
-def _mark_released(cursor: Cursor, jobs: list[flow.Candidate]) -> list[ReleasedJob]:
+def _mark_released(cursor: Cursor, jobs: list[flow.Candidate]) -> None:
+    if jobs:
+        cursor.execute(_MARK_RELEASED_SQL, {"ids": [job.id for job in jobs]}, prepare=True)
+
+
+def _marked(cursor: Cursor, jobs: list[flow.Candidate]) -> list[ReleasedJob]:
+    """The jobs :func:`_mark_released` marked, as messages to publish."""
     if not jobs:
         return []
-    cursor.execute(_MARK_RELEASED_SQL, {"ids": [job.id for job in jobs]}, prepare=True)
     marked = {job_id: (attempts, trace_id) for job_id, attempts, trace_id in cursor.fetchall()}
     return [
         ReleasedJob(

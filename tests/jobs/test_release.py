@@ -7,13 +7,17 @@ it cheap.
 
 from __future__ import annotations
 
+import re
+import tempfile
 import threading
 from collections import Counter
 from datetime import timedelta
 
+import psycopg
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.utils import timezone
+from psycopg import pq
 
 from jobs.models import Hold, Job, OwnerQuota, Queue
 from jobs.services import job_release_due
@@ -270,10 +274,74 @@ def test_two_dispatchers_releasing_at_once_never_exceed_a_cap(user):
     assert max(seen) == 5
 
 
+def round_trips(action) -> tuple[object, int]:
+    """``action()``'s result, and how many times the client sent PostgreSQL something and
+    waited for its answer, read from libpq's trace of the connection (F: a message the client
+    sent, B: one it received)."""
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        try:
+            result = action()
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        sides = [line.split("\t", 1)[0] for line in trace.read().splitlines()]
+    turns = [side for i, side in enumerate(sides) if side in "FB" and sides[i - 1 : i] != [side]]
+    return result, "".join(turns).count("FB")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_release_of_one_job_is_three_round_trips(user):
+    """The release's statements are pipelined: BEGIN, the locks, the lanes and the state go
+    together, then the candidates, then the mark with COMMIT (seven round trips unpipelined,
+    each on the path from a submission to its start)."""
+    release()  # the connection's statements prepared
+    [job] = waiting(user, 1)
+    done, trips = round_trips(release)
+    assert [j.id for j in done.jobs] == [job.id]
+    assert trips == 3
+    assert statuses([job]) == [Job.Status.QUEUED]  # committed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_release_that_cannot_lock_gives_way_and_the_next_one_releases(user):
+    """A release waits at most its lock_timeout for its table locks (a TRUNCATE or an ALTER
+    holding one would otherwise deadlock with it); the failed one's transaction is ended, so
+    the dispatcher's next release on the same connection works."""
+    [job] = waiting(user, 1)
+    with psycopg.connect(**connection.get_connection_params()) as other:
+        other.execute("LOCK TABLE jobs_queue IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(OperationalError, match="lock timeout"):
+            release()
+        other.rollback()
+    assert statuses([job]) == [Job.Status.PENDING]
+    assert [j.id for j in release().jobs] == [job.id]
+
+
 def explain(sql: str, params: dict) -> str:
+    """The plans of ``sql``: planned for ``params``, and generic (as the release's prepared
+    statements run: ``plan_cache_mode = force_generic_plan``)."""
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN {sql}", params)
-        return "\n".join(row[0] for row in cursor.fetchall())
+        custom = "\n".join(row[0] for row in cursor.fetchall())
+        names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+        numbered = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", sql)
+        cursor.execute(f"PREPARE probe AS {numbered}")
+        try:
+            cursor.execute("SET plan_cache_mode = force_generic_plan")
+            values = ", ".join(["%s"] * len(names))
+            cursor.execute(
+                f"EXPLAIN EXECUTE probe{f'({values})' if names else ''}",
+                [params[name] for name in names],
+            )
+            generic = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("RESET plan_cache_mode")
+            cursor.execute("DEALLOCATE probe")
+    return custom + "\n--- generic plan:\n" + generic
 
 
 def test_every_release_statement_reads_through_its_partial_index_whatever_the_statistics(user):
@@ -302,8 +370,12 @@ def test_every_release_statement_reads_through_its_partial_index_whatever_the_st
         ),
         "unpark": explain(_UNPARK_KEYS_SQL, {"now": now}),
     }
-    for name, plan in plans.items():
-        assert "Seq Scan on jobs_job" not in plan, (name, plan)
-    assert "job_in_flight" in plans["state"], plans["state"]
-    assert "job_ready" in plans["lanes"] and "job_ready" in plans["candidates"], plans
-    assert "job_key_waiting" in plans["unpark"], plans["unpark"]
+    for kind in (0, 1):  # planned for the parameters, and generic
+        part = {name: plan.split("--- generic plan:")[kind] for name, plan in plans.items()}
+        for name, plan in part.items():
+            assert "Seq Scan on jobs_job" not in plan, (name, plan)
+        # The jobs in flight: through job_in_flight, or generically through job_status_created
+        # on the same two statuses (as many entries either way: jobs queued or running).
+        assert ("job_in_flight" if kind == 0 else "Index Scan") in part["state"], part["state"]
+        assert "job_ready" in part["lanes"] and "job_ready" in part["candidates"], part
+        assert "job_key_waiting" in part["unpark"], part["unpark"]
