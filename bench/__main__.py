@@ -7,7 +7,8 @@ a client's start lag behind another client's flood, against the release without 
 and flowcost: throughput with flow control off, at its defaults, and configured but not binding;
 (issue #18) schedules: how soon after a real minute tick 10,000 every-minute schedules have their
 jobs; (issue #17) iobound: jobs of one http step to a slow local server, the platform on the
-threads pool against bare Celery on the same pool.
+threads pool against bare Celery on the same pool, and mixed: short jobs arriving behind long
+ones, on one shared queue and with a queue per kind.
 Results are printed as a table and written to bench/results/<time>.json.
 """
 
@@ -335,6 +336,115 @@ def iobound(
             result[f"{name}_ratio"] = statistics.median(ratios)
             result[f"{name}_ratios"] = ratios
     return result
+
+
+# --- mixed ------------------------------------------------------------------------------------
+
+MIXED_QUEUES = "default,slow"
+
+
+def arrive(stack: Stack, count: int, rate: float, tick: float = 0.1) -> float:
+    """``count`` no-op jobs arriving at ``rate`` a second: every ``tick`` seconds a bulk request
+    of ``rate * tick`` jobs, on a fixed clock (after a slow request the next ones go at once);
+    the seconds the arrival took. Bulk requests of a few dozen, not one request per job: the
+    jobs arrive as steadily, and the client and the web server leave the two cores to the
+    workers measured."""
+    per_tick = max(1, round(rate * tick))
+    began = time.monotonic()
+    for n, start in enumerate(range(0, count, per_tick)):
+        wait = began + n * tick - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        jobs = [{"name": "mixed-noop", "steps": NOOP}] * min(per_tick, count - start)
+        stack.http.post("/api/v1/jobs/bulk/", json={"jobs": jobs}).raise_for_status()
+    return time.monotonic() - began
+
+
+def mixed_run(
+    stack: Stack, *, split: bool, slow: int, seconds: float, fast: int, rate: float
+) -> dict[str, Any]:
+    """``slow`` jobs of one ``seconds`` sleep submitted at once, then ``fast`` no-op jobs
+    arriving at ``rate`` a second. Shared (``split`` false): all on queue "default", one worker
+    ``-c 2``. Split: the sleeps on queue "slow" with a worker ``-c 2`` of their own, the no-ops
+    on "default" with another. The no-ops' start lag (first attempt's ``started_at`` -
+    ``created_at``), and when the last sleep finished after the first was submitted."""
+    stack.reset()
+    stack.start_dispatcher()
+    stack.start_worker()  # "default"
+    if split:
+        stack.start_worker("worker-slow", queues="slow")
+    load = [os.getloadavg()[0]]
+    try:
+        began = time.time()
+        queue = {"queue": "slow"} if split else {}
+        sleep = [{"type": "sleep", "params": {"seconds": seconds}}]
+        batch = [{"name": "mixed-slow", "steps": sleep, **queue}] * slow
+        for start in range(0, slow, 1000):
+            response = stack.http.post(
+                "/api/v1/jobs/bulk/", json={"jobs": batch[start : start + 1000]}
+            )
+            response.raise_for_status()
+        arrival = arrive(stack, fast, rate)
+        await_succeeded(stack, slow + fast)
+        load.append(os.getloadavg()[0])
+    finally:
+        stack.stop("worker-slow")
+        stack.stop("worker")
+        stack.stop("dispatcher")
+    lags = sorted(
+        1000 * float(lag)
+        for (lag,) in stack.sql(
+            "SELECT extract(epoch FROM e.started_at - j.created_at) FROM executions_execution e"
+            " JOIN jobs_job j ON j.id = e.job_id WHERE j.name = 'mixed-noop' AND e.attempt = 1"
+        )
+    )
+    [(slow_done, fast_done)] = stack.sql(
+        "SELECT max(finished_at) FILTER (WHERE name = 'mixed-slow'),"
+        " max(finished_at) FILTER (WHERE name = 'mixed-noop') FROM jobs_job"
+    )
+    return {
+        "noop_lag_p50_ms": percentile(lags, 50),
+        "noop_lag_p99_ms": percentile(lags, 99),
+        "noop_lag_max_ms": lags[-1],
+        "slow_done_s": slow_done.timestamp() - began,
+        "all_done_s": max(slow_done, fast_done).timestamp() - began,
+        "arrival_s": arrival,
+        "arrival_per_s": fast / arrival,
+        "loadavg_before": load[0],
+        "loadavg_after": load[-1],
+    }
+
+
+def mixed(
+    stack: Stack, runs: int, *, slow: int, seconds: float, fast: int, rate: float
+) -> dict[str, Any]:
+    """Issue #17's mixed scenario: short jobs behind long ones on one shared queue, and with a
+    queue per kind (docs/operations.md#scaling-workers-and-queues), in rounds of the two runs.
+    The queues "default" and "slow" are declared for every process (web restarted with them)."""
+    stack.overrides = {"JOBPLATFORM_QUEUES": MIXED_QUEUES}
+    stack.stop("web")
+    stack.start_web()
+    args: dict[str, Any] = {"slow": slow, "seconds": seconds, "fast": fast, "rate": rate}
+    try:
+        rounds = [
+            {"shared": mixed_run(stack, split=False, **args),
+             "split": mixed_run(stack, split=True, **args)}
+            for _ in range(runs)
+        ]  # fmt: skip
+    finally:
+        stack.overrides = {}
+        stack.stop("web")
+        stack.start_web()
+    ratios = [r["shared"]["noop_lag_p99_ms"] / r["split"]["noop_lag_p99_ms"] for r in rounds]
+    return {
+        **args,
+        # What two processes need for the sleeps at best, whoever else runs.
+        "slow_ideal_s": slow * seconds / 2,
+        "shared": medians([r["shared"] for r in rounds]),
+        "split": medians([r["split"] for r in rounds]),
+        "p99_ratio": statistics.median(ratios),
+        "p99_ratios": ratios,
+    }
 
 
 def await_drained(stack: Stack, timeout: float = 1800) -> float:
@@ -948,6 +1058,20 @@ def main() -> None:
         help="I/O-bound scenario: threads of the platform's worker and of bare Celery's",
     )
     parser.add_argument(
+        "--mixed-slow", type=int, default=50,
+        help="mixed scenario: sleep jobs submitted first (issue #17: 200)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mixed-slow-seconds", type=float, default=2.0, help="mixed scenario: each one's sleep"
+    )
+    parser.add_argument(
+        "--mixed-fast", type=int, default=5000, help="mixed scenario: no-op jobs arriving"
+    )
+    parser.add_argument(
+        "--mixed-rate", type=float, default=100.0,
+        help="mixed scenario: no-op jobs arriving per second (bulk requests every 0.1 s)",
+    )  # fmt: skip
+    parser.add_argument(
         "--only",
         default="throughput,submission,latency,schedule,schedules,scale,memory,fairness,flowcost",
         help="comma list",
@@ -994,6 +1118,11 @@ def main() -> None:
             results["iobound"] = iobound(
                 stack, args.runs, args.io_jobs, args.io_concurrency, args.batch_max
             )
+        if "mixed" in only:
+            results["mixed"] = mixed(
+                stack, args.runs, slow=args.mixed_slow, seconds=args.mixed_slow_seconds,
+                fast=args.mixed_fast, rate=args.mixed_rate,
+            )  # fmt: skip
     finally:
         stack.down()
         # What finished is written even when a later scenario fails (a long run is not lost).
@@ -1104,6 +1233,22 @@ def report(results: dict[str, Any]) -> None:
             (f"{at}, CPU per job, platform k=1 (ms)", io["platform_k1"]["cpu_ms_per_job"], ""),
             (f"{at}, CPU per task, bare Celery (ms)", io["baseline"]["cpu_ms_per_job"], ""),
         ]  # fmt: skip
+    if "mixed" in results:
+        m = results["mixed"]
+        at = f"mixed, {m['fast']:,} no-ops behind {m['slow']} sleeps of {m['seconds']:g} s"
+        for name, label in (("shared", "one shared queue"), ("split", "a queue per kind")):
+            r = m[name]
+            rows += [
+                (f"{at}, {label}: no-op start lag p50 (ms)", r["noop_lag_p50_ms"], ""),
+                (f"{at}, {label}: no-op start lag p99 (ms)", r["noop_lag_p99_ms"], ""),
+                (f"{at}, {label}: no-op start lag max (ms)", r["noop_lag_max_ms"], ""),
+                (f"{at}, {label}: sleeps done after (s)", r["slow_done_s"], ""),
+                (f"{at}, {label}: no-ops arriving (jobs/s)", r["arrival_per_s"], ""),
+            ]
+        rows += [
+            (f"{at}: sleeps done after, at best (s)", m["slow_ideal_s"], ""),
+            (f"{at}: ratio no-op p99 shared / per kind", m["p99_ratio"], ""),
+        ]
     width = max(len(r[0]) for r in rows)
     print(f"\n{'scenario':<{width}}  {'median':>10}  target")
     for name, value, target in rows:

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -224,16 +225,25 @@ class Stack:
         return total
 
     def start_worker(
-        self, *, pool: str = "prefork", concurrency: int = 2, env: dict[str, str] | None = None
+        self,
+        name: str = "worker",
+        *,
+        queues: str = "default",
+        pool: str = "prefork",
+        concurrency: int = 2,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """A platform worker consuming ``queues`` (a comma list); its Celery node name is
+        ``<name>@<host>``, so that several may run at once (the mixed scenario)."""
         self.start(
-            "worker",
+            name,
             [sys.executable, "-m", "celery", "-A", "jobplatform", "worker", "--pool", pool,
-             "--concurrency", str(concurrency), "--queues", "default", "--loglevel", "WARNING",
+             "--concurrency", str(concurrency), "--queues", queues, "--loglevel", "WARNING",
+             "--hostname", f"{name}@%h",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             env=env,
         )  # fmt: skip
-        self.await_celery_ready("worker", pool)
+        self.await_celery_ready(name, pool, node=f"{name}@{socket.gethostname()}")
 
     def start_baseline_worker(self, *, pool: str = "prefork", concurrency: int = 2) -> None:
         self.start(
@@ -244,9 +254,10 @@ class Stack:
         )  # fmt: skip
         self.await_celery_ready("baseline-worker", pool)
 
-    def await_celery_ready(self, name: str, pool: str = "prefork") -> None:
+    def await_celery_ready(self, name: str, pool: str = "prefork", node: str | None = None) -> None:
         """Until the worker answers a broadcast ping: its consumer is connected and serving
-        (and, on prefork, its two pool processes are up)."""
+        (and, on prefork, its two pool processes are up); ``node``: only that node's answer
+        counts (another worker already running would answer too)."""
         broker = self.env["BASELINE_BROKER_URL" if name == "baseline-worker" else "REDIS_URL"]
         app = Celery(broker=broker, set_as_current=False)
         # The same key separator as the workers, or the reply binding cannot be parsed.
@@ -254,7 +265,11 @@ class Stack:
         control = app.control
         deadline = time.monotonic() + 60
         children = 2 if pool == "prefork" else 0
-        while not (len(self.pool_pids(name)) >= children and control.ping(timeout=0.5)):
+        destination = [node] if node else None
+        while not (
+            len(self.pool_pids(name)) >= children
+            and control.ping(destination=destination, timeout=0.5)
+        ):
             if time.monotonic() > deadline or self.processes[name].poll() is not None:
                 raise RuntimeError(f"{name} did not start: see {self.logs / name}.log")
 

@@ -286,6 +286,11 @@ JOBPLATFORM_METRICS_TOKEN = env_secret("JOBPLATFORM_METRICS_TOKEN", default="")
 # silently ignored by Celery. https://docs.celeryq.dev/en/stable/userguide/configuration.html
 
 JOBPLATFORM_QUEUES = env.list("JOBPLATFORM_QUEUES", default=["default"])
+# The Celery queue of the signed notifications: completion callbacks (jobs.deliver_callback) and
+# the dead-letter webhook (deadletter.notify_webhook), with their retries. Not a job queue: a
+# slow receiver's deliveries, and their retries' countdowns, hold the slots of the workers that
+# consume it, not the job queues' (docs/operations.md#scaling-workers-and-queues).
+JOBPLATFORM_WEBHOOK_QUEUE = env("JOBPLATFORM_WEBHOOK_QUEUE", default="webhooks")
 # Longest job and longest retry backoff a submission may ask for: they bound the visibility timeout.
 JOBPLATFORM_MAX_JOB_TIMEOUT = env.int("JOBPLATFORM_MAX_JOB_TIMEOUT", default=3600)
 JOBPLATFORM_MAX_RETRY_BACKOFF = env.int("JOBPLATFORM_MAX_RETRY_BACKOFF", default=3600)
@@ -309,7 +314,7 @@ RABBITMQ_QUEUE_TYPE: brokers.QueueType = env("RABBITMQ_QUEUE_TYPE", default="quo
 JOBPLATFORM_VISIBILITY_TIMEOUT = JOBPLATFORM_MAX_JOB_TIMEOUT + JOBPLATFORM_MAX_RETRY_BACKOFF + 300
 _broker = brokers.BrokerSettings.for_url(
     _broker_url,
-    queues=JOBPLATFORM_QUEUES,
+    queues=list(dict.fromkeys([*JOBPLATFORM_QUEUES, JOBPLATFORM_WEBHOOK_QUEUE])),
     visibility_timeout=JOBPLATFORM_VISIBILITY_TIMEOUT,
     rabbitmq_queue_type=RABBITMQ_QUEUE_TYPE,
 )
@@ -332,6 +337,8 @@ CACHES = {
     }
 }
 CELERY_TASK_DEFAULT_QUEUE = JOBPLATFORM_QUEUES[0]
+# Callbacks and webhooks to JOBPLATFORM_WEBHOOK_QUEUE (jobplatform/webhooks.py).
+CELERY_TASK_ROUTES = ["jobplatform.webhooks.route"]
 # A message is acknowledged only after the task returns, and handed back if the worker process dies,
 # so a crash never loses a job; duplicate deliveries are made harmless by the claim (DESIGN §2).
 CELERY_TASK_ACKS_LATE = True

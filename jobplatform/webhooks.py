@@ -53,6 +53,24 @@ RETRY_OPTIONS: dict[str, Any] = {
 }
 
 
+# The delivery tasks (jobs.callbacks.services.DELIVER_TASK, deadletter.services.NOTIFY_TASK):
+# named here, since jobplatform imports neither app.
+WEBHOOK_TASKS = frozenset({"jobs.deliver_callback", "deadletter.notify_webhook"})
+
+
+def route(name: str, *args: Any, **kwargs: Any) -> dict[str, str] | None:
+    """Celery's router (CELERY_TASK_ROUTES): a delivery task goes to JOBPLATFORM_WEBHOOK_QUEUE,
+    a queue of its own, however it is published (after its commit, or again by the outbox's
+    flush), so a slow receiver holds the workers of that queue, not the job queues'. Read at
+    each publish. A retry keeps the queue its message came from (Celery's retry reuses the
+    message's routing, which an explicit queue wins over a router's)."""
+    if name not in WEBHOOK_TASKS:
+        return None
+    from django.conf import settings
+
+    return {"queue": settings.JOBPLATFORM_WEBHOOK_QUEUE}
+
+
 def encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 

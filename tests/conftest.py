@@ -155,11 +155,14 @@ def running_platform(
     concurrency: int = 2,
     name: str = "test-worker",
     pool: str = "prefork",
+    webhooks: bool = True,
 ) -> Iterator[Platform]:
     """A real Celery worker (``pool``: prefork, or threads for the I/O pool) serving ``queues``
-    (a comma list) and a real dispatcher releasing their jobs, as subprocesses, with ``env`` (the
-    broker, the pooler, settings...) on top of the test settings; ready when entered, stopped on
-    exit. Logs: ``logs/worker.log``, ``logs/dispatcher.log``."""
+    (a comma list) and, with ``webhooks``, JOBPLATFORM_WEBHOOK_QUEUE (the callbacks' and the
+    dead-letter webhooks', as the Procfile's worker does), and a real dispatcher releasing the
+    jobs of ``queues``, as subprocesses, with ``env`` (the broker, the pooler, settings...) on
+    top of the test settings; ready when entered, stopped on exit. Logs: ``logs/worker.log``,
+    ``logs/dispatcher.log``."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -177,7 +180,8 @@ def running_platform(
     with plat.worker_log.open("wb") as wlog, plat.dispatcher_log.open("wb") as dlog:
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "jobplatform", "worker", "--loglevel", "INFO",
-             "--pool", pool, "--concurrency", str(concurrency), "--queues", queues,
+             "--pool", pool, "--concurrency", str(concurrency),
+             "--queues", queues + (f",{settings.JOBPLATFORM_WEBHOOK_QUEUE}" if webhooks else ""),
              "--hostname", hostname, "--without-gossip", "--without-mingle"],
             cwd=REPO, env=env, stdout=wlog, stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -46,7 +46,7 @@ def _test_broker_url() -> str:
 
 _broker = brokers.BrokerSettings.for_url(
     _test_broker_url(),
-    queues=JOBPLATFORM_QUEUES,
+    queues=list(dict.fromkeys([*JOBPLATFORM_QUEUES, JOBPLATFORM_WEBHOOK_QUEUE])),  # noqa: F405
     visibility_timeout=JOBPLATFORM_VISIBILITY_TIMEOUT,  # noqa: F405
     rabbitmq_queue_type=RABBITMQ_QUEUE_TYPE,  # noqa: F405
 )

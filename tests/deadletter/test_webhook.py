@@ -124,9 +124,9 @@ HOOK_QUEUE = "deadletter-hook"  # served by the worker below only, which has the
 def hook_platform(platform, receiver, tmp_path_factory):
     """A worker and a dispatcher of their own, for one queue, with the webhook configured.
 
-    The session's worker has no webhook: this worker is where the job dies, and its default
-    queue (the first of JOBPLATFORM_QUEUES) is where it publishes, and itself runs, the
-    notification.
+    The session's worker has no webhook: this worker is where the job dies, and its queue,
+    made its JOBPLATFORM_WEBHOOK_QUEUE too, is where it publishes, and itself runs, the
+    notification (the session's worker consumes the default webhook queue).
     """
     logs = tmp_path_factory.mktemp("hook-platform")
     env = {
@@ -135,6 +135,7 @@ def hook_platform(platform, receiver, tmp_path_factory):
         "DATABASE_URL": database_url(),
         "PYTHONUNBUFFERED": "1",
         "JOBPLATFORM_QUEUES": HOOK_QUEUE,
+        "JOBPLATFORM_WEBHOOK_QUEUE": HOOK_QUEUE,
         "JOBPLATFORM_DEADLETTER_WEBHOOK_URL": f"{receiver.url}/e2e",
         "JOBPLATFORM_DEADLETTER_WEBHOOK_SECRET": SECRET,
     }

@@ -64,6 +64,8 @@ def test_broker_url_wins_and_rabbitmq_gets_durable_quorum_queues_and_confirms():
     assert conf["queues"] == [
         ["default", "default", "topic", "default", True, {"x-queue-type": "quorum"}],
         ["reports", "reports", "topic", "reports", True, {"x-queue-type": "quorum"}],
+        # JOBPLATFORM_WEBHOOK_QUEUE, declared as the job queues are (retries wait in it).
+        ["webhooks", "webhooks", "topic", "webhooks", True, {"x-queue-type": "quorum"}],
     ]
     assert conf["missing"] == ["quorum", "topic"]
 
@@ -74,8 +76,9 @@ def test_rabbitmq_classic_queues_carry_priorities():
         BROKER_URL="amqp://rabbitmq//",
         RABBITMQ_QUEUE_TYPE="classic",
     )
-    [[_, _, _, _, _, arguments]] = conf["queues"]
-    assert arguments == {"x-queue-type": "classic", "x-max-priority": 9}
+    assert [queue[0] for queue in conf["queues"]] == ["default", "webhooks"]
+    for *_, arguments in conf["queues"]:
+        assert arguments == {"x-queue-type": "classic", "x-max-priority": 9}
 
 
 def test_a_broker_url_of_another_kind_or_queue_type_is_refused():

@@ -54,3 +54,17 @@ def test_workers_serve_message_priority_and_rotate_between_queues():
     options = app.conf.broker_transport_options
     assert options["queue_order_strategy"] == "round_robin"
     assert options["priority_steps"] == list(range(10))
+
+
+def test_the_delivery_tasks_go_to_the_webhook_queue_and_jobs_to_their_own(settings):
+    from deadletter.services import NOTIFY_TASK
+    from jobs.callbacks.services import DELIVER_TASK
+
+    def queue(task: str, **options: str) -> str:
+        return app.amqp.router.route(options, task)["queue"].name
+
+    assert queue(DELIVER_TASK) == queue(NOTIFY_TASK) == "webhooks"  # JOBPLATFORM_WEBHOOK_QUEUE
+    assert queue("executions.run_job", queue="reports") == "reports"  # the dispatcher names it
+    assert queue("deadletter.purge") == settings.JOBPLATFORM_QUEUES[0]  # the default queue
+    settings.JOBPLATFORM_WEBHOOK_QUEUE = "hooks"  # read at each publish
+    assert queue(DELIVER_TASK) == "hooks"

@@ -23,7 +23,7 @@ from jobs.callbacks.services import DELIVER_TASK, callback_deliver, callback_key
 from jobs.models import Job
 from jobs.services import job_cancel
 from jobs.tasks import deliver_callback
-from tests.conftest import client_for
+from tests.conftest import client_for, running_platform
 from tests.deadletter.support import WebhookReceiver
 from tests.factories import UserFactory, with_role
 from tests.jobs.factories import JobFactory
@@ -426,6 +426,43 @@ def test_a_receiver_answering_4xx_is_not_retried(platform, api, receiver, path):
     # failed: the task ended without raising for a retry; the receiver was asked once.
     assert (row["state"], row["status_code"]) == ("failed", 404)
     assert len(receiver.at(path)) == 1
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_of_the_webhook_queue_alone_delivers_while_the_jobs_worker_is_busy(
+    platform, api, receiver, path, settings, tmp_path
+):
+    """Deliveries go to JOBPLATFORM_WEBHOOK_QUEUE, not to a job queue: with both processes of
+    the session's worker held by running jobs, a worker consuming only the webhook queue
+    (threads, as docs/operations.md advises) delivers a job's callback, and its retry: Celery's
+    retry goes back to the queue the message came from."""
+    settings.JOBPLATFORM_WEBHOOK_QUEUE = f"hooks-{uuid.uuid4().hex[:8]}"  # this worker's alone
+    with running_platform(
+        tmp_path, queues=settings.JOBPLATFORM_WEBHOOK_QUEUE, pool="threads", webhooks=False,
+        name="hooks",
+    ) as hooks:  # fmt: skip
+        sleep = [{"type": "sleep", "params": {"seconds": 600}}]
+        busy = [submit(api, steps=sleep).json()["id"] for _ in range(2)]  # -c 2
+
+        def statuses():
+            return {api.get(f"/api/v1/jobs/{job}/").json()["status"] for job in busy}
+
+        wait_for(lambda: statuses() == {"running"}, what="both job processes busy")
+        receiver.answer(path, 500)  # the first attempt fails: a retry follows
+        later = (timezone.now() + timedelta(hours=1)).isoformat()
+        job_id = submit(api, run_at=later, callback_url=receiver.url + path).json()["id"]
+        assert api.post(f"/api/v1/jobs/{job_id}/cancel/").status_code == 200
+        first, second = delivered(api, job_id, count=2)
+        assert (first["state"], second["state"]) == ("retrying", "delivered")
+        assert second["event"] == "job.cancelled"
+        assert receiver.at(path)[1].json()["job"]["id"] == job_id
+        received = f"Task {DELIVER_TASK}["  # Celery's log line of a message taken
+        assert received in hooks.worker_output()
+        assert statuses() == {"running"}  # held throughout: the delivery took no job slot
+        for job in busy:  # the session's worker, freed for the next tests
+            assert api.post(f"/api/v1/jobs/{job}/cancel/").status_code == 200
+        wait_for(lambda: statuses() == {"cancelled"}, what="the busy jobs to stop")
 
 
 @pytest.mark.django_db
