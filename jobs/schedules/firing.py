@@ -545,7 +545,7 @@ SET next_fire_at = v.next_fire_at, buffered_for = v.buffered_for,
     last_fired_at = %(now)s, updated_at = %(now)s, version = s.version + 1
 FROM unnest(%(ids)b::uuid[], %(next)b::timestamptz[], %(buffered)b::timestamptz[])
     AS v(id, next_fire_at, buffered_for)
-WHERE s.id = v.id
+WHERE s.id = v.id AND s.id = ANY(%(ids)b::uuid[])  -- by primary key, not a hash of the table
 """
 
 
