@@ -338,6 +338,36 @@ def iobound(
     return result
 
 
+def baseline_start_lag(stack: Stack, count: int) -> dict[str, float]:
+    """Bare Celery beside the schedules' start target: ``count`` tasks that do nothing but note
+    when they started, published at once (one pipeline, as the dispatcher publishes) to one
+    prefork worker of two processes; how long after the publishing began each started."""
+    stack.start_baseline_worker()
+    client = stack.baseline_redis
+    client.delete("started")
+    task = baseline_app.tasks["baseline.started"]
+    try:
+        since = time.time()
+        with baseline_app.producer_or_acquire() as producer, producer.batch(max_size=count):
+            for _ in range(count):
+                task.apply_async((since,), queue="baseline", producer=producer)
+        published = time.time() - since
+        deadline = time.monotonic() + 1200
+        while client.llen("started") < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{count} bare Celery tasks did not start in time")
+            time.sleep(0.1)
+    finally:
+        stack.stop("baseline-worker")
+    lags = sorted(1000 * float(lag) for lag in client.lrange("started", 0, -1))
+    return {
+        "bare_published_ms": 1000 * published,
+        "bare_started_p50_ms": percentile(lags, 50),
+        "bare_started_p99_ms": percentile(lags, 99),
+        "bare_started_max_ms": lags[-1],
+    }
+
+
 def await_drained(stack: Stack, timeout: float = 1800) -> float:
     """When no baseline message is queued or unacknowledged: every task has run."""
     client = stack.baseline_redis
@@ -543,6 +573,7 @@ def schedules_on_time(
         ]
     created = sorted(lag for t in per_tick for lag in t["created"])
     started = sorted(lag for t in per_tick for lag in t["started"])
+    bare = baseline_start_lag(stack, count)  # one burst of count, the start target's bound
     return {
         "schedules": count,
         "dispatchers": dispatchers,
@@ -566,6 +597,7 @@ def schedules_on_time(
         },
         "sessions_cpu_ms": statistics.median(t["cpu"]["dispatcher_sessions"] for t in per_tick),
         "loadavg": statistics.median(t["loadavg"] for t in per_tick),
+        **bare,
         "ticks": [
             {k: v for k, v in t.items() if k not in ("created", "started")} for t in per_tick
         ],
@@ -1072,6 +1104,12 @@ def report(results: dict[str, Any]) -> None:
             (f"{at}: started after the tick p50 (ms)", r["started_p50_ms"], ""),
             (f"{at}: started after the tick p99 (ms)", r["started_p99_ms"], "<= 2000 (idle)"),
             (f"{at}: started after the tick max (ms)", r["started_max_ms"], ""),
+            (f"{at}: bare Celery, {count:,} tasks published at once: published in (ms)",
+             r["bare_published_ms"], ""),
+            (f"{at}: bare Celery, started after the publishing began p50 (ms)",
+             r["bare_started_p50_ms"], ""),
+            (f"{at}: bare Celery, started after the publishing began p99 (ms)",
+             r["bare_started_p99_ms"], "the start target's bound"),
             (f"{at}: jobs per tick, fewest", r["jobs_per_tick_min"], f"= {count}"),
             (f"{at}: ticks fired twice", r["duplicates"], "0"),
             (f"{at}: sweep per tick, dispatcher CPU (ms)", r["sweep_cpu_ms"], ""),
