@@ -3,6 +3,7 @@ each tick once; the dispatcher wakes for the next tick; beat has nothing to do w
 
 from __future__ import annotations
 
+import gc
 import threading
 import uuid
 from datetime import timedelta
@@ -56,6 +57,28 @@ def test_a_sweep_fires_every_due_schedule_in_batches_and_leaves_the_rest(user):
     assert {next_fire[s.id] for s in every_five} == {TICK + timedelta(minutes=5)}
     assert (next_fire[berlin.id], next_fire[paused.id]) == (berlin.next_fire_at, None)
     assert schedules_fire_due(now=now, batch_size=4).fired == {}  # claimed: nothing is due
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_is_off_during_a_sweep_and_as_it_was_after(
+    user, monkeypatch, enabled
+):
+    make_schedule(user, now=T0, cron="* * * * *")
+    during = []
+    fire_batch = firing._fire_batch
+
+    def watched(claimed, **kwargs):
+        during.append(gc.isenabled())
+        return fire_batch(claimed, **kwargs)
+
+    monkeypatch.setattr(firing, "_fire_batch", watched)
+    (gc.enable if enabled else gc.disable)()
+    try:
+        assert schedules_fire_due(now=TICK).jobs == 1
+        assert (during, gc.isenabled()) == ([False], enabled)
+    finally:
+        gc.enable()
 
 
 @pytest.mark.django_db
