@@ -604,9 +604,9 @@ def schedules_on_time(
     }
 
 
+# The console format's lines (bench.stack starts the dispatchers with it).
 SWEPT = re.compile(
-    r"^(\S+ \S+) INFO jobplatform.schedules fired (\d+) schedules \((\d+) jobs\) in (\d+) ms, "
-    r"(\d+) ms CPU",
+    r"^(\S+)Z \[info\s*\] fired (\d+) schedules \((\d+) jobs\) in (\d+) ms, (\d+) ms CPU",
     re.MULTILINE,
 )
 
@@ -615,7 +615,7 @@ def swept(log: str) -> list[dict[str, Any]]:
     """The sweeps a dispatcher logged: for which tick (the minute it began in), and its cost."""
     sweeps = []
     for at, schedules, jobs, wall, cpu in SWEPT.findall(log):
-        ended = datetime.strptime(at, "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
+        ended = datetime.fromisoformat(at).replace(tzinfo=UTC)
         began = ended - timedelta(milliseconds=int(wall))
         sweeps.append({
             "tick": began.replace(second=0, microsecond=0), "schedules": int(schedules),
