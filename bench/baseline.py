@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from typing import Any
 
 from celery import Celery
 
@@ -26,6 +28,20 @@ app.conf.update(
 @app.task(name="baseline.noop")
 def noop() -> None:
     """Nothing: what the platform adds on top is what the benchmark measures."""
+
+
+_redis: Any = None
+
+
+@app.task(name="baseline.started")
+def started(since: float) -> None:
+    """Nothing but noting, in the broker's Redis, how long after ``since`` it started."""
+    global _redis
+    if _redis is None:
+        import redis
+
+        _redis = redis.Redis.from_url(app.conf.broker_url)
+    _redis.rpush("started", time.time() - since)
 
 
 _client = None

@@ -206,7 +206,12 @@ class Stack:
         ``env`` adds settings (JOBPLATFORM_BATCH_MAX, say)."""
         env = (
             {"PGAPPNAME": name}
-            | ({"DJANGO_LOG_LEVEL": log_level} if log_level else {})
+            # Console lines, whatever the caller's shell says: bench.swept() reads them.
+            | (
+                {"DJANGO_LOG_LEVEL": log_level, "JOBPLATFORM_LOG_FORMAT": "console"}
+                if log_level
+                else {}
+            )
             | (env or {})
         )
         ready = "dispatcher started" if log_level else None

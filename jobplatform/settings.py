@@ -449,6 +449,9 @@ JOBPLATFORM_LIVENESS_INTERVAL = env.float("JOBPLATFORM_LIVENESS_INTERVAL", defau
 JOBPLATFORM_SCHEDULE_MISFIRE_GRACE = env.float("JOBPLATFORM_SCHEDULE_MISFIRE_GRACE", default=60.0)
 # Schedules a sweep fires per transaction (each batch is one claim, one job INSERT, one UPDATE).
 JOBPLATFORM_SCHEDULE_BATCH = env.int("JOBPLATFORM_SCHEDULE_BATCH", default=1000)
+# Database sessions one dispatcher's sweep uses at once when more than a batch is due: with two,
+# one batch is decided in Python while another is in PostgreSQL (docs/performance.md).
+JOBPLATFORM_SCHEDULE_SESSIONS = env.int("JOBPLATFORM_SCHEDULE_SESSIONS", default=2)
 # How long an Idempotency-Key keeps answering with its job; after that it may be reused.
 JOBPLATFORM_IDEMPOTENCY_TTL_HOURS = env.float("JOBPLATFORM_IDEMPOTENCY_TTL_HOURS", default=24.0)
 # Dead letters: closed (retried or dismissed) entries are purged this many days after they were

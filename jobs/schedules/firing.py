@@ -16,10 +16,13 @@ same decisions and writes.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -27,7 +30,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -101,7 +104,7 @@ class SweepResult:
 
 
 def schedules_fire_due(
-    *, now: datetime | None = None, batch_size: int | None = None
+    *, now: datetime | None = None, batch_size: int | None = None, sessions: int | None = None
 ) -> SweepResult:
     """Fire every schedule whose ``next_fire_at`` has come, and every buffered tick whose
     blocking job has ended, ``batch_size`` schedules per transaction.
@@ -110,22 +113,55 @@ def schedules_fire_due(
     ``FOR UPDATE SKIP LOCKED`` and advances their ``next_fire_at`` before it commits, so a tick
     is claimed once. A schedule locked by an edit is skipped and fires at the next sweep (the
     edit keeps a due tick due). Jobs are stored PENDING and the dispatchers woken at each commit.
+
+    When the first batch is full (more is due), up to ``sessions`` - 1 more database sessions
+    (threads) sweep beside this one, as more dispatchers would: while one session's batch is in
+    PostgreSQL, another's is decided in Python. Not inside a caller's transaction, which they
+    could not see into.
     """
-    now = now or timezone.now()
-    batch_size = batch_size or settings.JOBPLATFORM_SCHEDULE_BATCH
+    with _collector_paused():
+        return _sweep(
+            now=now or timezone.now(),
+            batch_size=batch_size or settings.JOBPLATFORM_SCHEDULE_BATCH,
+            sessions=sessions or settings.JOBPLATFORM_SCHEDULE_SESSIONS,
+        )
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for the length of a sweep, as it was after.
+
+    A sweep allocates tens of thousands of short-lived objects (rows, tuples, lists) and makes
+    no reference cycles: refcounting frees them all. But their number triggered the collector,
+    and its full collections traverse every object of the process (Django's included): a third
+    of a sweep's Python CPU (docs/performance.md#schedules-at-scale).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:  # of two sweeps at once, the one that turned it off turns it on
+            gc.enable()
+
+
+def _sweep(*, now: datetime, batch_size: int, sessions: int) -> SweepResult:
     began, cpu = time.monotonic(), time.process_time()
-    firings: list[tuple[UUID, datetime, str, UUID | None]] = []
-    schedules = 0
-    plans: dict[tuple[Any, ...], MisfirePlan | str] = {}  # shared by the batches of one sweep
-    while True:
-        with transaction.atomic():
-            claimed = _claim(now=now, limit=batch_size)
-            firings += _fire_batch(claimed, now=now, plans=plans)
-        schedules += len(claimed)
-        # A short batch: nothing else is due, or the rest is locked by another sweeper (which
-        # fires it) or by an edit (the next sweep fires it).
-        if len(claimed) < batch_size:
-            break
+    sweep = _Sweep(now=now, batch_size=batch_size)
+    if sweep.batch():  # full: more may be due
+        helpers = [
+            _Sweep(now=now, batch_size=batch_size)
+            for _ in range(sessions - 1 if not connection.in_atomic_block else 0)
+        ]
+        with ThreadPoolExecutor(max(1, len(helpers)), thread_name_prefix="sweep") as pool:
+            running = [pool.submit(_sweep_in_own_session, helper) for helper in helpers]
+            sweep.run()
+            for future in running:
+                future.result()  # a helper's error is the sweep's
+        for helper in helpers:
+            sweep.firings += helper.firings
+            sweep.schedules += helper.schedules
+    firings = sweep.firings
     # Once every job is made: the pruning takes no time from the ticks.
     fired = list(dict.fromkeys(schedule_id for schedule_id, *_ in firings))
     for start in range(0, len(fired), batch_size):
@@ -136,12 +172,45 @@ def schedules_fire_due(
     if firings:
         logger.info(
             "fired %d schedules (%d jobs) in %.0f ms, %.0f ms CPU",
-            schedules,
+            sweep.schedules,
             result.jobs,
             1000 * result.seconds,
             1000 * result.cpu_seconds,
         )
     return result
+
+
+class _Sweep:
+    """One session's part of a sweep: batch after batch until a short one."""
+
+    def __init__(self, *, now: datetime, batch_size: int) -> None:
+        self.now, self.batch_size = now, batch_size
+        self.firings: list[tuple[UUID, datetime, str, UUID | None]] = []
+        self.schedules = 0
+        # The misfire plans, shared by the session's batches.
+        self.plans: dict[tuple[Any, ...], MisfirePlan | str] = {}
+
+    def batch(self) -> bool:
+        """Fire one batch in its own transaction; whether it was full (more may be due)."""
+        with transaction.atomic():
+            claimed = _claim(now=self.now, limit=self.batch_size)
+            self.firings += _fire_batch(claimed, now=self.now, plans=self.plans)
+        self.schedules += len(claimed)
+        return len(claimed) == self.batch_size
+
+    def run(self) -> None:
+        # A short batch: nothing else is due, or the rest is locked by another sweeper (which
+        # fires it) or by an edit (the next sweep fires it).
+        while self.batch():
+            pass
+
+
+def _sweep_in_own_session(sweep: _Sweep) -> None:
+    """``sweep.run()`` in a helper thread, on the thread's own connection, closed after."""
+    try:
+        sweep.run()
+    finally:
+        connection.close()
 
 
 _CLAIMED_COLUMNS = (
@@ -545,7 +614,7 @@ SET next_fire_at = v.next_fire_at, buffered_for = v.buffered_for,
     last_fired_at = %(now)s, updated_at = %(now)s, version = s.version + 1
 FROM unnest(%(ids)b::uuid[], %(next)b::timestamptz[], %(buffered)b::timestamptz[])
     AS v(id, next_fire_at, buffered_for)
-WHERE s.id = v.id
+WHERE s.id = v.id AND s.id = ANY(%(ids)b::uuid[])  -- by primary key, not a hash of the table
 """
 
 

@@ -211,6 +211,9 @@ WITH v AS (
 INSERT INTO jobs_job ({_COLUMNS})
 SELECT {_TICK_SELECT}
 FROM v JOIN jobs_schedule AS s ON s.id = v.schedule_id
+-- The batch's schedules by primary key: without it the join hashed the whole table, for every
+-- batch (a third of the statement's time at 10,000 schedules, and growing with the table).
+WHERE s.id = ANY(%(schedules)b::uuid[])
 ORDER BY v.position
 -- A tick that already has its job (a trigger at the same instant, say): no row, and the caller
 -- records the tick as a duplicate. The constraint one_job_per_schedule_tick decides, whatever

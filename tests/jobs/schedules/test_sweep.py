@@ -3,6 +3,7 @@ each tick once; the dispatcher wakes for the next tick; beat has nothing to do w
 
 from __future__ import annotations
 
+import gc
 import threading
 import uuid
 from datetime import timedelta
@@ -56,6 +57,28 @@ def test_a_sweep_fires_every_due_schedule_in_batches_and_leaves_the_rest(user):
     assert {next_fire[s.id] for s in every_five} == {TICK + timedelta(minutes=5)}
     assert (next_fire[berlin.id], next_fire[paused.id]) == (berlin.next_fire_at, None)
     assert schedules_fire_due(now=now, batch_size=4).fired == {}  # claimed: nothing is due
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_is_off_during_a_sweep_and_as_it_was_after(
+    user, monkeypatch, enabled
+):
+    make_schedule(user, now=T0, cron="* * * * *")
+    during = []
+    fire_batch = firing._fire_batch
+
+    def watched(claimed, **kwargs):
+        during.append(gc.isenabled())
+        return fire_batch(claimed, **kwargs)
+
+    monkeypatch.setattr(firing, "_fire_batch", watched)
+    (gc.enable if enabled else gc.disable)()
+    try:
+        assert schedules_fire_due(now=TICK).jobs == 1
+        assert (during, gc.isenabled()) == ([False], enabled)
+    finally:
+        gc.enable()
 
 
 @pytest.mark.django_db
@@ -122,6 +145,37 @@ def test_two_sweepers_share_many_schedules_and_fire_each_tick_once(user):
     assert set(made["a"]).isdisjoint(made["b"])
     assert sorted(made["a"] + made["b"]) == sorted(Job.objects.values_list("id", flat=True))
     assert ScheduleFiring.objects.exclude(outcome="created").count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_sweep_fires_in_several_sessions_and_each_tick_once(user, monkeypatch):
+    schedules = [make_schedule(user, now=T0, cron="* * * * *") for _ in range(40)]
+    sessions = 3
+    # Each session's first batch after the first one waits, with its schedules claimed, until
+    # every session has claimed one: all three take part, whatever the threads' timing.
+    together = threading.Barrier(sessions)
+    fired_by: dict[int, list[int]] = {}  # each thread's batches (their sizes)
+    fire_batch = firing._fire_batch
+
+    def counted(claimed, **kwargs):
+        batches = fired_by.setdefault(threading.get_ident(), [])
+        if claimed and len(batches) == int(threading.get_ident() == main):
+            together.wait(timeout=10)
+        batches.append(len(claimed))
+        return fire_batch(claimed, **kwargs)
+
+    main = threading.get_ident()
+    monkeypatch.setattr(firing, "_fire_batch", counted)
+    swept = schedules_fire_due(now=TICK + timedelta(seconds=1), batch_size=3, sessions=sessions)
+    assert len([b for b in fired_by.values() if sum(b)]) == sessions
+    assert sum(map(sum, fired_by.values())) == swept.jobs == len(schedules)
+    assert set(swept.fired) == {s.id for s in schedules}
+    ticks = list(Job.objects.values_list("schedule_id", "scheduled_for"))
+    assert sorted(ticks) == sorted((s.id, TICK) for s in schedules)
+    assert ScheduleFiring.objects.filter(outcome="created").count() == len(schedules)
+    assert set(Schedule.objects.values_list("next_fire_at", flat=True)) == {
+        TICK + timedelta(minutes=1)
+    }
 
 
 @pytest.fixture
