@@ -179,7 +179,7 @@ def test_the_processes_endpoint_lists_every_process_for_admins(platform, admin, 
     assert body["alive"]["worker"] >= 1 and body["alive"]["dispatcher"] >= 1
     [worker] = [p for p in body["processes"] if p["name"] == platform.hostname]
     assert worker["role"] == "worker" and worker["alive"] is True
-    assert worker["details"] == {"queues": ["default"], "concurrency": 2}
+    assert worker["details"] == {"queues": ["default", "webhooks"], "concurrency": 2}
     assert worker["seconds_since_beat"] < 1.5
     [old] = [p for p in body["processes"] if p["name"] == "old-beat"]
     assert old["alive"] is False and old["seconds_since_beat"] >= 60
