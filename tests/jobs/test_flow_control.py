@@ -105,7 +105,10 @@ def test_a_priority_9_job_overtakes_a_backlog_of_its_queue(flow_platform, api, o
     """The backlog waits in PostgreSQL (beyond the broker's quarter second of work, or beyond
     the cap), where the release takes the urgent job first."""
     set_cap(operator, "flow", cap)
-    backlog = bulk(api, 60, queue="flow", priority=0, steps=sleeping(0.05))
+    # Jobs of 0.2 s: the backlog lasts three seconds on four processes, long beside the urgent
+    # job's way through the API and the release even on a loaded machine, and its release rate
+    # (20 jobs/s) keeps the broker's quarter second of work near its floor of 10 jobs.
+    backlog = bulk(api, 60, queue="flow", priority=0, steps=sleeping(0.2))
     wait_for(lambda: started(backlog) >= 8, what="the backlog to be running")
     urgent = submit_job(api, sleeping(0), queue="flow", priority=9)
     assert await_finished(api, urgent)["status"] == "succeeded"
@@ -152,7 +155,9 @@ def test_the_broker_serves_the_urgent_message_first(flow_platform, api, user):
 
 def test_two_queues_served_by_one_worker_both_progress(flow_platform, api):
     """The worker lists "flow" first; a busy first queue must not starve "flow-b"."""
-    flood = bulk(api, 150, queue="flow")
+    # 150 jobs of 0.1 s: nearly four seconds of the four processes' work, so "flow-b" being
+    # served before two thirds of it is not a race with a loaded machine's API calls.
+    flood = bulk(api, 150, queue="flow", steps=sleeping(0.1))
     other = [submit_job(api, sleeping(0), queue="flow-b") for _ in range(5)]
     for job_id in other:
         assert await_finished(api, job_id)["status"] == "succeeded"
