@@ -76,6 +76,15 @@ def test_the_worker_is_pinged_under_the_name_it_runs_with():
     assert "--hostname=worker@%h" in SERVICES["worker"]["command"]  # %h: the container's host name
 
 
+def test_the_worker_consumes_every_queue_the_platform_publishes_to():
+    """The job queues and the callbacks' and webhooks' queue, at the settings' defaults
+    (jobplatform/settings.py; the tests' own settings name other queues)."""
+    (queues,) = [defaulted(p).split("=", 1)[1] for p in SERVICES["worker"]["command"]
+                 if p.startswith("--queues")]  # fmt: skip
+    published = {"default", "webhooks"}
+    assert published <= set(queues.split(","))
+
+
 def test_the_migration_is_a_one_shot_that_every_process_waits_for():
     assert SERVICES["migrate"]["restart"] == "no"
     assert SERVICES["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}

@@ -32,6 +32,14 @@ DEPLOYMENTS = {d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/co
 IMAGE = "registry.example.com/jobplatform"
 
 
+CONFIGMAP = next(d for d in DOCUMENTS if d["kind"] == "ConfigMap")["data"]
+
+
+def expand(part: str) -> str:
+    """A command's argument as Kubernetes runs it: each $(VAR) from the ConfigMap."""
+    return re.sub(r"\$\(([A-Z_]+)\)", lambda m: CONFIGMAP[m.group(1)], part)
+
+
 def containers(document: dict[str, Any]) -> list[dict[str, Any]]:
     template = document["spec"]["template"]
     return template["spec"]["containers"]
@@ -60,8 +68,7 @@ def test_a_deployment_per_long_running_role_and_a_migration_job():
 @pytest.mark.parametrize("role", ["web", "dispatcher", "worker", "beat"])
 def test_each_role_runs_a_real_command_with_a_real_probe(role):
     (container,) = containers(DEPLOYMENTS[role])
-    values = {"$(WORKER_CONCURRENCY)": "2", "$(JOBPLATFORM_QUEUES)": "default"}
-    command = [values.get(part.split("=")[-1], "") or part for part in container["command"]]
+    command = [expand(part) for part in container["command"]]
     check_command(command)
     assert container["image"].startswith(f"{IMAGE}:") and not container["image"].endswith(":latest")
     assert "livenessProbe" in container
@@ -79,6 +86,18 @@ def test_each_role_runs_a_real_command_with_a_real_probe(role):
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
     assert DEPLOYMENTS[role]["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"]
+
+
+def test_the_workers_consume_every_queue_the_platform_publishes_to():
+    """The job queues and the callbacks' and webhooks' queue: a queue no worker consumes keeps
+    its messages in the broker for ever."""
+    (container,) = containers(DEPLOYMENTS["worker"])
+    (queues,) = [expand(p).split("=", 1)[1] for p in container["command"] if "--queues" in p]
+    published = {
+        *CONFIGMAP["JOBPLATFORM_QUEUES"].split(","),
+        CONFIGMAP["JOBPLATFORM_WEBHOOK_QUEUE"],
+    }
+    assert published <= set(queues.split(","))
 
 
 def test_web_is_ready_only_when_the_database_and_broker_answer():
