@@ -68,8 +68,11 @@ class Job(models.Model):
     Status = JobStatus
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # No index of its own: job_owner_created (owner, -created_at) begins with it and serves every
+    # lookup by owner (the PROTECT check when a user is deleted included); a second one only cost
+    # every job insert an index entry.
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="jobs", db_index=False
     )
     name = models.CharField(max_length=200)
     steps = models.JSONField(help_text="[{type, params}], validated against the step registry")

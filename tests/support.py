@@ -101,6 +101,8 @@ class HttpTarget:
     - ``/json-nul/<key>``: 200 with JSON holding a NUL character (``"\\u0000"``)
     - ``/trickle/<n>/<key>``: 200 with ``n`` bytes of text, one every 0.1 s (no read waits long,
       the whole takes n / 10 s)
+    - ``/set-cookie/<value>/<key>``: 200 with ``Set-Cookie: session=<value>; Path=/``; with
+      ``?location=<url>``, a 302 to ``url`` carrying that Set-Cookie
     Every request is counted per path; the last request's headers are kept per path.
     """
 
@@ -157,6 +159,10 @@ class HttpTarget:
         elif parts[0] == "redirect-to":
             status = 302
             headers["Location"] = parse_qs(urlsplit(path).query)["location"][0]
+        elif parts[0] == "set-cookie":
+            headers["Set-Cookie"] = f"session={parts[1]}; Path=/"
+            if location := parse_qs(urlsplit(path).query).get("location"):
+                status, headers["Location"] = 302, location[0]
         elif parts[0] in ("big", "big-unsized", "trickle"):
             content_type, answer = "text/plain", "x" * int(parts[1])
         elif parts[0] == "json-nul":

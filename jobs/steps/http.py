@@ -9,6 +9,9 @@
   the name.
 - Redirects are followed here, at most ``JOBPLATFORM_HTTP_MAX_REDIRECTS``, each hop checked as
   the first request; the caller's own headers are not sent to another origin.
+- No cookies are kept: the client is shared by every job of every owner in the process, so a
+  cookie one answer set would be sent with another owner's requests. A job's own ``Cookie``
+  header goes to its origin, redirect hops included.
 - The response body is read as a stream and refused beyond
   ``JOBPLATFORM_HTTP_MAX_RESPONSE_BYTES`` (after decompression).
 """
@@ -23,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpcore
@@ -249,6 +253,10 @@ def http_client() -> httpx.Client:
                 verify = ssl.create_default_context(cafile=settings.JOBPLATFORM_HTTP_CA_BUNDLE)
             _client = httpx.Client(
                 transport=PinnedTransport(BACKEND, verify=verify),
+                # A jar that accepts no cookie for any domain, so it stays empty: a Set-Cookie in
+                # one job's answer is neither kept nor sent by a later job (another owner's) or
+                # redirect hop, which httpx builds from this jar (Client._build_redirect_request).
+                cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
                 follow_redirects=False,
                 trust_env=False,
             )
@@ -273,6 +281,7 @@ def http_step(params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         raise PermanentStepError(f"bad url: {exc}", code="STEP.HTTP_BAD_URL") from exc
     policy = policy_from_settings()
     origin = _origin(request.url)
+    cookie = request.headers.get("Cookie")  # the caller's own, if any (the client keeps none)
     for hop in range(settings.JOBPLATFORM_HTTP_MAX_REDIRECTS + 1):
         response = _send(client, request, policy, timeout)
         try:
@@ -289,6 +298,10 @@ def http_step(params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
                 # The caller's headers (credentials, often) were meant for the first origin.
                 for name in own_headers:
                     request.headers.pop(name, None)
+                cookie = None  # nor back to it after another origin, like the other headers
+            elif cookie is not None:
+                # httpx drops Cookie on every redirect, to send the jar's instead (kept empty).
+                request.headers["Cookie"] = cookie
         finally:
             response.close()
     raise AssertionError("unreachable")  # pragma: no cover

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db.models import ProtectedError
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -131,6 +132,27 @@ def test_the_name_filter_reads_its_own_index(admin):
         cursor.execute(f"EXPLAIN {sql}")
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "job_name_created" in plan, plan
+
+
+def test_an_owners_jobs_are_found_through_job_owner_created(admin, user):
+    """owner_id has no index of its own, which each job insert paid for: the prefix of
+    job_owner_created (owner, -created_at) serves a lookup by owner alone, such as the check that
+    refuses to delete a user who owns jobs."""
+    Job.objects.bulk_create(JobFactory.build(owner=admin) for _ in range(3000))
+    JobFactory.create_batch(30, owner=user)
+    with CaptureQueriesContext(connection) as queries, pytest.raises(ProtectedError):
+        user.delete()
+    [sql] = [
+        q["sql"] for q in queries if 'FROM "jobs_job" WHERE "jobs_job"."owner_id" IN' in q["sql"]
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_job")
+        cursor.execute(f"EXPLAIN {sql}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'jobs_job'")
+        indexes = {name for (name,) in cursor.fetchall()}
+    assert "job_owner_created" in plan, plan
+    assert not [name for name in indexes if name.startswith("jobs_job_owner_id_")]
 
 
 def test_a_new_job_answers_without_looking_up_attempts(api, django_assert_max_num_queries):

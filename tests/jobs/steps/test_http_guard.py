@@ -214,6 +214,37 @@ def test_the_callers_headers_do_not_follow_a_redirect_to_another_origin(http_tar
     assert second["Idempotency-Key"] == first["Idempotency-Key"]
 
 
+def test_a_set_cookie_is_not_sent_by_a_later_request_to_the_same_host(http_target):
+    """The client is the worker process's, shared by every job of every owner: a cookie one job's
+    answer sets must not reach the next job's request (another owner's session)."""
+    run({"url": f"{http_target.url}/set-cookie/owner-a-session/jar-next"})
+    run({"url": f"{http_target.url}/ok/jar-next"})  # another job: ctx() is a new job id
+    assert "Cookie" not in http_target.headers["/ok/jar-next"]
+    assert list(http_module.http_client().cookies.jar) == []
+
+
+def test_a_set_cookie_is_not_sent_on_the_next_redirect_hop(http_target):
+    output = run({"url": f"{http_target.url}/set-cookie/hop-session/jar-hop?location=/ok/jar-hop"})
+    assert output["body"] == {"key": "jar-hop", "hits": 1}
+    assert "Cookie" not in http_target.headers["/ok/jar-hop"]
+
+
+def test_the_callers_cookie_is_sent_to_its_origin_and_only_there(http_target, dns):
+    answers, _ = dns
+    answers["elsewhere.example"] = [LOCAL]
+    first = "/set-cookie/theirs/jar-own?location=/ok/jar-own"
+    run({"url": f"{http_target.url}{first}", "headers": {"Cookie": "session=mine"}})
+    assert http_target.headers[first]["Cookie"] == "session=mine"
+    # httpx drops a Cookie header on every redirect; the step puts the caller's back on the same
+    # origin, without the one the answer set.
+    assert http_target.headers["/ok/jar-own"]["Cookie"] == "session=mine"
+    location = quote(f"http://elsewhere.example:{port_of(http_target)}/ok/jar-away", safe="")
+    away = f"/set-cookie/theirs/jar-away?location={location}"
+    run({"url": f"{http_target.url}{away}", "headers": {"Cookie": "session=mine"}})
+    assert http_target.headers[away]["Cookie"] == "session=mine"
+    assert "Cookie" not in http_target.headers["/ok/jar-away"]
+
+
 @override_settings(JOBPLATFORM_HTTP_MAX_RESPONSE_BYTES=1000)
 @pytest.mark.parametrize("path", ["big", "big-unsized"])
 def test_a_response_body_beyond_the_limit_is_refused(http_target, path):
