@@ -35,6 +35,9 @@ _SCHEMES: dict[str, BrokerKind] = {
     "amqps": "rabbitmq",
     "pyamqp": "rabbitmq",
 }
+# kombu's Redis transport less the Redis client object it builds per command
+# (jobplatform/kombu_redis.py): redis:// only; kombu reads rediss:// and redis+socket:// itself.
+REDIS_TRANSPORT = "jobplatform.kombu_redis:Transport"
 # The API's priorities are 0 (least urgent) to 9; a classic RabbitMQ queue orders 0..MAX.
 MAX_PRIORITY = 9
 
@@ -89,6 +92,9 @@ class BrokerSettings:
     # JOBPLATFORM_QUEUES (a worker's --queues) declared as the others are.
     missing_queue_type: QueueType | None = None
     missing_queue_exchange_type: str | None = None
+    # CELERY_BROKER_TRANSPORT: None is kombu's transport for the URL's scheme. On redis://,
+    # kombu's Redis transport with one command client per pool (jobplatform/kombu_redis.py).
+    transport: str | None = None
 
     @classmethod
     def for_url(
@@ -106,6 +112,7 @@ class BrokerSettings:
         if broker_kind(url) == "redis":
             return cls(
                 url=url,
+                transport=REDIS_TRANSPORT if urlsplit(url).scheme == "redis" else None,
                 # Redis redelivers a message not acknowledged within the visibility timeout: it
                 # must outlast the longest job (settings.JOBPLATFORM_VISIBILITY_TIMEOUT says why).
                 # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout

@@ -319,6 +319,7 @@ _broker = brokers.BrokerSettings.for_url(
     rabbitmq_queue_type=RABBITMQ_QUEUE_TYPE,
 )
 CELERY_BROKER_URL = _broker.url
+CELERY_BROKER_TRANSPORT = _broker.transport
 # Redis: the visibility timeout and priority lists; RabbitMQ: publisher confirms.
 CELERY_BROKER_TRANSPORT_OPTIONS = _broker.transport_options
 # RabbitMQ: each queue durable, quorum or classic, on a topic exchange (jobplatform/brokers.py).

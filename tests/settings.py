@@ -51,6 +51,7 @@ _broker = brokers.BrokerSettings.for_url(
     rabbitmq_queue_type=RABBITMQ_QUEUE_TYPE,  # noqa: F405
 )
 CELERY_BROKER_URL = _broker.url
+CELERY_BROKER_TRANSPORT = _broker.transport
 CELERY_BROKER_TRANSPORT_OPTIONS = _broker.transport_options
 CELERY_TASK_QUEUES = _broker.queues
 CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = _broker.missing_queue_type

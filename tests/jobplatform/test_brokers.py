@@ -28,6 +28,7 @@ def loaded(**variables: str) -> dict:
         "import json; from django.conf import settings; from jobplatform.celery import app;"
         "c = app.conf;"
         "print(json.dumps({'url': c.broker_url, 'options': c.broker_transport_options,"
+        " 'transport': c.broker_transport,"
         " 'cache': settings.CACHES['default']['LOCATION'],"
         " 'queues': [[q.name, q.exchange.name, q.exchange.type, q.routing_key, q.durable,"
         " q.queue_arguments] for q in c.task_queues or []],"
@@ -48,6 +49,7 @@ def test_redis_by_default_with_its_visibility_timeout_and_priority_lists():
     assert conf["options"]["visibility_timeout"] == 3600 + 3600 + 300
     assert conf["options"]["priority_steps"] == list(range(10))
     assert conf["queues"] == []  # Celery declares each queue as it meets it
+    assert conf["transport"] == "jobplatform.kombu_redis:Transport"
 
 
 def test_broker_url_wins_and_rabbitmq_gets_durable_quorum_queues_and_confirms():
@@ -68,6 +70,7 @@ def test_broker_url_wins_and_rabbitmq_gets_durable_quorum_queues_and_confirms():
         ["webhooks", "webhooks", "topic", "webhooks", True, {"x-queue-type": "quorum"}],
     ]
     assert conf["missing"] == ["quorum", "topic"]
+    assert conf["transport"] is None  # kombu's, from the scheme
 
 
 def test_rabbitmq_classic_queues_carry_priorities():
@@ -123,3 +126,52 @@ def test_a_countdown_is_whole_seconds_only_where_rabbitmq_holds_it(
     url, queue_type, seconds, expected
 ):
     assert brokers.message_countdown(app_on(url, queue_type), seconds) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "transport"),
+    [
+        ("redis://h:6379/0", brokers.REDIS_TRANSPORT),
+        # kombu reads these schemes itself (TLS, a Unix socket): its transport, untouched.
+        ("rediss://h:6379/0", None),
+        ("redis+socket:///tmp/redis.sock", None),
+        ("amqp://h//", None),
+    ],
+)
+def test_plain_redis_gets_the_transport_with_one_command_client(url, transport):
+    broker = brokers.BrokerSettings.for_url(url, queues=["q"], visibility_timeout=60)
+    assert broker.transport == transport
+
+
+def test_one_command_client_per_pool_and_messages_flow_and_are_acknowledged():
+    """kombu_redis.Channel hands every command the same client of its pool, through a real
+    Redis: deliveries are recorded as unacknowledged and their acks clear them, as with kombu's
+    own channel; a channel whose pool was replaced (a reconnection) gets a new client."""
+    from django.conf import settings
+    from kombu import Connection, Queue
+
+    from jobplatform.kombu_redis import Transport
+
+    name = "test-kombu-redis-" + os.urandom(4).hex()
+    queue = Queue(name, routing_key=name)
+    with Connection(settings.CELERY_BROKER_URL, transport=Transport) as connection:
+        channel = connection.default_channel
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second and first.connection_pool is channel.pool
+        with connection.Producer() as producer:
+            for i in range(3):
+                producer.publish({"i": i}, routing_key=name, declare=[queue])
+        received = []
+        for _ in range(3):
+            message = queue(channel).get(no_ack=False)
+            assert message is not None
+            # Recorded as unacknowledged until the ack, by the one client.
+            assert channel.client.hexists(channel.unacked_key, message.delivery_tag)
+            received.append(message.payload["i"])
+            message.ack()
+            assert not channel.client.hexists(channel.unacked_key, message.delivery_tag)
+        assert received == [0, 1, 2]
+        channel._pool = None  # what kombu does to a channel it reconnects
+        with channel.conn_or_acquire() as third:
+            assert third is not first and third.connection_pool is channel.pool
+        queue(channel).delete()
